@@ -1,0 +1,436 @@
+//! Boot intent: what a node must run (command line, environment, files), derived from the spec
+//! once for every provider, and its rendering for VMs as cloud-init.
+//!
+//! A provider supplies a [`BootLayout`] (where files go, which host to bind, how to invoke
+//! `dask`) and gets a [`BootIntent`]. The local provider runs the intent as processes; VM
+//! providers render it with [`render_cloud_init`]; container providers put `argv` and `env` in
+//! their task or pod specs. Test agents parse the rendered form back and run exactly that, so
+//! the intent is the single description of a node.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    model::{ClusterSpec, Role},
+    tls::TlsBundle,
+};
+
+/// Port the scheduler listens on, unless the provider chooses another.
+pub const SCHEDULER_PORT: u16 = 8786;
+/// Port of the scheduler's dashboard, unless the provider chooses another.
+pub const DASHBOARD_PORT: u16 = 8787;
+
+const SCHEDULER_TTL_PY: &str = include_str!("../../../templates/scheduler_ttl.py");
+const NODE_RUN_SH: &str = include_str!("../../../templates/node-run.sh.j2");
+const CLOUD_INIT: &str = include_str!("../../../templates/cloud-init.yaml.j2");
+
+/// File name of the TTL preload inside the node's files root.
+pub const TTL_PRELOAD_FILE: &str = "clusterctl_ttl.py";
+
+/// Provider facts the intent depends on.
+#[derive(Debug, Clone)]
+pub struct BootLayout {
+    /// How to invoke the `dask` command: `["dask"]` in images, `[python, "-m", "dask"]` locally.
+    pub dask: Vec<String>,
+    /// Directory on the node that holds the intent's files (TLS material, preload).
+    pub files_root: String,
+    /// Host the node binds to: `0.0.0.0` on a VM or pod, `127.0.0.1` locally.
+    pub bind_host: String,
+    /// Scheduler port.
+    pub scheduler_port: u16,
+    /// Dashboard port.
+    pub dashboard_port: u16,
+}
+
+/// One file the node needs before it starts.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootFile {
+    /// Absolute path on the node.
+    pub path: String,
+    /// Contents.
+    pub contents: String,
+    /// Unix mode, as an octal string like `0600`.
+    pub mode: String,
+}
+
+impl std::fmt::Debug for BootFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // File contents include private keys: never print them.
+        write!(f, "BootFile {{ path: {:?}, mode: {:?}, .. }}", self.path, self.mode)
+    }
+}
+
+/// Everything a node runs: the rendered bootstrap intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootIntent {
+    /// Scheduler or worker.
+    pub role: Role,
+    /// The node's Dask name, when it is fixed at render time (VM batches leave it to Dask).
+    pub name: Option<String>,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// The environment on top of the image's.
+    pub env: BTreeMap<String, String>,
+    /// Files to write first.
+    pub files: Vec<BootFile>,
+}
+
+impl BootIntent {
+    /// The files as they appear when shown to a user (`--dry-run`): private keys elided.
+    pub fn redacted_files(&self) -> Vec<(String, String)> {
+        self.files
+            .iter()
+            .map(|f| {
+                let shown = if f.contents.contains("PRIVATE KEY") {
+                    "<private key, generated per cluster, not shown>".to_string()
+                } else if f.path.ends_with(".pem") {
+                    "<certificate>".to_string()
+                } else {
+                    format!("<{} bytes>", f.contents.len())
+                };
+                (f.path.clone(), shown)
+            })
+            .collect()
+    }
+}
+
+/// The address scheme the cluster speaks.
+pub fn scheme(spec: &ClusterSpec) -> &'static str {
+    if spec.tls { "tls" } else { "tcp" }
+}
+
+fn tls_files(role: Role, layout: &BootLayout, tls: &TlsBundle) -> (Vec<BootFile>, Vec<String>) {
+    let root = &layout.files_root;
+    let pair = tls.for_role(role);
+    let r = role.as_str();
+    let files = vec![
+        BootFile { path: format!("{root}/ca.pem"), contents: tls.ca_pem.clone(), mode: "0644".into() },
+        BootFile { path: format!("{root}/{r}.pem"), contents: pair.cert_pem.clone(), mode: "0644".into() },
+        BootFile { path: format!("{root}/{r}-key.pem"), contents: pair.key_pem.clone(), mode: "0600".into() },
+    ];
+    let args = vec![
+        "--tls-ca-file".into(),
+        format!("{root}/ca.pem"),
+        "--tls-cert".into(),
+        format!("{root}/{r}.pem"),
+        "--tls-key".into(),
+        format!("{root}/{r}-key.pem"),
+    ];
+    (files, args)
+}
+
+fn common_env(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    env.insert("CLUSTERCTL_CLUSTER".into(), spec.name.to_string());
+    env.insert("CLUSTERCTL_EXPIRES".into(), spec.expires_at().to_string());
+    if spec.tls {
+        env.insert("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION".into(), "True".into());
+    }
+    env
+}
+
+/// Scheduler HTTP routes: Dask's defaults plus the API clusterctl uses to retire workers on
+/// `scale`.
+const SCHEDULER_ROUTES: &str = "['distributed.http.scheduler.prometheus', \
+'distributed.http.scheduler.info', 'distributed.http.scheduler.json', \
+'distributed.http.health', 'distributed.http.proxy', 'distributed.http.statics', \
+'distributed.http.scheduler.api']";
+
+/// The scheduler's intent.
+pub fn scheduler_intent(spec: &ClusterSpec, layout: &BootLayout, tls: Option<&TlsBundle>) -> BootIntent {
+    let root = &layout.files_root;
+    let mut argv = layout.dask.clone();
+    argv.extend([
+        "scheduler".to_string(),
+        "--host".into(),
+        layout.bind_host.clone(),
+        "--port".into(),
+        layout.scheduler_port.to_string(),
+        "--dashboard-address".into(),
+        format!("{}:{}", layout.bind_host, layout.dashboard_port),
+        "--preload".into(),
+        format!("{root}/{TTL_PRELOAD_FILE}"),
+    ]);
+    if !spec.idle_timeout.is_zero() {
+        argv.extend(["--idle-timeout".into(), format!("{}s", spec.idle_timeout.as_secs())]);
+    }
+    let mut files = vec![BootFile {
+        path: format!("{root}/{TTL_PRELOAD_FILE}"),
+        contents: SCHEDULER_TTL_PY.to_string(),
+        mode: "0644".into(),
+    }];
+    if let Some(tls) = tls.filter(|_| spec.tls) {
+        let (f, args) = tls_files(Role::Scheduler, layout, tls);
+        files.extend(f);
+        argv.extend(["--protocol".into(), "tls".into()]);
+        argv.extend(args);
+    }
+    let mut env = common_env(spec);
+    env.insert("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES".into(), SCHEDULER_ROUTES.into());
+    BootIntent { role: Role::Scheduler, name: Some("scheduler".into()), argv, env, files }
+}
+
+/// A worker's intent. `name` is the Dask worker name, or `None` to let Dask name the worker by
+/// its address (batched VM launches share one intent).
+pub fn worker_intent(
+    spec: &ClusterSpec,
+    layout: &BootLayout,
+    tls: Option<&TlsBundle>,
+    scheduler_address: &str,
+    name: Option<&str>,
+) -> BootIntent {
+    let mut argv = layout.dask.clone();
+    argv.extend([
+        "worker".to_string(),
+        scheduler_address.to_string(),
+        "--host".into(),
+        layout.bind_host.clone(),
+        "--dashboard-address".into(),
+        format!("{}:0", layout.bind_host),
+        "--death-timeout".into(),
+        format!("{}s", spec.death_timeout.as_secs()),
+    ]);
+    if let Some(n) = name {
+        argv.extend(["--name".into(), n.to_string()]);
+    }
+    if let Some(cpus) = spec.worker_size.cpus {
+        argv.extend(["--nthreads".into(), cpus.to_string()]);
+    }
+    if let Some(mib) = spec.worker_size.memory_mib {
+        argv.extend(["--memory-limit".into(), format!("{mib}MiB")]);
+    }
+    let mut files = Vec::new();
+    if let Some(tls) = tls.filter(|_| spec.tls) {
+        let (f, args) = tls_files(Role::Worker, layout, tls);
+        files.extend(f);
+        argv.extend(args);
+    }
+    BootIntent { role: Role::Worker, name: name.map(str::to_string), argv, env: common_env(spec), files }
+}
+
+/// How a VM runs the intent.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmOptions {
+    /// The container image.
+    pub image: String,
+    /// Install Docker at boot when the image lacks it.
+    pub install_docker: bool,
+    /// Pass the GPUs into the container (needs the NVIDIA container runtime on the image).
+    pub gpu: bool,
+}
+
+fn shell_quote(value: String) -> String {
+    if !value.is_empty()
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        return value;
+    }
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn template_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_filter("shell_quote", shell_quote);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default delimiters are valid"),
+    );
+    env
+}
+
+fn render_err(e: minijinja::Error) -> Error {
+    Error::Runtime { message: format!("rendering the bootstrap template failed: {e:#}"), hint: None }
+}
+
+/// The `docker --env-file` form of the environment. Values are validated upstream to hold no
+/// newline; this refuses them again rather than produce a file that means something else.
+fn env_file(env: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    for (k, v) in env {
+        if v.contains(['\n', '\r']) || k.contains(['\n', '\r', '=']) {
+            return Err(Error::invalid("environment variable", k.clone(), "contains a newline or '='", None));
+        }
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    Ok(out)
+}
+
+/// Render a VM's cloud-init user-data: write the intent's files, an env file and a run script,
+/// then start the run script, which arms the TTL power-off and runs Dask in the image with host
+/// networking.
+pub fn render_cloud_init(spec: &ClusterSpec, intent: &BootIntent, layout: &BootLayout, vm: &VmOptions) -> Result<String> {
+    let env = template_env();
+    let root = &layout.files_root;
+    let ttl_minutes = spec.ttl.as_secs().div_ceil(60).max(1);
+    let script = env
+        .render_str(
+            NODE_RUN_SH,
+            minijinja::context! {
+                role => intent.role.as_str(),
+                cluster => spec.name.as_str(),
+                ttl_minutes => ttl_minutes,
+                install_docker => vm.install_docker,
+                gpu => vm.gpu,
+                root => root,
+                image => vm.image.as_str(),
+                argv => minijinja::value::Serde(&intent.argv),
+            },
+        )
+        .map_err(render_err)?;
+    let mut files = intent.files.clone();
+    files.push(BootFile { path: format!("{root}/dask.env"), contents: env_file(&intent.env)?, mode: "0600".into() });
+    files.push(BootFile { path: format!("{root}/run.sh"), contents: script, mode: "0700".into() });
+    #[derive(Serialize)]
+    struct F {
+        path: String,
+        mode: String,
+        b64: String,
+    }
+    let files: Vec<F> = files
+        .into_iter()
+        .map(|f| F {
+            b64: base64::engine::general_purpose::STANDARD.encode(f.contents.as_bytes()),
+            path: f.path,
+            mode: f.mode,
+        })
+        .collect();
+    env.render_str(
+        CLOUD_INIT,
+        minijinja::context! {
+            role => intent.role.as_str(),
+            cluster => spec.name.as_str(),
+            files => minijinja::value::Serde(&files),
+            root => root,
+        },
+    )
+    .map_err(render_err)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{ClusterName, NodeSize};
+    use std::time::Duration;
+
+    pub(crate) fn spec() -> ClusterSpec {
+        ClusterSpec {
+            name: ClusterName::new("t").unwrap(),
+            workers: 2,
+            dask_version: crate::DASK_VERSION.into(),
+            image: crate::default_image(crate::DASK_VERSION),
+            scheduler_size: NodeSize::default(),
+            worker_size: NodeSize { cpus: Some(2), memory_mib: Some(4096) },
+            env: BTreeMap::from([("QUOTE".to_string(), "it's \"x\" $HOME `id`; # : - [a]".to_string())]),
+            tags: BTreeMap::new(),
+            owner: "me".into(),
+            created_at: 1_000,
+            ttl: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(600),
+            death_timeout: Duration::from_secs(120),
+            tls: true,
+            private: false,
+        }
+    }
+
+    fn layout() -> BootLayout {
+        BootLayout {
+            dask: vec!["dask".into()],
+            files_root: "/etc/clusterctl".into(),
+            bind_host: "0.0.0.0".into(),
+            scheduler_port: SCHEDULER_PORT,
+            dashboard_port: DASHBOARD_PORT,
+        }
+    }
+
+    #[test]
+    fn scheduler_intent_has_tls_ttl_and_idle() {
+        let s = spec();
+        let tls = TlsBundle::generate("t").unwrap();
+        let i = scheduler_intent(&s, &layout(), Some(&tls));
+        let argv = i.argv.join(" ");
+        assert!(argv.starts_with("dask scheduler --host 0.0.0.0 --port 8786 --dashboard-address 0.0.0.0:8787"), "{argv}");
+        assert!(argv.contains("--idle-timeout 600s"), "{argv}");
+        assert!(argv.contains("--protocol tls --tls-ca-file /etc/clusterctl/ca.pem --tls-cert /etc/clusterctl/scheduler.pem --tls-key /etc/clusterctl/scheduler-key.pem"), "{argv}");
+        assert_eq!(i.env["CLUSTERCTL_EXPIRES"], "4600");
+        assert!(i.env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"].contains("scheduler.api"));
+        let key = i.files.iter().find(|f| f.path.ends_with("scheduler-key.pem")).unwrap();
+        assert_eq!(key.mode, "0600");
+        assert!(!format!("{i:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn worker_intent_points_at_scheduler() {
+        let s = spec();
+        let i = worker_intent(&s, &layout(), None, "tcp://10.0.0.5:8786", Some("w-1"));
+        let argv = i.argv.join(" ");
+        assert!(argv.starts_with("dask worker tcp://10.0.0.5:8786 --host 0.0.0.0"), "{argv}");
+        assert!(argv.contains("--death-timeout 120s --name w-1 --nthreads 2 --memory-limit 4096MiB"), "{argv}");
+        assert!(!argv.contains("--tls"), "TLS files without a bundle: {argv}");
+    }
+
+    #[derive(Deserialize)]
+    struct CloudConfig {
+        write_files: Vec<WriteFile>,
+        runcmd: Vec<Vec<String>>,
+    }
+    #[derive(Deserialize)]
+    struct WriteFile {
+        path: String,
+        permissions: String,
+        owner: String,
+        encoding: String,
+        content: String,
+    }
+
+    #[test]
+    fn cloud_init_is_valid_yaml_with_escaped_values() {
+        let s = spec();
+        let tls = TlsBundle::generate("t").unwrap();
+        let i = scheduler_intent(&s, &layout(), Some(&tls));
+        let vm = VmOptions { image: s.image.clone(), install_docker: true, gpu: false };
+        let text = render_cloud_init(&s, &i, &layout(), &vm).unwrap();
+        assert!(text.starts_with("#cloud-config\n"), "{text}");
+        let cc: CloudConfig = serde_saphyr::from_str(&text).unwrap();
+        let decode = |p: &str| {
+            let f = cc.write_files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p} missing"));
+            assert_eq!(f.encoding, "b64");
+            assert_eq!(f.owner, "root:root");
+            (f.permissions.clone(), String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&f.content).unwrap()).unwrap())
+        };
+        let (mode, env) = decode("/etc/clusterctl/dask.env");
+        assert_eq!(mode, "0600");
+        assert!(env.contains("QUOTE=it's \"x\" $HOME `id`; # : - [a]\n"), "{env}");
+        let (mode, key) = decode("/etc/clusterctl/scheduler-key.pem");
+        assert_eq!((mode.as_str(), key.as_str()), ("0600", tls.scheduler.key_pem.as_str()));
+        let (mode, script) = decode("/etc/clusterctl/run.sh");
+        assert_eq!(mode, "0700");
+        assert!(script.contains("shutdown -P +60 "), "{script}");
+        assert!(script.contains("apt-get install -yq docker.io"), "{script}");
+        assert!(script.contains("'ghcr.io/dask/dask:2026.8.0-py3.12'") || script.contains(" ghcr.io/dask/dask:2026.8.0-py3.12 "), "{script}");
+        assert!(script.contains(" dask scheduler --host 0.0.0.0 --port 8786 "), "{script}");
+        let (_, preload) = decode("/etc/clusterctl/clusterctl_ttl.py");
+        assert!(preload.contains("def dask_setup(scheduler)"));
+        assert_eq!(cc.runcmd, vec![vec!["sh".to_string(), "-c".into(), "nohup /etc/clusterctl/run.sh >/var/log/clusterctl-dask.log 2>&1 &".into()]]);
+        assert!(!text.contains("PRIVATE KEY"), "keys are base64 in user-data, never plain");
+    }
+
+    #[test]
+    fn shell_quote_escapes() {
+        assert_eq!(shell_quote("plain-arg_1.2:3".into()), "plain-arg_1.2:3");
+        assert_eq!(shell_quote("it's".into()), r"'it'\''s'");
+        assert_eq!(shell_quote("".into()), "''");
+        assert_eq!(shell_quote("$(rm -rf /)".into()), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn env_file_refuses_newlines() {
+        let env = BTreeMap::from([("A".to_string(), "x\ny".to_string())]);
+        assert!(env_file(&env).is_err());
+    }
+}

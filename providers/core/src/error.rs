@@ -1,0 +1,265 @@
+//! Typed errors of the core and the providers, with their exit codes and `hint:` lines.
+//!
+//! Messages name the value that is wrong; hints say what to do. The binary maps an error to an
+//! exit code with [`Error::exit_code`]: 2 for input the user can fix before anything is created,
+//! 1 for failures of the cluster or the platform, 130 for an interruption.
+
+use std::time::Duration;
+
+use crate::model::{ProviderKind, Role};
+
+/// Result alias used across clusterctl.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Boxed error kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong, typed so the CLI can choose the exit code and the hint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given by the user (flag, env var, config key) is not acceptable.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidInput {
+        /// What the value is, e.g. "cluster name".
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// The provider cannot do what the spec asks (checked before anything is created).
+    #[error("{provider} does not support {what}")]
+    Unsupported {
+        /// The provider.
+        provider: ProviderKind,
+        /// What was asked.
+        what: String,
+        /// How to get it anyway.
+        hint: Option<String>,
+    },
+    /// The provider is not compiled into this build.
+    #[error("provider `{0}` is not available in this build of clusterctl")]
+    ProviderUnavailable(ProviderKind),
+    /// The Dask runtime a provider needs to start nodes is missing or broken.
+    #[error("Dask runtime: {message}")]
+    Runtime {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// No cluster of that name is known locally or found on the provider.
+    #[error("no cluster named `{name}` was found{where_}")]
+    NotFound {
+        /// The cluster name.
+        name: String,
+        /// " on <provider> (<location>)" or empty.
+        where_: String,
+    },
+    /// Another clusterctl process holds the cluster.
+    #[error("cluster `{0}` is being changed by another clusterctl process")]
+    Busy(String),
+    /// A cluster of that name already exists.
+    #[error("a cluster named `{name}` already exists on {provider}")]
+    AlreadyExists {
+        /// The cluster name.
+        name: String,
+        /// Where it lives.
+        provider: ProviderKind,
+    },
+    /// The platform rejected our credentials.
+    #[error("{provider}: not authenticated: {message}")]
+    Unauthenticated {
+        /// The provider.
+        provider: ProviderKind,
+        /// The platform's message.
+        message: String,
+    },
+    /// The identity lacks a permission.
+    #[error("{provider}: permission denied for {action}: {message}")]
+    PermissionDenied {
+        /// The provider.
+        provider: ProviderKind,
+        /// The API action refused.
+        action: String,
+        /// The platform's message.
+        message: String,
+    },
+    /// An account or project quota would be exceeded.
+    #[error("{provider}: quota exceeded: {message}")]
+    QuotaExceeded {
+        /// The provider.
+        provider: ProviderKind,
+        /// The platform's message.
+        message: String,
+    },
+    /// The platform has no capacity for what was asked in that place.
+    #[error("{provider}: no capacity in {location}: {message}")]
+    CapacityUnavailable {
+        /// The provider.
+        provider: ProviderKind,
+        /// Region, zone or subnet.
+        location: String,
+        /// The platform's message.
+        message: String,
+    },
+    /// A platform call failed for another reason (after retries, if it was retryable).
+    #[error("{provider}: {operation} failed: {message}")]
+    Provider {
+        /// The provider.
+        provider: ProviderKind,
+        /// The operation that failed.
+        operation: String,
+        /// What the platform said.
+        message: String,
+    },
+    /// The Dask scheduler did not answer as expected.
+    #[error("scheduler: {operation}: {message}")]
+    Scheduler {
+        /// What was asked of it.
+        operation: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A node stopped or failed before the cluster was ready.
+    #[error("{role} node `{node}` failed: {reason}")]
+    NodeFailed {
+        /// Scheduler or worker.
+        role: Role,
+        /// Node id or name.
+        node: String,
+        /// Why it failed, as far as the platform tells.
+        reason: String,
+        /// The tail of its log, if any could be read.
+        log_tail: String,
+    },
+    /// A wait ran past its deadline.
+    #[error("timed out after {} while {phase}{}", humantime::format_duration(*after), detail_suffix(detail))]
+    Timeout {
+        /// What was being waited for.
+        phase: String,
+        /// The deadline that expired.
+        after: Duration,
+        /// What was seen last (e.g. "1 of 4 workers joined").
+        detail: String,
+        /// Log tails of the nodes, to show the user.
+        log_tail: String,
+    },
+    /// Resources tagged for the cluster were still there after `down`.
+    #[error("cluster `{name}` still has {} resource(s) after teardown: {}", resources.len(), resources.join(", "))]
+    Leftovers {
+        /// The cluster name.
+        name: String,
+        /// Descriptions of what is left.
+        resources: Vec<String>,
+    },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user interrupted the operation (Ctrl-C, SIGTERM).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(
+        what: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) -> Self {
+        Error::InvalidInput { what, value: value.into(), reason: reason.into(), hint: hint.into() }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// True when the user can fix the cause before anything is created (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidInput { .. }
+                | Error::Unsupported { .. }
+                | Error::ProviderUnavailable(_)
+                | Error::AlreadyExists { .. }
+        )
+    }
+
+    /// The process exit code for this error: 2 usage, 130 interrupted, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            e if e.is_usage() => 2,
+            Error::Interrupted => 130,
+            _ => 1,
+        }
+    }
+
+    /// `hint:` lines: what the user can do about it.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Error::InvalidInput { hint, .. }
+            | Error::Unsupported { hint, .. }
+            | Error::Runtime { hint, .. } => hint.iter().cloned().collect(),
+            Error::ProviderUnavailable(kind) => vec![format!(
+                "providers in this build: {}; `{kind}` is not implemented yet",
+                ProviderKind::available().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            )],
+            Error::NotFound { .. } => {
+                vec!["`clusterctl list` shows the clusters clusterctl knows and finds".into()]
+            }
+            Error::Busy(name) => vec![format!(
+                "wait for the other command to finish, or run `clusterctl status {name}`"
+            )],
+            Error::AlreadyExists { name, .. } => vec![format!(
+                "choose another `--name`, or remove the old one with `clusterctl down {name}`"
+            )],
+            Error::Unauthenticated { provider, .. } => {
+                vec![format!("check the credentials {provider} uses (see `clusterctl config show`)")]
+            }
+            Error::PermissionDenied { action, .. } => {
+                vec![format!("grant `{action}` to the identity clusterctl uses")]
+            }
+            Error::QuotaExceeded { .. } => {
+                vec!["ask for a quota increase, or use fewer or smaller workers".into()]
+            }
+            Error::CapacityUnavailable { .. } => {
+                vec!["try another region, zone or instance size".into()]
+            }
+            Error::Timeout { .. } => vec![
+                "raise `--timeout`, or lower `--wait-workers` to accept a partial cluster".into(),
+            ],
+            Error::Leftovers { name, .. } => {
+                vec![format!("run `clusterctl down {name}` again; it is safe to repeat")]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Log tails carried by the error, to print after it.
+    pub fn log_tail(&self) -> Option<&str> {
+        match self {
+            Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }
+                if !log_tail.trim().is_empty() =>
+            {
+                Some(log_tail)
+            }
+            _ => None,
+        }
+    }
+}

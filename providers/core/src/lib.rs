@@ -1,0 +1,39 @@
+//! clusterctl-core: everything that is the same on every provider.
+//!
+//! The binary (`src/` at the workspace root) parses input and prints results; each provider crate
+//! under `providers/` talks to one platform. This crate sits between them and owns:
+//!
+//! - [`provider`]: the [`ClusterProvider`] trait every platform implements;
+//! - [`model`]: what a cluster is (spec in, nodes and endpoints out) and its validated names;
+//! - [`tags`]: the tag set that makes `down`, `status` and `list` work from the platform alone;
+//! - [`bootstrap`]: the boot intent of a node (command, env, files) and its rendering to cloud-init;
+//! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
+//! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
+//! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
+//! - [`lifecycle`]: `up` with rollback, readiness, `scale` and `down` over any provider;
+//! - [`record`]: the local record of a cluster (atomic, 0600, locked);
+//! - [`error`]: the typed errors, their exit codes and `hint:` lines.
+
+pub mod bootstrap;
+pub mod error;
+pub mod health;
+pub mod lifecycle;
+pub mod model;
+pub mod provider;
+pub mod record;
+pub mod retry;
+pub mod tags;
+pub mod tls;
+pub mod wait;
+
+pub use error::{Error, Result};
+pub use model::{ClusterName, ClusterSpec, Node, NodeState, ProviderKind, Role};
+pub use provider::ClusterProvider;
+
+/// The Dask release clusterctl pins, for the local runtime and the container images alike.
+pub const DASK_VERSION: &str = "2026.8.0";
+
+/// The container image of [`DASK_VERSION`] that VMs, tasks and pods run unless `--image` says otherwise.
+pub fn default_image(dask_version: &str) -> String {
+    format!("ghcr.io/dask/dask:{dask_version}-py3.12")
+}

@@ -1,0 +1,436 @@
+//! The life of a cluster over any provider: `up` (bootstrap, parallel boot, readiness, rollback
+//! on any failure), readiness waits, `scale` and `down`. Providers do platform work; the order,
+//! the deadlines and the guarantees live here, once.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    health::{Dashboard, SchedulerView},
+    model::{ClusterName, Endpoints, Node, Role},
+    provider::{ClusterProvider, LaunchContext, WorkerBatch},
+    wait::{poll_until, Deadline, Interval, Poll},
+};
+
+/// Phases reported while a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Creating supporting resources.
+    CreatingResources,
+    /// Starting the scheduler node.
+    StartingScheduler,
+    /// Starting the worker nodes.
+    StartingWorkers,
+    /// Waiting for the scheduler's health check.
+    WaitingScheduler,
+    /// Waiting for workers to join.
+    WaitingWorkers,
+    /// Retiring workers before removing them.
+    RetiringWorkers,
+    /// Deleting nodes and resources.
+    TearingDown,
+}
+
+impl Phase {
+    /// A short human description.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::CreatingResources => "creating resources",
+            Phase::StartingScheduler => "starting the scheduler",
+            Phase::StartingWorkers => "starting workers",
+            Phase::WaitingScheduler => "waiting for the scheduler",
+            Phase::WaitingWorkers => "waiting for workers to join",
+            Phase::RetiringWorkers => "retiring workers",
+            Phase::TearingDown => "tearing down",
+        }
+    }
+}
+
+/// Receives progress; the CLI draws it (spinner on a terminal, lines otherwise).
+pub trait Progress: Send + Sync {
+    /// A new phase began.
+    fn phase(&self, phase: Phase);
+    /// Workers joined so far, out of those awaited.
+    fn workers(&self, joined: usize, wanted: usize);
+    /// A remark worth showing (a retry, a rollback result).
+    fn note(&self, message: &str);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: Phase) {}
+    fn workers(&self, _: usize, _: usize) {}
+    fn note(&self, _: &str) {}
+}
+
+/// What `up` should wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyWait {
+    /// Workers that must have joined.
+    pub workers: u32,
+    /// Deadline for the whole of `up` from this point.
+    pub timeout: Duration,
+}
+
+/// What a successful `up` returns.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    /// How to reach the cluster.
+    pub endpoints: Endpoints,
+    /// Nodes started.
+    pub nodes: Vec<Node>,
+    /// The scheduler's view when ready (`None` with `--no-wait`).
+    pub ready: Option<SchedulerView>,
+}
+
+/// How long a rollback or `down` may take before it reports what is left.
+pub const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Create the cluster, wait until it is ready (unless `wait` is `None`), and on any failure
+/// remove everything created before returning the error.
+pub async fn up(
+    provider: &dyn ClusterProvider,
+    ctx: &LaunchContext<'_>,
+    wait: Option<ReadyWait>,
+    progress: &dyn Progress,
+) -> Result<Launched> {
+    let deadline = wait.map(|w| Deadline::after(w.timeout));
+    let result = launch_and_wait(provider, ctx, wait, deadline, progress).await;
+    match result {
+        Ok(l) => Ok(l),
+        Err(err) => {
+            progress.note(&format!("up failed ({err}); removing what was created"));
+            if let Err(rollback) = down(provider, &ctx.spec.name, TEARDOWN_TIMEOUT, progress).await {
+                progress.note(&format!("rollback incomplete: {rollback}"));
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn launch_and_wait(
+    provider: &dyn ClusterProvider,
+    ctx: &LaunchContext<'_>,
+    wait: Option<ReadyWait>,
+    deadline: Option<Deadline>,
+    progress: &dyn Progress,
+) -> Result<Launched> {
+    progress.phase(Phase::CreatingResources);
+    provider.bootstrap(ctx).await?;
+    progress.phase(Phase::StartingScheduler);
+    let launch = provider.launch_scheduler(ctx).await?;
+    let address = match launch.address.clone() {
+        Some(a) => a,
+        None => {
+            let d = deadline.unwrap_or_else(|| Deadline::after(Duration::from_secs(300)));
+            poll_until("waiting for the scheduler's address", d, Interval::CLOUD, || async {
+                let nodes = provider.list_nodes(Some(&ctx.spec.name)).await?;
+                let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
+                    return Ok(Poll::Pending("scheduler not listed yet".into()));
+                };
+                if let Some(failure) = failed(node) {
+                    return Err(failure);
+                }
+                Ok(match provider.worker_facing_address(ctx, node).await? {
+                    Some(a) => Poll::Ready(a),
+                    None => Poll::Pending(format!("scheduler {}", node.state)),
+                })
+            })
+            .await?
+        }
+    };
+    // Workers start right away, in parallel with the scheduler's boot: they retry until it
+    // listens.
+    progress.phase(Phase::StartingWorkers);
+    let mut nodes = vec![launch.node.clone()];
+    if ctx.spec.workers > 0 {
+        let batch = WorkerBatch { count: ctx.spec.workers, first_index: 0 };
+        nodes.extend(provider.launch_workers(ctx, &address, batch).await?);
+    }
+    let endpoints = provider.endpoints(&launch.node, ctx.spec.private).await?;
+    let ready = match (wait, deadline) {
+        (Some(w), Some(d)) => {
+            Some(wait_ready(provider, &ctx.spec.name, &endpoints, w.workers as usize, d, progress).await?)
+        }
+        _ => None,
+    };
+    Ok(Launched { endpoints, nodes, ready })
+}
+
+fn failed(node: &Node) -> Option<Error> {
+    match &node.state {
+        crate::model::NodeState::Failed(reason) => Some(Error::NodeFailed {
+            role: node.role,
+            node: node.name.clone(),
+            reason: reason.clone(),
+            log_tail: String::new(),
+        }),
+        _ => None,
+    }
+}
+
+/// Wait until the scheduler is healthy and `wanted` workers joined, failing fast when the
+/// scheduler dies or too few workers are left alive to reach `wanted`. Errors carry log tails.
+pub async fn wait_ready(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    endpoints: &Endpoints,
+    wanted: usize,
+    deadline: Deadline,
+    progress: &dyn Progress,
+) -> Result<SchedulerView> {
+    let dash = Dashboard::new(endpoints.dashboard_base(), Duration::from_secs(3));
+    let result = wait_ready_inner(provider, cluster, &dash, wanted, deadline, progress).await;
+    match result {
+        Err(mut err) => {
+            attach_logs(provider, cluster, &mut err).await;
+            Err(err)
+        }
+        ok => ok,
+    }
+}
+
+/// Seconds between two node listings while waiting (the fail-fast check).
+const NODE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+async fn wait_ready_inner(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    dash: &Dashboard,
+    wanted: usize,
+    deadline: Deadline,
+    progress: &dyn Progress,
+) -> Result<SchedulerView> {
+    let mut last_check = std::time::Instant::now();
+    let mut check_nodes = move || {
+        let due = last_check.elapsed() >= NODE_CHECK_EVERY;
+        if due {
+            last_check = std::time::Instant::now();
+        }
+        due
+    };
+    progress.phase(Phase::WaitingScheduler);
+    poll_until("waiting for the scheduler's /health", deadline, Interval::FAST, || {
+        let check = check_nodes();
+        async move {
+            if dash.healthy().await {
+                return Ok(Poll::Ready(()));
+            }
+            if check {
+                ensure_alive(provider, cluster, 0).await?;
+            }
+            Ok(Poll::Pending(format!("{}/health not answering yet", dash.base())))
+        }
+    })
+    .await?;
+    progress.phase(Phase::WaitingWorkers);
+    progress.workers(0, wanted);
+    poll_until("waiting for workers to join", deadline, Interval::FAST, || {
+        let check = check_nodes();
+        async move {
+            let view = dash.view().await.ok();
+            let joined = view.as_ref().map_or(0, |v| v.workers.len());
+            progress.workers(joined, wanted);
+            if let Some(v) = view.filter(|_| joined >= wanted) {
+                return Ok(Poll::Ready(v));
+            }
+            if check {
+                ensure_alive(provider, cluster, wanted).await?;
+            }
+            Ok(Poll::Pending(format!("{joined} of {wanted} workers joined")))
+        }
+    })
+    .await
+}
+
+/// Fail when the scheduler is gone or fewer than `workers` workers are still alive.
+async fn ensure_alive(provider: &dyn ClusterProvider, cluster: &ClusterName, workers: usize) -> Result<()> {
+    let nodes = provider.list_nodes(Some(cluster)).await?;
+    if let Some(err) = nodes.iter().find_map(failed) {
+        return Err(err);
+    }
+    let scheduler = nodes.iter().find(|n| n.role == Role::Scheduler);
+    match scheduler {
+        Some(s) if s.state.is_alive() => {}
+        Some(s) => {
+            return Err(Error::NodeFailed {
+                role: Role::Scheduler,
+                node: s.name.clone(),
+                reason: format!("it is {}", s.state),
+                log_tail: String::new(),
+            });
+        }
+        None => {
+            return Err(Error::NodeFailed {
+                role: Role::Scheduler,
+                node: "scheduler".into(),
+                reason: "it is gone".into(),
+                log_tail: String::new(),
+            });
+        }
+    }
+    let alive = nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count();
+    if alive < workers {
+        let dead = nodes.iter().find(|n| n.role == Role::Worker && !n.state.is_alive());
+        return Err(Error::NodeFailed {
+            role: Role::Worker,
+            node: dead.map_or_else(|| "worker".into(), |n| n.name.clone()),
+            reason: format!("only {alive} of the {workers} awaited workers are still running"),
+            log_tail: String::new(),
+        });
+    }
+    Ok(())
+}
+
+/// Put the tails of the nodes' logs into a timeout or node failure.
+async fn attach_logs(provider: &dyn ClusterProvider, cluster: &ClusterName, err: &mut Error) {
+    let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else { return };
+    let Ok(nodes) = provider.list_nodes(Some(cluster)).await else { return };
+    // The scheduler and the first worker tell most; all workers would flood the terminal.
+    let mut shown: Vec<Node> = nodes.iter().filter(|n| n.role == Role::Scheduler).cloned().collect();
+    shown.extend(nodes.iter().filter(|n| n.role == Role::Worker).take(1).cloned());
+    if let Ok(logs) = provider.logs(cluster, &shown, 15).await {
+        let mut text = String::new();
+        for log in logs {
+            text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
+            for line in log.lines {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        *log_tail = text;
+    }
+}
+
+/// What `down` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Teardown {
+    /// Nodes that were terminated.
+    pub nodes_terminated: Vec<String>,
+}
+
+/// Remove every node and resource tagged for `cluster`, wait until they are gone, and verify
+/// that nothing tagged for it is left. Safe to repeat; works from tags alone.
+pub async fn down(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<Teardown> {
+    progress.phase(Phase::TearingDown);
+    let deadline = Deadline::after(timeout);
+    let nodes: Vec<Node> =
+        provider.list_nodes(Some(cluster)).await?.into_iter().filter(|n| n.state != crate::model::NodeState::Terminated).collect();
+    if !nodes.is_empty() {
+        provider.terminate_nodes(cluster, &nodes).await?;
+    }
+    poll_until("waiting for nodes to terminate", deadline, Interval::FAST, || async {
+        let left: Vec<Node> = provider
+            .list_nodes(Some(cluster))
+            .await?
+            .into_iter()
+            .filter(|n| n.state != crate::model::NodeState::Terminated)
+            .collect();
+        if left.is_empty() {
+            return Ok(Poll::Ready(()));
+        }
+        // Nodes that appeared late (an eventually consistent listing, a launch racing this
+        // teardown) are terminated too.
+        provider.terminate_nodes(cluster, &left).await?;
+        Ok(Poll::Pending(format!("{} node(s) still running", left.len())))
+    })
+    .await?;
+    let leftovers = provider.cleanup(cluster).await?;
+    if !leftovers.is_empty() {
+        return Err(Error::Leftovers { name: cluster.to_string(), resources: leftovers });
+    }
+    Ok(Teardown { nodes_terminated: nodes.into_iter().map(|n| n.name).collect() })
+}
+
+/// What `scale` changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Scaled {
+    /// Workers before.
+    pub from: usize,
+    /// Workers now.
+    pub to: usize,
+    /// Names of workers added.
+    pub added: Vec<String>,
+    /// Names of workers removed.
+    pub removed: Vec<String>,
+}
+
+/// Bring the cluster to `target` workers. New workers are launched in one batch and awaited;
+/// surplus workers are retired through the scheduler (their data moves to the others) before
+/// their nodes are terminated.
+pub async fn scale(
+    provider: &dyn ClusterProvider,
+    ctx: &LaunchContext<'_>,
+    endpoints: &Endpoints,
+    target: u32,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<Scaled> {
+    let cluster = &ctx.spec.name;
+    let deadline = Deadline::after(timeout);
+    let nodes = provider.list_nodes(Some(cluster)).await?;
+    let scheduler = nodes
+        .iter()
+        .find(|n| n.role == Role::Scheduler && n.state.is_alive())
+        .ok_or_else(|| Error::NotFound { name: cluster.to_string(), where_: format!(" on {} (no running scheduler)", provider.kind()) })?
+        .clone();
+    let mut workers: Vec<Node> = nodes.into_iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).collect();
+    workers.sort_by_key(|n| worker_index(&n.name).unwrap_or(u32::MAX));
+    let from = workers.len();
+    let target = target as usize;
+    let mut out = Scaled { from, to: target, ..Default::default() };
+    if target > from {
+        let address = provider.worker_facing_address(ctx, &scheduler).await?.ok_or_else(|| Error::Scheduler {
+            operation: "scale".into(),
+            message: "the scheduler's address is not known".into(),
+        })?;
+        let first_index = workers.iter().filter_map(|n| worker_index(&n.name)).max().map_or(0, |m| m + 1);
+        progress.phase(Phase::StartingWorkers);
+        let batch = WorkerBatch { count: (target - from) as u32, first_index };
+        let added = provider.launch_workers(ctx, &address, batch).await?;
+        out.added = added.iter().map(|n| n.name.clone()).collect();
+        wait_ready(provider, cluster, endpoints, target, deadline, progress).await?;
+    } else if target < from {
+        let surplus: Vec<Node> = workers.split_off(target);
+        progress.phase(Phase::RetiringWorkers);
+        let dash = Dashboard::new(endpoints.dashboard_base(), deadline.remaining().max(Duration::from_secs(1)));
+        let view = dash.view().await?;
+        let addresses: Vec<String> = view
+            .workers
+            .iter()
+            .filter(|w| surplus.iter().any(|n| n.name == w.name || n.private_ip.as_deref() == Some(w.host())))
+            .map(|w| w.address.clone())
+            .collect();
+        dash.retire_workers(&addresses).await?;
+        progress.phase(Phase::TearingDown);
+        provider.terminate_nodes(cluster, &surplus).await?;
+        let ids: Vec<String> = surplus.iter().map(|n| n.id.clone()).collect();
+        poll_until("waiting for retired workers to stop", deadline, Interval::FAST, || async {
+            let left = provider
+                .list_nodes(Some(cluster))
+                .await?
+                .into_iter()
+                .filter(|n| ids.contains(&n.id) && n.state.is_alive())
+                .count();
+            Ok(if left == 0 { Poll::Ready(()) } else { Poll::Pending(format!("{left} still running")) })
+        })
+        .await?;
+        out.removed = surplus.into_iter().map(|n| n.name).collect();
+    }
+    Ok(out)
+}
+
+/// The index of a worker named by [`crate::provider::worker_name`].
+pub fn worker_index(name: &str) -> Option<u32> {
+    name.strip_prefix("worker-")?.parse().ok()
+}

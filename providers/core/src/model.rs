@@ -1,0 +1,526 @@
+//! The cluster model: validated names, the spec that goes into `up`, and the nodes and
+//! endpoints that come back from a provider.
+
+use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration, time::SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The platforms clusterctl knows. Not every kind is compiled into every build:
+/// [`ProviderKind::available`] lists those that are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Real Dask processes on this machine (the default; needs no account).
+    Local,
+    /// AWS EC2 virtual machines.
+    Aws,
+    /// AWS Fargate tasks on ECS.
+    Fargate,
+    /// Azure virtual machines.
+    Azure,
+    /// Google Compute Engine virtual machines.
+    Gcp,
+    /// DigitalOcean droplets.
+    Digitalocean,
+    /// Pods on a Kubernetes cluster.
+    Kubernetes,
+}
+
+impl ProviderKind {
+    /// Every provider clusterctl knows, in the order help texts list them.
+    pub const ALL: [ProviderKind; 7] = [
+        ProviderKind::Local,
+        ProviderKind::Aws,
+        ProviderKind::Fargate,
+        ProviderKind::Azure,
+        ProviderKind::Gcp,
+        ProviderKind::Digitalocean,
+        ProviderKind::Kubernetes,
+    ];
+
+    /// The name used on the command line, in config files and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Aws => "aws",
+            ProviderKind::Fargate => "fargate",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Gcp => "gcp",
+            ProviderKind::Digitalocean => "digitalocean",
+            ProviderKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// The providers implemented in this build.
+    pub fn available() -> &'static [ProviderKind] {
+        &[ProviderKind::Local]
+    }
+
+    /// Whether nodes of this provider run somewhere other than this machine, so that TLS is on
+    /// by default.
+    pub fn is_remote(self) -> bool {
+        self != ProviderKind::Local
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        let alias = match lower.as_str() {
+            "ec2" => "aws",
+            "ecs" => "fargate",
+            "gce" | "google" => "gcp",
+            "do" => "digitalocean",
+            "k8s" => "kubernetes",
+            other => other,
+        };
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == alias).ok_or_else(|| {
+            Error::invalid(
+                "provider",
+                s,
+                "not a known provider",
+                Some(format!(
+                    "known providers: {}",
+                    ProviderKind::ALL.map(|k| k.as_str()).join(", ")
+                )),
+            )
+        })
+    }
+}
+
+/// A cluster name: it goes into cloud resource names, tags, labels and DNS names, so it is a
+/// DNS label of at most [`ClusterName::MAX_LEN`] characters: lowercase letters, digits and `-`,
+/// starting with a letter and not ending with `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// Longest accepted name: leaves room for prefixes and suffixes in 63-character cloud names.
+    pub const MAX_LEN: usize = 32;
+
+    /// Validate a name.
+    pub fn new(name: &str) -> Result<Self> {
+        let refuse = |reason: &str| {
+            Error::invalid(
+                "cluster name",
+                name,
+                reason,
+                Some(format!(
+                    "use 1 to {} lowercase letters, digits or '-', starting with a letter, e.g. `ci-run-42`",
+                    Self::MAX_LEN
+                )),
+            )
+        };
+        if name.is_empty() {
+            return Err(refuse("it is empty"));
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(refuse(&format!("it is longer than {} characters", Self::MAX_LEN)));
+        }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(refuse("it must start with a lowercase letter"));
+        }
+        if name.ends_with('-') {
+            return Err(refuse("it must not end with '-'"));
+        }
+        if let Some(bad) =
+            name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(refuse(&format!("character {bad:?} is not allowed")));
+        }
+        Ok(ClusterName(name.to_owned()))
+    }
+
+    /// A fresh name of the form `dask-<8 hex digits>`.
+    pub fn generate() -> Self {
+        ClusterName(format!("dask-{:08x}", rand_u32()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn rand_u32() -> u32 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (nanos.subsec_nanos() ^ std::process::id().rotate_left(16)) ^ (nanos.as_secs() as u32)
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ClusterName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        ClusterName::new(&s)
+    }
+}
+
+impl From<ClusterName> for String {
+    fn from(n: ClusterName) -> String {
+        n.0
+    }
+}
+
+/// What a node does in the Dask cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The Dask scheduler (one per cluster).
+    Scheduler,
+    /// A Dask worker.
+    Worker,
+}
+
+impl Role {
+    /// The role as used in tags and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Scheduler => "scheduler",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "scheduler" => Ok(Role::Scheduler),
+            "worker" => Ok(Role::Worker),
+            _ => Err(Error::invalid("role", s, "not a role", Some("use scheduler or worker".into()))),
+        }
+    }
+}
+
+/// Size of a node. Each provider maps it to what it sells (an instance type, a Fargate cpu and
+/// memory pair, pod requests, Dask threads and memory limit locally); `None` means the provider's
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSize {
+    /// Virtual CPUs (Dask threads per worker).
+    pub cpus: Option<u32>,
+    /// Memory in MiB.
+    pub memory_mib: Option<u64>,
+}
+
+/// How many workers must have joined for the cluster to count as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitWorkers {
+    /// Every requested worker.
+    All,
+    /// At least this many.
+    Count(u32),
+    /// At least this percentage of the requested workers (rounded up).
+    Percent(u32),
+}
+
+impl WaitWorkers {
+    /// The number of workers to wait for, out of `requested`.
+    pub fn resolve(self, requested: u32) -> u32 {
+        match self {
+            WaitWorkers::All => requested,
+            WaitWorkers::Count(n) => n.min(requested),
+            WaitWorkers::Percent(p) => (u64::from(requested) * u64::from(p)).div_ceil(100) as u32,
+        }
+    }
+}
+
+impl FromStr for WaitWorkers {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let refuse = |reason: &str| {
+            Error::invalid(
+                "--wait-workers",
+                s,
+                reason,
+                Some("use `all`, a count like `3`, or a percentage like `80%`".into()),
+            )
+        };
+        let t = s.trim();
+        if t == "all" {
+            return Ok(WaitWorkers::All);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let p: u32 = p.trim().parse().map_err(|_| refuse("not a percentage"))?;
+            if p > 100 {
+                return Err(refuse("a percentage above 100"));
+            }
+            return Ok(WaitWorkers::Percent(p));
+        }
+        t.parse().map(WaitWorkers::Count).map_err(|_| refuse("not a whole number"))
+    }
+}
+
+impl fmt::Display for WaitWorkers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitWorkers::All => f.write_str("all"),
+            WaitWorkers::Count(n) => write!(f, "{n}"),
+            WaitWorkers::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Everything a provider needs to create a cluster. Built by the CLI from flags, environment
+/// and config file; validated there, so providers may trust it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// The cluster's name.
+    pub name: ClusterName,
+    /// Number of workers to start.
+    pub workers: u32,
+    /// The pinned Dask release (local runtime, and the default image tag).
+    pub dask_version: String,
+    /// Container image for providers that run containers.
+    pub image: String,
+    /// Scheduler size.
+    pub scheduler_size: NodeSize,
+    /// Worker size.
+    pub worker_size: NodeSize,
+    /// Extra environment for scheduler and workers (`--env`).
+    pub env: BTreeMap<String, String>,
+    /// Extra tags for every resource (`--tag`).
+    pub tags: BTreeMap<String, String>,
+    /// Who started the cluster (user name), recorded in the owner tag.
+    pub owner: String,
+    /// When `up` started, in seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Hard maximum lifetime: the cluster ends itself after this.
+    #[serde(with = "secs")]
+    pub ttl: Duration,
+    /// The scheduler shuts down after this long without work (zero: never).
+    #[serde(with = "secs")]
+    pub idle_timeout: Duration,
+    /// Workers exit after this long without a scheduler.
+    #[serde(with = "secs")]
+    pub death_timeout: Duration,
+    /// TLS between scheduler, workers and clients.
+    pub tls: bool,
+    /// The client reaches the scheduler on private addresses (same network).
+    pub private: bool,
+}
+
+impl ClusterSpec {
+    /// The moment the cluster must be gone, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.created_at + self.ttl.as_secs()
+    }
+}
+
+/// Serde helper: a [`Duration`] as whole seconds.
+pub mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Serialize as seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    /// Deserialize from seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_epoch() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Lifecycle state of one node, mapped from the platform's own states by each provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum NodeState {
+    /// Requested, not running yet.
+    Pending,
+    /// Running (the Dask process may still be starting).
+    Running,
+    /// Being stopped or deleted.
+    Stopping,
+    /// Gone, or about to be.
+    Terminated,
+    /// Failed to start or crashed; the reason as the platform tells it.
+    Failed(String),
+}
+
+impl NodeState {
+    /// Running or on its way there.
+    pub fn is_alive(&self) -> bool {
+        matches!(self, NodeState::Pending | NodeState::Running)
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeState::Pending => f.write_str("pending"),
+            NodeState::Running => f.write_str("running"),
+            NodeState::Stopping => f.write_str("stopping"),
+            NodeState::Terminated => f.write_str("terminated"),
+            NodeState::Failed(r) => write!(f, "failed ({r})"),
+        }
+    }
+}
+
+/// One machine, task, pod or process of a cluster, as the provider reports it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The platform's id (instance id, task ARN, pod name, process id).
+    pub id: String,
+    /// The Dask name of the node (worker `--name`), unique in the cluster.
+    pub name: String,
+    /// Scheduler or worker.
+    pub role: Role,
+    /// Current state.
+    #[serde(flatten)]
+    pub state: NodeState,
+    /// Address inside the cluster's network, once known.
+    pub private_ip: Option<String>,
+    /// Address reachable from the internet, if any.
+    pub public_ip: Option<String>,
+    /// Creation time (seconds since the Unix epoch), if the platform tells.
+    pub created_at: Option<u64>,
+    /// The tags or labels found on the node.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// How a client reaches a ready cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// The scheduler address for Dask clients, e.g. `tls://203.0.113.7:8786`.
+    pub scheduler_address: String,
+    /// The dashboard link, e.g. `http://203.0.113.7:8787/status`.
+    pub dashboard_url: String,
+}
+
+impl Endpoints {
+    /// The dashboard's base URL (without `/status`), where `/health` and `/json/*` live.
+    pub fn dashboard_base(&self) -> &str {
+        self.dashboard_url.strip_suffix("/status").unwrap_or(&self.dashboard_url)
+    }
+}
+
+/// A cluster as found on a provider by its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    /// The cluster's name.
+    pub name: String,
+    /// Nodes found, in any state.
+    pub nodes: Vec<Node>,
+    /// Expiry from the tags (seconds since the Unix epoch), if present.
+    pub expires_at: Option<u64>,
+    /// Owner from the tags, if present.
+    pub owner: Option<String>,
+}
+
+impl ClusterSummary {
+    /// Live workers.
+    pub fn workers_alive(&self) -> usize {
+        self.nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count()
+    }
+
+    /// The live scheduler node, if any.
+    pub fn scheduler(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.role == Role::Scheduler && n.state.is_alive())
+    }
+}
+
+/// Group nodes by their cluster tag into summaries, sorted by name.
+pub fn summarize(nodes: Vec<Node>) -> Vec<ClusterSummary> {
+    let mut by_name: BTreeMap<String, ClusterSummary> = BTreeMap::new();
+    for node in nodes {
+        let Some(name) = node.tags.get(crate::tags::CLUSTER).cloned() else { continue };
+        let entry = by_name.entry(name.clone()).or_insert_with(|| ClusterSummary {
+            name,
+            nodes: Vec::new(),
+            expires_at: None,
+            owner: None,
+        });
+        if entry.expires_at.is_none() {
+            entry.expires_at = node.tags.get(crate::tags::EXPIRES).and_then(|v| v.parse().ok());
+        }
+        if entry.owner.is_none() {
+            entry.owner = node.tags.get(crate::tags::OWNER).cloned();
+        }
+        entry.nodes.push(node);
+    }
+    by_name.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_ok() {
+        for ok in ["a", "ci-run-42", "dask-0a1b2c3d", &"x".repeat(32)] {
+            assert_eq!(ClusterName::new(ok).unwrap().as_str(), ok);
+        }
+        assert!(ClusterName::generate().as_str().starts_with("dask-"));
+        ClusterName::new(ClusterName::generate().as_str()).unwrap();
+    }
+
+    #[test]
+    fn names_refused_with_reason() {
+        for (bad, why) in [
+            ("", "empty"),
+            ("Caps", "lowercase"),
+            ("9lives", "lowercase letter"),
+            ("trailing-", "end with"),
+            ("under_score", "'_'"),
+            ("dot.ted", "'.'"),
+            (&"x".repeat(33), "longer"),
+        ] {
+            let err = ClusterName::new(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn provider_parse_lists_known() {
+        assert_eq!("AWS".parse::<ProviderKind>().unwrap(), ProviderKind::Aws);
+        assert_eq!("k8s".parse::<ProviderKind>().unwrap(), ProviderKind::Kubernetes);
+        let err = "nimbus".parse::<ProviderKind>().unwrap_err();
+        let hints = err.hints().join(" ");
+        for k in ProviderKind::ALL {
+            assert!(hints.contains(k.as_str()), "{hints}");
+        }
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn wait_workers() {
+        assert_eq!("all".parse::<WaitWorkers>().unwrap().resolve(5), 5);
+        assert_eq!("3".parse::<WaitWorkers>().unwrap().resolve(5), 3);
+        assert_eq!("9".parse::<WaitWorkers>().unwrap().resolve(5), 5);
+        assert_eq!("50%".parse::<WaitWorkers>().unwrap().resolve(5), 3);
+        assert_eq!("0%".parse::<WaitWorkers>().unwrap().resolve(5), 0);
+        assert!("101%".parse::<WaitWorkers>().is_err());
+        assert!("-1".parse::<WaitWorkers>().is_err());
+    }
+}

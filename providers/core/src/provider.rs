@@ -1,0 +1,155 @@
+//! The [`ClusterProvider`] trait: the one interface every platform implements.
+//!
+//! The split follows the life of a cluster, as SkyPilot's provision layer and Ray's node
+//! providers do: check (`plan`), create supporting resources (`bootstrap`), start nodes
+//! (`launch_scheduler`, `launch_workers`), find them by tags (`list_nodes`), reach them
+//! (`endpoints`), read them (`logs`), and remove them (`terminate_nodes`, `cleanup`). Methods are
+//! idempotent and keep no state between calls: everything a later call needs is on the platform,
+//! in the tags of [`crate::tags`], so `down` works after a crash and from another machine.
+//!
+//! The orchestration (ordering, parallel boot, readiness, rollback) lives once in
+//! [`crate::lifecycle`]; a provider only does what its platform requires.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Result,
+    model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
+    tls::TlsBundle,
+};
+
+/// What `up`, `scale` and `--dry-run` hand to a provider.
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchContext<'a> {
+    /// The validated spec.
+    pub spec: &'a ClusterSpec,
+    /// The cluster's TLS material when `spec.tls` is on.
+    pub tls: Option<&'a TlsBundle>,
+}
+
+/// What `up` would do, for `--dry-run` and for the checks before anything is created.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// The identity the provider acts as (account, principal, user), when it has one.
+    pub identity: Option<String>,
+    /// Resources `up` would create, one line each.
+    pub resources: Vec<String>,
+    /// The rendered bootstrap of each kind of node, as the platform would receive it
+    /// (private keys elided).
+    pub bootstraps: Vec<RenderedBootstrap>,
+    /// Anything else worth saying (e.g. "the Dask runtime will be installed first").
+    pub notes: Vec<String>,
+}
+
+/// One rendered bootstrap in a [`Plan`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenderedBootstrap {
+    /// Scheduler or worker.
+    pub role: Role,
+    /// The form the platform receives: cloud-init, a container spec, a command line.
+    pub format: String,
+    /// The text.
+    pub text: String,
+}
+
+/// The scheduler as started by [`ClusterProvider::launch_scheduler`].
+#[derive(Debug, Clone)]
+pub struct SchedulerLaunch {
+    /// The scheduler node.
+    pub node: Node,
+    /// The address workers dial (e.g. `tls://10.0.1.5:8786`), when the platform already told
+    /// it. When `None`, the lifecycle polls [`ClusterProvider::worker_facing_address`].
+    pub address: Option<String>,
+}
+
+/// Which workers to start.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerBatch {
+    /// How many.
+    pub count: u32,
+    /// Index of the first new worker (names are `worker-<index>` where the platform lets
+    /// clusterctl name nodes).
+    pub first_index: u32,
+}
+
+impl WorkerBatch {
+    /// The names of the batch's workers.
+    pub fn names(&self) -> Vec<String> {
+        (self.first_index..self.first_index + self.count).map(worker_name).collect()
+    }
+}
+
+/// The name of worker `index`.
+pub fn worker_name(index: u32) -> String {
+    format!("worker-{index}")
+}
+
+/// The log of one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeLog {
+    /// The node's name.
+    pub node: String,
+    /// Its role.
+    pub role: Role,
+    /// The last lines, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// One platform that can run a Dask cluster.
+///
+/// Implementations must tag every resource they create with [`crate::tags::cluster_tags`] or
+/// [`crate::tags::node_tags`] (or the platform's equivalent of tags) and find resources only by
+/// those tags, never by local state. All methods are idempotent: an already-deleted resource is
+/// success for the delete methods.
+#[async_trait]
+pub trait ClusterProvider: Send + Sync + Debug {
+    /// Which platform this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// Where its clusters live: a region, a kube context and namespace, or the local scope.
+    fn location(&self) -> String;
+
+    /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
+    /// would create. Creates nothing.
+    async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;
+
+    /// Create or reuse what the nodes need besides themselves: firewall rules, roles, log
+    /// groups, namespaces, secrets, a runtime. Every created resource carries the cluster tags.
+    async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()>;
+
+    /// Start the scheduler.
+    async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch>;
+
+    /// The address workers dial for this scheduler node, once the platform knows it.
+    async fn worker_facing_address(&self, ctx: &LaunchContext<'_>, scheduler: &Node) -> Result<Option<String>>;
+
+    /// Start a batch of workers that dial `scheduler_address`, in as few platform calls as it
+    /// allows. They may start before the scheduler listens: Dask workers retry.
+    async fn launch_workers(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler_address: &str,
+        batch: WorkerBatch,
+    ) -> Result<Vec<Node>>;
+
+    /// Nodes of `cluster` (or of every clusterctl cluster with `None`) found by tags. Nodes that
+    /// the platform still lists as terminated may be included with that state.
+    async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>>;
+
+    /// How a client on this machine reaches the scheduler: public or private address, a load
+    /// balancer, or a tunnel the provider opens.
+    async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints>;
+
+    /// Stop and delete these nodes of `cluster`. Already-gone nodes are fine.
+    async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()>;
+
+    /// After the nodes are gone: delete the supporting resources of `cluster`, then return a
+    /// description of anything still tagged for it (empty when nothing is left).
+    async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>>;
+
+    /// The last `tail` lines of each of these nodes' logs.
+    async fn logs(&self, cluster: &ClusterName, nodes: &[Node], tail: usize) -> Result<Vec<NodeLog>>;
+}

@@ -1,0 +1,48 @@
+//! The tag set every resource of a cluster carries. `down`, `status` and `list` find a cluster
+//! from these alone, so they work without the local record and from another machine.
+//!
+//! Keys use only lowercase letters and `-` so that every platform accepts them as they are
+//! (AWS tags, Azure tags, GCE and Kubernetes labels, DigitalOcean tags as `key:value`). Values
+//! are plain: the expiry is epoch seconds, not a timestamp with `:`.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ClusterSpec, Role};
+
+/// Marks a resource as made by clusterctl; its value is always [`MANAGED_VALUE`].
+pub const MANAGED: &str = "clusterctl-managed";
+/// Value of [`MANAGED`].
+pub const MANAGED_VALUE: &str = "true";
+/// The cluster's name.
+pub const CLUSTER: &str = "clusterctl-cluster";
+/// `scheduler` or `worker`; supporting resources (networks, roles) have no role tag.
+pub const ROLE: &str = "clusterctl-role";
+/// The node's Dask name.
+pub const NODE: &str = "clusterctl-node";
+/// Who started the cluster.
+pub const OWNER: &str = "clusterctl-owner";
+/// When the cluster must be gone, in seconds since the Unix epoch.
+pub const EXPIRES: &str = "clusterctl-expires";
+
+/// Tags for a supporting resource of the cluster (no role): user tags first, so ours win.
+pub fn cluster_tags(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut tags = spec.tags.clone();
+    tags.insert(MANAGED.into(), MANAGED_VALUE.into());
+    tags.insert(CLUSTER.into(), spec.name.to_string());
+    tags.insert(OWNER.into(), spec.owner.clone());
+    tags.insert(EXPIRES.into(), spec.expires_at().to_string());
+    tags
+}
+
+/// Tags for a node of the cluster.
+pub fn node_tags(spec: &ClusterSpec, role: Role, node_name: &str) -> BTreeMap<String, String> {
+    let mut tags = cluster_tags(spec);
+    tags.insert(ROLE.into(), role.as_str().into());
+    tags.insert(NODE.into(), node_name.into());
+    tags
+}
+
+/// Whether `key` is reserved for clusterctl (user `--tag` may not set it).
+pub fn is_reserved(key: &str) -> bool {
+    key.starts_with("clusterctl-")
+}
