@@ -290,16 +290,18 @@ async fn ensure_alive(provider: &dyn ClusterProvider, cluster: &ClusterName, wor
 /// Put the tails of the nodes' logs into a timeout or node failure.
 async fn attach_logs(provider: &dyn ClusterProvider, cluster: &ClusterName, err: &mut Error) {
     let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else { return };
-    let Ok(nodes) = provider.list_nodes(Some(cluster)).await else { return };
+    let Ok(logs) = provider.logs(cluster, None, 15).await else { return };
     // The scheduler and the first worker tell most; all workers would flood the terminal.
-    let mut shown: Vec<Node> = nodes.iter().filter(|n| n.role == Role::Scheduler).cloned().collect();
-    shown.extend(nodes.iter().filter(|n| n.role == Role::Worker).take(1).cloned());
-    if let Ok(logs) = provider.logs(cluster, &shown, 15).await {
+    let shown = logs
+        .iter()
+        .filter(|l| l.role == Role::Scheduler)
+        .chain(logs.iter().filter(|l| l.role == Role::Worker).take(1));
+    {
         let mut text = String::new();
-        for log in logs {
+        for log in shown {
             text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
-            for line in log.lines {
-                text.push_str(&line);
+            for line in &log.lines {
+                text.push_str(line);
                 text.push('\n');
             }
         }

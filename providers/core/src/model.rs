@@ -67,7 +67,7 @@ impl ProviderKind {
 
 impl fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -199,7 +199,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -377,11 +377,11 @@ impl NodeState {
 impl fmt::Display for NodeState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NodeState::Pending => f.write_str("pending"),
-            NodeState::Running => f.write_str("running"),
-            NodeState::Stopping => f.write_str("stopping"),
-            NodeState::Terminated => f.write_str("terminated"),
-            NodeState::Failed(r) => write!(f, "failed ({r})"),
+            NodeState::Pending => f.pad("pending"),
+            NodeState::Running => f.pad("running"),
+            NodeState::Stopping => f.pad("stopping"),
+            NodeState::Terminated => f.pad("terminated"),
+            NodeState::Failed(r) => f.pad(&format!("failed ({r})")),
         }
     }
 }

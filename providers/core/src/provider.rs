@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Result,
+    lifecycle::Progress,
     model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
     tls::TlsBundle,
 };
@@ -28,6 +29,14 @@ pub struct LaunchContext<'a> {
     pub spec: &'a ClusterSpec,
     /// The cluster's TLS material when `spec.tls` is on.
     pub tls: Option<&'a TlsBundle>,
+    /// Where to report progress and remarks (retries, runtime installation).
+    pub progress: &'a dyn Progress,
+}
+
+impl Debug for dyn Progress + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// What `up` would do, for `--dry-run` and for the checks before anything is created.
@@ -150,6 +159,7 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// description of anything still tagged for it (empty when nothing is left).
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>>;
 
-    /// The last `tail` lines of each of these nodes' logs.
-    async fn logs(&self, cluster: &ClusterName, nodes: &[Node], tail: usize) -> Result<Vec<NodeLog>>;
+    /// The last `tail` lines of the logs of the nodes of `cluster` (only of `role`, if given),
+    /// including nodes that already stopped, as far as the platform keeps their logs.
+    async fn logs(&self, cluster: &ClusterName, role: Option<Role>, tail: usize) -> Result<Vec<NodeLog>>;
 }

@@ -33,6 +33,15 @@ pub enum RecordState {
     Ready,
 }
 
+/// The provider options a cluster was created with, so later commands build the same provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    /// Region, zone or location, when given.
+    pub region: Option<String>,
+    /// The Python interpreter of the local provider, when given.
+    pub python: Option<PathBuf>,
+}
+
 /// What this machine remembers about a cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -42,6 +51,9 @@ pub struct ClusterRecord {
     pub provider: ProviderKind,
     /// The provider's location (region, context, scope).
     pub location: String,
+    /// The options the provider was built with.
+    #[serde(default)]
+    pub provider_config: ProviderConfig,
     /// The spec it was created with.
     pub spec: ClusterSpec,
     /// Workers that must join for readiness (from `--wait-workers`).
@@ -175,6 +187,7 @@ mod tests {
             version: RECORD_VERSION,
             provider: ProviderKind::Local,
             location: "here".into(),
+            provider_config: ProviderConfig::default(),
             spec,
             wait_workers: 2,
             timeout_secs: 60,

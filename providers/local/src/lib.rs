@@ -1,0 +1,308 @@
+//! The `local` provider: a real Dask cluster as processes on this machine, bound to loopback.
+//!
+//! Each node is a `dask scheduler` or `dask worker` process in a process group of its own,
+//! detached from the terminal, so `up` returns while the cluster runs and `down` (from any
+//! shell) stops it. Nodes are found again by the tags in their environment (see [`process`]),
+//! scoped to the state directory, so `down` works without the record. Files of a cluster (boot
+//! files with TLS keys, logs) live in `<state>/local/<cluster>/` and are removed by `down`.
+
+pub mod process;
+pub mod runtime;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use clusterctl_core::{
+    bootstrap::{scheduler_intent, worker_intent, BootIntent, BootLayout},
+    model::{ClusterName, Endpoints, Node, NodeState, ProviderKind, Role},
+    provider::{ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch, WorkerBatch},
+    tags,
+    tls::{create_private_dir, write_private},
+    Error, Result,
+};
+use nix::sys::signal::Signal;
+use process::{TaggedProcess, SCOPE_ENV, TAGS_ENV};
+use runtime::{Resolution, Runtime, RuntimeSource};
+
+/// Nodes still running this long after SIGTERM get SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// Tag holding the scheduler address (on the scheduler node).
+const TAG_ADDRESS: &str = "scheduler-address";
+/// Tag holding the dashboard base URL (on the scheduler node).
+const TAG_DASHBOARD: &str = "dashboard-url";
+
+/// Runs clusters as local processes.
+#[derive(Debug)]
+pub struct LocalProvider {
+    state_dir: PathBuf,
+    cache_dir: PathBuf,
+    source: RuntimeSource,
+    dask_version: String,
+    runtime: tokio::sync::OnceCell<Runtime>,
+    /// First SIGTERM per pid, to escalate to SIGKILL.
+    terminating: Mutex<HashMap<i32, Instant>>,
+    /// Children spawned by this process, reaped so they do not linger as zombies.
+    children: Mutex<Vec<std::process::Child>>,
+}
+
+impl LocalProvider {
+    /// A provider scoped to `state_dir`, caching the managed runtime under `cache_dir`.
+    pub fn new(state_dir: PathBuf, cache_dir: PathBuf, source: RuntimeSource, dask_version: String) -> Self {
+        LocalProvider {
+            state_dir,
+            cache_dir,
+            source,
+            dask_version,
+            runtime: tokio::sync::OnceCell::new(),
+            terminating: Mutex::new(HashMap::new()),
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn scope(&self) -> String {
+        self.state_dir.display().to_string()
+    }
+
+    fn cluster_dir(&self, cluster: &ClusterName) -> PathBuf {
+        self.state_dir.join("local").join(cluster.as_str())
+    }
+
+    async fn runtime(&self, progress: &dyn clusterctl_core::lifecycle::Progress) -> Result<&Runtime> {
+        self.runtime
+            .get_or_try_init(|| runtime::resolve(&self.source, &self.dask_version, &self.cache_dir, progress))
+            .await
+    }
+
+    fn layout(&self, runtime: &Runtime, files_root: PathBuf, scheduler_port: u16, dashboard_port: u16) -> BootLayout {
+        BootLayout {
+            dask: runtime.dask.clone(),
+            files_root: files_root.display().to_string(),
+            bind_host: "127.0.0.1".into(),
+            scheduler_port,
+            dashboard_port,
+        }
+    }
+
+    /// Write the intent's files and start it as a node.
+    fn start(&self, ctx: &LaunchContext<'_>, intent: &BootIntent, name: &str, extra_tags: &[(&str, String)]) -> Result<Node> {
+        let cluster_dir = self.cluster_dir(&ctx.spec.name);
+        let logs = cluster_dir.join("logs");
+        create_private_dir(&logs)?;
+        for file in &intent.files {
+            let path = PathBuf::from(&file.path);
+            if let Some(parent) = path.parent() {
+                create_private_dir(parent)?;
+            }
+            write_private(&path, file.contents.as_bytes())?;
+        }
+        let mut node_tags = tags::node_tags(ctx.spec, intent.role, name);
+        for (k, v) in extra_tags {
+            node_tags.insert((*k).into(), v.clone());
+        }
+        let mut env = intent.env.clone();
+        env.insert(SCOPE_ENV.into(), self.scope());
+        env.insert(TAGS_ENV.into(), serde_json::to_string(&node_tags).expect("tags serialize"));
+        let child = process::spawn_node(&intent.argv, &env, &logs.join(format!("{name}.log")))?;
+        let pid = child.id() as i32;
+        self.children.lock().expect("children lock").push(child);
+        Ok(Node {
+            id: pid.to_string(),
+            name: name.into(),
+            role: intent.role,
+            state: NodeState::Running,
+            private_ip: Some("127.0.0.1".into()),
+            public_ip: None,
+            created_at: Some(clusterctl_core::model::now_epoch()),
+            tags: node_tags,
+        })
+    }
+
+    fn reap(&self) {
+        self.children.lock().expect("children lock").retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+    }
+
+    fn processes(&self, cluster: Option<&ClusterName>) -> Vec<TaggedProcess> {
+        self.reap();
+        process::scan(&self.scope())
+            .into_iter()
+            .filter(|p| !p.zombie)
+            .filter(|p| cluster.is_none_or(|c| p.tags.get(tags::CLUSTER).map(String::as_str) == Some(c.as_str())))
+            .collect()
+    }
+}
+
+fn node_of(p: &TaggedProcess) -> Option<Node> {
+    Some(Node {
+        id: p.pid.to_string(),
+        name: p.tags.get(tags::NODE)?.clone(),
+        role: p.tags.get(tags::ROLE)?.parse().ok()?,
+        state: NodeState::Running,
+        private_ip: Some("127.0.0.1".into()),
+        public_ip: None,
+        created_at: None,
+        tags: p.tags.clone(),
+    })
+}
+
+fn render_command(intent: &BootIntent) -> String {
+    let mut text = String::new();
+    for (k, v) in &intent.env {
+        text.push_str(&format!("{k}={v:?} \\\n"));
+    }
+    text.push_str(&intent.argv.join(" "));
+    for (path, shown) in intent.redacted_files() {
+        text.push_str(&format!("\n# file {path}: {shown}"));
+    }
+    text
+}
+
+#[async_trait]
+impl ClusterProvider for LocalProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Local
+    }
+
+    fn location(&self) -> String {
+        "localhost".into()
+    }
+
+    async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let runtime = match runtime::inspect(&self.source, &self.dask_version, &self.cache_dir).await? {
+            Resolution::Ready(r) => r,
+            Resolution::Install(dir) => {
+                plan.notes.push(format!(
+                    "dask {} will be installed into {} first (once)",
+                    self.dask_version,
+                    dir.display()
+                ));
+                Runtime { dask: vec![dir.join("bin/dask").display().to_string()], description: String::new() }
+            }
+        };
+        if !runtime.description.is_empty() {
+            plan.notes.push(format!("Dask runtime: {}", runtime.description));
+        }
+        if self.processes(Some(&ctx.spec.name)).iter().any(|p| p.leader) {
+            return Err(Error::AlreadyExists { name: ctx.spec.name.to_string(), provider: ProviderKind::Local });
+        }
+        let dir = self.cluster_dir(&ctx.spec.name);
+        plan.resources.push(format!("directory {} (boot files and logs)", dir.display()));
+        plan.resources.push("process: dask scheduler on 127.0.0.1".into());
+        plan.resources.push(format!("processes: {} dask worker(s) on 127.0.0.1", ctx.spec.workers));
+        let layout = self.layout(&runtime, dir.join("scheduler"), 8786, 8787);
+        let s = scheduler_intent(ctx.spec, &layout, ctx.tls);
+        plan.bootstraps.push(RenderedBootstrap { role: Role::Scheduler, format: "command".into(), text: render_command(&s) });
+        let layout = self.layout(&runtime, dir.join("worker-0"), 8786, 8787);
+        let address = format!("{}://127.0.0.1:<port>", clusterctl_core::bootstrap::scheme(ctx.spec));
+        let w = worker_intent(ctx.spec, &layout, ctx.tls, &address, Some("worker-0"));
+        plan.bootstraps.push(RenderedBootstrap { role: Role::Worker, format: "command".into(), text: render_command(&w) });
+        plan.notes.push("ports are chosen free on 127.0.0.1 at launch".into());
+        Ok(plan)
+    }
+
+    async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        if self.processes(Some(&ctx.spec.name)).iter().any(|p| p.leader) {
+            return Err(Error::AlreadyExists { name: ctx.spec.name.to_string(), provider: ProviderKind::Local });
+        }
+        self.runtime(ctx.progress).await?;
+        create_private_dir(&self.cluster_dir(&ctx.spec.name))
+    }
+
+    async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
+        let runtime = self.runtime(ctx.progress).await?.clone();
+        let (port, dport) = (process::free_port()?, process::free_port()?);
+        let layout = self.layout(&runtime, self.cluster_dir(&ctx.spec.name).join("scheduler"), port, dport);
+        let intent = scheduler_intent(ctx.spec, &layout, ctx.tls);
+        let address = format!("{}://127.0.0.1:{port}", clusterctl_core::bootstrap::scheme(ctx.spec));
+        let dashboard = format!("http://127.0.0.1:{dport}");
+        let node = self.start(ctx, &intent, "scheduler", &[(TAG_ADDRESS, address.clone()), (TAG_DASHBOARD, dashboard)])?;
+        Ok(SchedulerLaunch { node, address: Some(address) })
+    }
+
+    async fn worker_facing_address(&self, _ctx: &LaunchContext<'_>, scheduler: &Node) -> Result<Option<String>> {
+        Ok(scheduler.tags.get(TAG_ADDRESS).cloned())
+    }
+
+    async fn launch_workers(&self, ctx: &LaunchContext<'_>, scheduler_address: &str, batch: WorkerBatch) -> Result<Vec<Node>> {
+        let runtime = self.runtime(ctx.progress).await?.clone();
+        let mut nodes = Vec::new();
+        for name in batch.names() {
+            let layout = self.layout(&runtime, self.cluster_dir(&ctx.spec.name).join(&name), 0, 0);
+            let intent = worker_intent(ctx.spec, &layout, ctx.tls, scheduler_address, Some(&name));
+            nodes.push(self.start(ctx, &intent, &name, &[])?);
+        }
+        Ok(nodes)
+    }
+
+    async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
+        Ok(self.processes(cluster).iter().filter(|p| p.leader).filter_map(node_of).collect())
+    }
+
+    async fn endpoints(&self, scheduler: &Node, _private: bool) -> Result<Endpoints> {
+        let get = |k: &str| {
+            scheduler.tags.get(k).cloned().ok_or_else(|| Error::Scheduler {
+                operation: "endpoints".into(),
+                message: format!("scheduler process {} has no `{k}` tag", scheduler.id),
+            })
+        };
+        Ok(Endpoints { scheduler_address: get(TAG_ADDRESS)?, dashboard_url: format!("{}/status", get(TAG_DASHBOARD)?) })
+    }
+
+    async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        let mut terminating = self.terminating.lock().expect("terminating lock");
+        for node in nodes {
+            let Ok(pid) = node.id.parse::<i32>() else { continue };
+            let first = *terminating.entry(pid).or_insert_with(Instant::now);
+            let signal = if first.elapsed() >= KILL_AFTER { Signal::SIGKILL } else { Signal::SIGTERM };
+            process::signal_group(pid, signal)?;
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
+        // Children whose group leader is gone (a worker process after its nanny died).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stragglers = self.processes(Some(cluster));
+        while !stragglers.is_empty() && Instant::now() < deadline {
+            for p in &stragglers {
+                process::signal_process(p.pid, Signal::SIGKILL)?;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stragglers = self.processes(Some(cluster));
+        }
+        let mut left: Vec<String> = stragglers.iter().map(|p| format!("process {}", p.pid)).collect();
+        let dir = self.cluster_dir(cluster);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => left.push(format!("directory {} ({e})", dir.display())),
+        }
+        Ok(left)
+    }
+
+    async fn logs(&self, cluster: &ClusterName, role: Option<Role>, tail: usize) -> Result<Vec<NodeLog>> {
+        let dir = self.cluster_dir(cluster).join("logs");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut logs: BTreeMap<(Role, u32, String), NodeLog> = BTreeMap::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            let Some(node) = file.strip_suffix(".log") else { continue };
+            let node_role = if node == "scheduler" { Role::Scheduler } else { Role::Worker };
+            if role.is_some_and(|r| r != node_role) {
+                continue;
+            }
+            let index = clusterctl_core::lifecycle::worker_index(node).unwrap_or(0);
+            logs.insert(
+                (node_role, index, node.to_string()),
+                NodeLog { node: node.to_string(), role: node_role, lines: process::tail(&entry.path(), tail) },
+            );
+        }
+        Ok(logs.into_values().collect())
+    }
+}

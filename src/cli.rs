@@ -1,0 +1,243 @@
+//! Command-line definitions (clap derive). No logic here: doc comments are the help text, and
+//! values are only parsed; [`crate::settings`] merges them with the environment and the config
+//! file.
+
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the cluster or the provider failed (timeout, capacity, quota, auth, leftovers)
+  2    usage or configuration error (nothing was created)
+  130  interrupted; everything created was torn down first
+  `run` exits with the command's own status.";
+
+/// Launch an ephemeral Dask cluster, wait until it is really ready, tear it down afterwards.
+#[derive(Debug, Parser)]
+#[command(name = "clusterctl", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Output format of results on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per command.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Output format: results go to stdout, progress and errors to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = "CLUSTERCTL_OUTPUT")]
+    pub output: OutputFormat,
+    /// No progress on stderr (errors are still shown).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Config file (default: ./clusterctl.yaml, else the user config directory's clusterctl/config.yaml).
+    #[arg(long, global = true, env = "CLUSTERCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a cluster and wait until it is ready; prints the scheduler address and dashboard link.
+    Up(UpArgs),
+    /// Wait until a cluster started with `up --no-wait` is ready (tears it down if it never is).
+    Wait(NameArg),
+    /// Tear a cluster down and verify nothing is left (works from the provider's tags alone).
+    Down(DownArgs),
+    /// Live state of a cluster: nodes, addresses, workers joined.
+    Status(StatusArgs),
+    /// Clusters found on the providers, and those recorded on this machine.
+    List(ListArgs),
+    /// Change the number of workers (surplus workers are retired gracefully first).
+    Scale(ScaleArgs),
+    /// Show scheduler or worker logs.
+    Logs(LogsArgs),
+    /// Print shell exports for a cluster: `eval "$(clusterctl env)"`.
+    Env(NameArg),
+    /// Bring a cluster up, run a command against it, and always tear it down.
+    Run(RunArgs),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// The effective settings for `up` and where each one came from.
+    Show(UpArgs),
+}
+
+/// Options of `up` (also taken by `run` and `config show`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpArgs {
+    /// Where to run: local, aws, fargate, azure, gcp, digitalocean, kubernetes.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Number of workers.
+    #[arg(long, short = 'w', env = "CLUSTERCTL_WORKERS", allow_negative_numbers = true, value_name = "N")]
+    pub workers: Option<String>,
+    /// Cluster name (lowercase letters, digits, '-'); generated when omitted.
+    #[arg(long, env = "CLUSTERCTL_NAME")]
+    pub name: Option<String>,
+    /// Region, zone or location of the provider.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+    /// Dask release to run.
+    #[arg(long, env = "CLUSTERCTL_DASK_VERSION", value_name = "VERSION")]
+    pub dask_version: Option<String>,
+    /// Container image for providers that run containers (default: the Dask image of --dask-version).
+    #[arg(long, env = "CLUSTERCTL_IMAGE")]
+    pub image: Option<String>,
+    /// vCPUs of the scheduler.
+    #[arg(long, value_name = "N")]
+    pub scheduler_cpus: Option<String>,
+    /// Memory of the scheduler, e.g. 4GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub scheduler_memory: Option<String>,
+    /// vCPUs (Dask threads) of each worker.
+    #[arg(long, value_name = "N")]
+    pub worker_cpus: Option<String>,
+    /// Memory of each worker, e.g. 8GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub worker_memory: Option<String>,
+    /// Environment variable for scheduler and workers (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Extra tag on every resource (repeatable).
+    #[arg(long = "tag", value_name = "K=V")]
+    pub tag: Vec<String>,
+    /// Hard maximum lifetime; the cluster ends itself then, even if clusterctl is gone.
+    #[arg(long, env = "CLUSTERCTL_TTL", value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// The scheduler shuts down after this long without work (0 disables).
+    #[arg(long, env = "CLUSTERCTL_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Workers that must join before the cluster counts as ready: all, N, or P%.
+    #[arg(long, env = "CLUSTERCTL_WAIT_WORKERS", value_name = "N|P%")]
+    pub wait_workers: Option<String>,
+    /// Readiness deadline; on expiry everything is torn down.
+    #[arg(long, env = "CLUSTERCTL_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Return once the resources exist (use `clusterctl wait` later).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print what would be created, with the rendered bootstrap; create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// TLS between scheduler, workers and client (default: on, except for local).
+    #[arg(long, overrides_with = "no_tls")]
+    pub tls: bool,
+    /// Plain TCP between scheduler, workers and client.
+    #[arg(long, overrides_with = "tls")]
+    pub no_tls: bool,
+    /// Reach the scheduler on its private address (the client runs in the same network).
+    #[arg(long)]
+    pub private: bool,
+    /// Python interpreter with Dask, for the local provider.
+    #[arg(long, env = "CLUSTERCTL_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Cluster name (default: the only cluster this machine knows).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Cluster name (default: the only cluster this machine knows).
+    pub name: Option<String>,
+    /// Every clusterctl cluster found on the provider(s) and in the records.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+    /// Provider to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+    /// How long teardown may take before reporting what is left.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Cluster name (default: the only cluster this machine knows).
+    pub name: Option<String>,
+    /// Provider to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this provider (default: the configured one and those with records here).
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Cluster name.
+    pub name: String,
+    /// The number of workers wanted.
+    #[arg(long, short = 'w', allow_negative_numbers = true, value_name = "N")]
+    pub workers: String,
+    /// Deadline for new workers to join or old ones to retire.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+/// Which nodes' logs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Scheduler,
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Cluster name (default: the only cluster this machine knows).
+    pub name: Option<String>,
+    /// Only the scheduler or only the workers.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Lines per node.
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub up: UpArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Parse the process arguments; clap exits with code 2 on usage errors.
+pub fn parse() -> (Cli, ArgMatches) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, matches)
+}

@@ -1,0 +1,83 @@
+//! `down`: tear clusters down from the provider's tags, verify nothing is left, forget their
+//! records. Idempotent: a cluster that is already gone is success.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clusterctl_core::{lifecycle, model::ClusterName, ClusterProvider};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{providers_to_ask, Ctx};
+use crate::{cli::DownArgs, providers::ProviderOptions, settings};
+
+#[derive(Serialize)]
+struct Removed {
+    name: String,
+    provider: String,
+    nodes_terminated: Vec<String>,
+}
+
+pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
+    let timeout = match &args.timeout {
+        Some(t) => settings::parse_duration("--timeout", t)?,
+        None => lifecycle::TEARDOWN_TIMEOUT,
+    };
+    let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
+    if args.all {
+        for kind in providers_to_ask(ctx, args.provider.as_deref())? {
+            let opts = ProviderOptions { region: args.region.clone(), ..Default::default() };
+            let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
+            for summary in clusterctl_core::model::summarize(provider.list_nodes(None).await?) {
+                if let Ok(name) = ClusterName::new(&summary.name) {
+                    targets.push((name, provider.clone()));
+                }
+            }
+        }
+        for record in ctx.store.list()? {
+            if !targets.iter().any(|(n, _)| n == record.name()) {
+                targets.push((record.name().clone(), ctx.provider_of(&record)?));
+            }
+        }
+    } else {
+        let name = ctx.pick_name(args.name.as_deref())?;
+        let (provider, _) = ctx.locate(&name, args.provider.as_deref(), args.region.as_deref())?;
+        targets.push((name, provider));
+    }
+    let mut removed = Vec::new();
+    let mut first_error = None;
+    for (name, provider) in targets {
+        match down_one(ctx, &name, provider.as_ref(), timeout).await {
+            Ok(nodes) => removed.push(Removed { name: name.to_string(), provider: provider.kind().to_string(), nodes_terminated: nodes }),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    ctx.printer.result(
+        || {
+            if removed.is_empty() {
+                return "no clusters to remove".to_string();
+            }
+            removed
+                .iter()
+                .map(|r| format!("removed {} ({}, {} node(s) terminated)", r.name, r.provider, r.nodes_terminated.len()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        &json!({ "removed": removed }),
+    );
+    Ok(0)
+}
+
+async fn down_one(ctx: &Ctx<'_>, name: &ClusterName, provider: &dyn ClusterProvider, timeout: Duration) -> Result<Vec<String>> {
+    let _lock = ctx.store.lock(name)?;
+    let progress = ctx.printer.progress();
+    let teardown = lifecycle::down(provider, name, timeout, &progress).await?;
+    ctx.store.remove(name)?;
+    Ok(teardown.nodes_terminated)
+}

@@ -1,0 +1,144 @@
+//! One module per command; this one dispatches and holds what commands share: the context
+//! (printer, paths, records, config file) and how a cluster name and its provider are found.
+
+mod config_show;
+mod down;
+mod env;
+mod logs;
+mod run;
+mod scale;
+mod status;
+mod up;
+mod wait;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::ArgMatches;
+use clusterctl_core::{
+    model::{ClusterName, ProviderKind},
+    record::{ClusterRecord, RecordStore},
+    ClusterProvider, Error,
+};
+
+use crate::{
+    cli::{Cli, Command, ConfigCommand},
+    config::{self, LoadedConfig},
+    output::Printer,
+    providers::{self, Paths, ProviderOptions},
+    settings,
+};
+
+/// What every command gets.
+pub struct Ctx<'a> {
+    pub printer: &'a Printer,
+    pub paths: Paths,
+    pub store: RecordStore,
+    pub file: Option<LoadedConfig>,
+}
+
+impl Ctx<'_> {
+    /// The provider a record was made with.
+    pub fn provider_of(&self, record: &ClusterRecord) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
+        let opts = ProviderOptions {
+            region: record.provider_config.region.clone(),
+            python: record.provider_config.python.clone(),
+            dask_version: Some(record.spec.dask_version.clone()),
+        };
+        providers::build(record.provider, &opts, &self.paths)
+    }
+
+    /// The provider named by flag/env/file (default local), for clusters without a record.
+    pub fn provider_from(&self, flag: Option<&str>, region: Option<&str>) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
+        let kind = settings::resolve_provider(flag, self.file.as_ref())?;
+        let opts = ProviderOptions {
+            region: region.map(str::to_string).or_else(|| self.file.as_ref().and_then(|f| f.config.region.clone())),
+            python: self.file.as_ref().and_then(|f| f.config.local.as_ref()).and_then(|l| l.python.clone()),
+            dask_version: None,
+        };
+        providers::build(kind, &opts, &self.paths)
+    }
+
+    /// The named cluster, or the only one this machine has a record of.
+    pub fn pick_name(&self, name: Option<&str>) -> clusterctl_core::Result<ClusterName> {
+        if let Some(n) = name {
+            return ClusterName::new(n);
+        }
+        let records = self.store.list()?;
+        match records.as_slice() {
+            [one] => Ok(one.name().clone()),
+            [] => Err(Error::invalid(
+                "cluster name",
+                "",
+                "no cluster is recorded on this machine, so a NAME is needed",
+                Some("pass the cluster's name; `clusterctl list` shows what the provider has".into()),
+            )),
+            many => Err(Error::invalid(
+                "cluster name",
+                "",
+                format!(
+                    "several clusters are recorded here: {}",
+                    many.iter().map(|r| r.name().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                Some("pass one of these names".into()),
+            )),
+        }
+    }
+
+    /// The record of `name` and its provider, or the provider from flags when there is none.
+    pub fn locate(
+        &self,
+        name: &ClusterName,
+        provider_flag: Option<&str>,
+        region: Option<&str>,
+    ) -> clusterctl_core::Result<(Arc<dyn ClusterProvider>, Option<ClusterRecord>)> {
+        match self.store.load(name)? {
+            Some(r) => Ok((self.provider_of(&r)?, Some(r))),
+            None => Ok((self.provider_from(provider_flag, region)?, None)),
+        }
+    }
+
+    /// The record of `name`, required (for commands that need its spec or TLS files).
+    pub fn record(&self, name: &ClusterName) -> clusterctl_core::Result<ClusterRecord> {
+        self.store.load(name)?.ok_or_else(|| Error::NotFound {
+            name: name.to_string(),
+            where_: " in this machine's records".into(),
+        })
+    }
+}
+
+/// Providers to ask when listing: the configured one plus those that have records here.
+pub fn providers_to_ask(ctx: &Ctx<'_>, flag: Option<&str>) -> clusterctl_core::Result<Vec<ProviderKind>> {
+    let mut kinds = vec![settings::resolve_provider(flag, ctx.file.as_ref())?];
+    if flag.is_none() {
+        for r in ctx.store.list()? {
+            if !kinds.contains(&r.provider) {
+                kinds.push(r.provider);
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// Run the command; `Ok` carries the exit code.
+pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Result<u8> {
+    let file = config::load(cli.global.config.as_deref())?;
+    let paths = Paths::from_env();
+    let store = RecordStore::new(paths.state_dir.clone());
+    let ctx = Ctx { printer, paths, store, file };
+    let sub = |name: &str| matches.subcommand_matches(name);
+    match cli.command {
+        Command::Up(args) => up::up(&ctx, &args, sub("up")).await,
+        Command::Wait(args) => wait::wait(&ctx, args.name.as_deref()).await,
+        Command::Down(args) => down::down(&ctx, &args).await,
+        Command::Status(args) => status::status(&ctx, &args).await,
+        Command::List(args) => status::list(&ctx, &args).await,
+        Command::Scale(args) => scale::scale(&ctx, &args).await,
+        Command::Logs(args) => logs::logs(&ctx, &args).await,
+        Command::Env(args) => env::env(&ctx, args.name.as_deref()),
+        Command::Run(args) => run::run(&ctx, &args, sub("run")).await,
+        Command::Config(ConfigCommand::Show(args)) => {
+            config_show::show(&ctx, &args, sub("config").and_then(|m| m.subcommand_matches("show"))).await
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `run`: `up`, then the command with the cluster's environment, then always `down` (after the
+//! command exits, fails, or is interrupted). Exits with the command's status, 130 when
+//! interrupted, or 1 when the command succeeded but teardown did not.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::ArgMatches;
+use clusterctl_core::{lifecycle, Error};
+use serde_json::json;
+
+use super::{env::client_env, up::{launch, Launch}, Ctx};
+use crate::{cli::RunArgs, settings, signals::Signals};
+
+/// How long the command gets to exit after it was forwarded a signal.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) -> Result<u8> {
+    let mut settings = settings::resolve_up(&args.up, matches, ctx.file.as_ref())?;
+    settings.no_wait = false;
+    if settings.dry_run {
+        return Err(Error::invalid("--dry-run", "", "`run` cannot run a command against a cluster it does not create", Some("use `clusterctl up --dry-run`".into())).into());
+    }
+    let mut signals = Signals::install()?;
+    let progress = ctx.printer.progress();
+    let Launch::Up { record, .. } = launch(ctx, &settings, &progress, &mut signals).await? else {
+        unreachable!("not a dry run")
+    };
+    progress.finish();
+    let name = record.name().clone();
+    ctx.printer.info(&format!("clusterctl: cluster `{name}` is ready; running `{}`", args.command.join(" ")));
+
+    let mut child = tokio::process::Command::new(&args.command[0]);
+    child.args(&args.command[1..]).envs(client_env(&record)?).kill_on_drop(true);
+    let (status, interrupted) = match child.spawn() {
+        Err(e) => {
+            ctx.printer.info(&format!("error: could not start `{}`: {e}", args.command[0]));
+            (Some(127), false)
+        }
+        Ok(mut child) => {
+            tokio::select! {
+                s = child.wait() => (s.ok().map(exit_code), false),
+                sig = signals.interrupted() => {
+                    ctx.printer.info(&format!("clusterctl: {sig:?} received; stopping the command, then tearing down"));
+                    if let Some(pid) = child.id() {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig.as_nix());
+                    }
+                    match tokio::time::timeout(GRACE, child.wait()).await {
+                        Ok(s) => (s.ok().map(exit_code), true),
+                        Err(_) => {
+                            let _ = child.kill().await;
+                            (None, true)
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    let progress = ctx.printer.progress();
+    let _lock = ctx.store.lock(&name)?;
+    let teardown = lifecycle::down(ctx.provider_of(&record)?.as_ref(), &name, lifecycle::TEARDOWN_TIMEOUT, &progress).await;
+    progress.finish();
+    if teardown.is_ok() {
+        ctx.store.remove(&name)?;
+    }
+    let code = if interrupted { 130 } else { status.unwrap_or(1) };
+    ctx.printer.result(String::new, &json!({ "name": name, "exit_code": code, "teardown": teardown.as_ref().map(|_| "ok").unwrap_or("failed") }));
+    match teardown {
+        Err(e) if code == 0 || interrupted => Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(code)
+        }
+        Ok(_) => Ok(code),
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        _ => 1,
+    }
+}

@@ -1,0 +1,172 @@
+//! `status` and `list`: live state asked of the provider (nodes by tags) and of the scheduler
+//! (workers joined), with the local record only filling in what the platform cannot tell.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clusterctl_core::{
+    health::Dashboard,
+    model::{now_epoch, summarize, ClusterSummary, Node, Role},
+    Error,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{providers_to_ask, Ctx};
+use crate::{
+    cli::{ListArgs, StatusArgs},
+    providers::ProviderOptions,
+};
+
+#[derive(Serialize)]
+struct ListedCluster {
+    name: String,
+    provider: String,
+    location: String,
+    state: &'static str,
+    workers_running: usize,
+    scheduler_running: bool,
+    expires_at: Option<u64>,
+    recorded_here: bool,
+}
+
+fn expires_in(at: Option<u64>) -> String {
+    match at {
+        Some(t) if t > now_epoch() => humantime::format_duration(Duration::from_secs(t - now_epoch())).to_string(),
+        Some(_) => "expired".into(),
+        None => "-".into(),
+    }
+}
+
+pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
+    let name = ctx.pick_name(args.name.as_deref())?;
+    let (provider, record) = ctx.locate(&name, args.provider.as_deref(), args.region.as_deref())?;
+    let nodes: Vec<Node> = provider.list_nodes(Some(&name)).await?;
+    let summary = summarize(nodes.clone()).into_iter().next();
+    let scheduler = summary.as_ref().and_then(ClusterSummary::scheduler).cloned();
+    let endpoints = match &scheduler {
+        Some(s) => provider.endpoints(s, record.as_ref().is_some_and(|r| r.spec.private)).await.ok(),
+        None => None,
+    };
+    let (healthy, joined) = match &endpoints {
+        Some(e) => {
+            let dash = Dashboard::new(e.dashboard_base(), Duration::from_secs(3));
+            (dash.healthy().await, dash.view().await.ok().map(|v| v.workers.len()))
+        }
+        None => (false, None),
+    };
+    let running_workers = nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count();
+    let awaited = record.as_ref().map(|r| r.wait_workers as usize);
+    let state = match (&scheduler, healthy, joined) {
+        (None, _, _) if running_workers == 0 => "gone",
+        (None, _, _) => "degraded",
+        (Some(_), true, Some(j)) if awaited.is_none_or(|a| j >= a) => "ready",
+        _ => "starting",
+    };
+    if state == "gone" && record.is_none() {
+        return Err(Error::NotFound { name: name.to_string(), where_: format!(" on {} ({})", provider.kind(), provider.location()) }.into());
+    }
+    let expires_at = summary.as_ref().and_then(|s| s.expires_at).or(record.as_ref().map(|r| r.spec.expires_at()));
+    ctx.printer.result(
+        || {
+            let mut t = format!("cluster    {name}\nprovider   {} ({})\nstate      {state}\n", provider.kind(), provider.location());
+            if let Some(e) = &endpoints {
+                t.push_str(&format!("scheduler  {}\ndashboard  {}\n", e.scheduler_address, e.dashboard_url));
+            }
+            t.push_str(&format!(
+                "workers    {running_workers} running, {} joined{}\nexpires in {}\n",
+                joined.map_or("?".into(), |j| j.to_string()),
+                awaited.map_or(String::new(), |a| format!(", {a} awaited")),
+                expires_in(expires_at)
+            ));
+            if !nodes.is_empty() {
+                t.push_str("\nNODE         ROLE       STATE       ID          ADDRESS\n");
+                for n in &nodes {
+                    t.push_str(&format!(
+                        "{:<12} {:<10} {:<11} {:<11} {}\n",
+                        n.name,
+                        n.role,
+                        n.state.to_string(),
+                        n.id,
+                        n.public_ip.as_deref().or(n.private_ip.as_deref()).unwrap_or("-")
+                    ));
+                }
+            }
+            if state == "gone" {
+                t.push_str("\nthe cluster is gone (TTL, idle timeout, or removed elsewhere); `clusterctl down` forgets its record\n");
+            }
+            t
+        },
+        &json!({
+            "name": name,
+            "provider": provider.kind(),
+            "location": provider.location(),
+            "state": state,
+            "scheduler_address": endpoints.as_ref().map(|e| &e.scheduler_address),
+            "dashboard_url": endpoints.as_ref().map(|e| &e.dashboard_url),
+            "workers": { "running": running_workers, "joined": joined, "awaited": awaited, "requested": record.as_ref().map(|r| r.spec.workers) },
+            "expires_at": expires_at,
+            "recorded_here": record.is_some(),
+            "nodes": nodes,
+        }),
+    );
+    Ok(if state == "gone" { 1 } else { 0 })
+}
+
+pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
+    let records = ctx.store.list()?;
+    let mut rows: Vec<ListedCluster> = Vec::new();
+    for kind in providers_to_ask(ctx, args.provider.as_deref())? {
+        let opts = ProviderOptions { region: args.region.clone(), ..Default::default() };
+        let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
+        for s in summarize(provider.list_nodes(None).await?) {
+            rows.push(ListedCluster {
+                recorded_here: records.iter().any(|r| r.name().as_str() == s.name && r.provider == kind),
+                state: if s.scheduler().is_some() { "running" } else { "degraded" },
+                workers_running: s.workers_alive(),
+                scheduler_running: s.scheduler().is_some(),
+                expires_at: s.expires_at,
+                name: s.name,
+                provider: kind.to_string(),
+                location: provider.location(),
+            });
+        }
+        for r in records.iter().filter(|r| r.provider == kind) {
+            if !rows.iter().any(|row| row.name == r.name().as_str() && row.provider == kind.as_str()) {
+                rows.push(ListedCluster {
+                    name: r.name().to_string(),
+                    provider: kind.to_string(),
+                    location: r.location.clone(),
+                    state: "gone",
+                    workers_running: 0,
+                    scheduler_running: false,
+                    expires_at: Some(r.spec.expires_at()),
+                    recorded_here: true,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+    ctx.printer.result(
+        || {
+            if rows.is_empty() {
+                return "no clusters".into();
+            }
+            let mut t = format!("{:<24} {:<12} {:<10} {:>7}  {:<14} {}\n", "NAME", "PROVIDER", "STATE", "WORKERS", "EXPIRES IN", "RECORD");
+            for r in &rows {
+                t.push_str(&format!(
+                    "{:<24} {:<12} {:<10} {:>7}  {:<14} {}\n",
+                    r.name,
+                    r.provider,
+                    r.state,
+                    r.workers_running,
+                    expires_in(r.expires_at),
+                    if r.recorded_here { "here" } else { "-" }
+                ));
+            }
+            t
+        },
+        &json!({ "clusters": rows }),
+    );
+    Ok(0)
+}

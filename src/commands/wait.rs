@@ -1,0 +1,52 @@
+//! `wait`: wait for the readiness of a cluster created with `up --no-wait`. If it never becomes
+//! ready within its deadline, or the wait is interrupted (a cancelled CI job), it is torn down,
+//! as `up` would have done.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clusterctl_core::{
+    lifecycle::{self, Progress as _},
+    record::RecordState,
+    wait::Deadline,
+    Error,
+};
+
+use super::{up::print_ready, Ctx};
+use crate::signals::Signals;
+
+pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
+    let name = ctx.pick_name(name)?;
+    let mut record = ctx.record(&name)?;
+    let provider = ctx.provider_of(&record)?;
+    let endpoints = record.endpoints.clone().ok_or_else(|| Error::Scheduler {
+        operation: "wait".into(),
+        message: format!("cluster `{name}` has no endpoints recorded yet; is `up` still running?"),
+    })?;
+    let mut signals = Signals::install()?;
+    let progress = ctx.printer.progress();
+    let deadline = Deadline::after(Duration::from_secs(record.timeout_secs.max(1)));
+    let result = tokio::select! {
+        r = lifecycle::wait_ready(provider.as_ref(), &name, &endpoints, record.wait_workers as usize, deadline, &progress) => r,
+        _ = signals.interrupted() => Err(Error::Interrupted),
+    };
+    match result {
+        Ok(view) => {
+            progress.finish();
+            record.state = RecordState::Ready;
+            ctx.store.save(&record)?;
+            print_ready(ctx, &record, &endpoints, Some(&view), progress.elapsed());
+            Ok(0)
+        }
+        Err(e) => {
+            let why = match &e {
+                Error::Interrupted => "interrupted".to_string(),
+                other => format!("did not become ready ({other})"),
+            };
+            progress.note(&format!("cluster `{name}` {why}; tearing it down"));
+            lifecycle::down(provider.as_ref(), &name, lifecycle::TEARDOWN_TIMEOUT, &progress).await?;
+            ctx.store.remove(&name)?;
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The one place that turns a provider kind into a provider: each platform's crate is built in
+//! behind its Cargo feature and constructed here from resolved settings.
+
+use std::{path::PathBuf, sync::Arc};
+
+use clusterctl_core::{model::ProviderKind, ClusterProvider, Error, Result};
+use clusterctl_local::{runtime::RuntimeSource, LocalProvider};
+
+/// Directories clusterctl uses on this machine.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Records, locks, and the local provider's node files (`CLUSTERCTL_STATE_DIR`).
+    pub state_dir: PathBuf,
+    /// The managed Dask runtime (`CLUSTERCTL_CACHE_DIR`).
+    pub cache_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Self {
+        let home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("."));
+        let state_dir = std::env::var_os("CLUSTERCTL_STATE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::state_dir().map(|d| d.join("clusterctl")))
+            .unwrap_or_else(|| home.join(".local/state/clusterctl"));
+        let cache_dir = std::env::var_os("CLUSTERCTL_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("clusterctl")))
+            .unwrap_or_else(|| home.join(".cache/clusterctl"));
+        // The state directory scopes local clusters; make it absolute so every process agrees.
+        let absolute = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().map(|c| c.join(&p)).unwrap_or(p) };
+        Paths { state_dir: absolute(state_dir), cache_dir: absolute(cache_dir) }
+    }
+}
+
+/// What a provider is built from.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderOptions {
+    pub region: Option<String>,
+    pub python: Option<PathBuf>,
+    pub dask_version: Option<String>,
+}
+
+/// Build the provider of `kind`.
+pub fn build(kind: ProviderKind, opts: &ProviderOptions, paths: &Paths) -> Result<Arc<dyn ClusterProvider>> {
+    match kind {
+        ProviderKind::Local => {
+            if let Some(region) = opts.region.as_deref().filter(|r| *r != "localhost") {
+                return Err(Error::invalid(
+                    "--region",
+                    region,
+                    "the local provider runs on this machine and has no regions",
+                    Some("drop `--region`, or choose a cloud `--provider`".into()),
+                ));
+            }
+            let source = opts.python.clone().map_or(RuntimeSource::Auto, RuntimeSource::Python);
+            let version = opts.dask_version.clone().unwrap_or_else(|| clusterctl_core::DASK_VERSION.into());
+            Ok(Arc::new(LocalProvider::new(paths.state_dir.clone(), paths.cache_dir.clone(), source, version)))
+        }
+        other => Err(Error::ProviderUnavailable(other)),
+    }
+}
