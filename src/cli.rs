@@ -85,7 +85,13 @@ pub struct UpArgs {
     #[arg(long, env = "CLUSTERCTL_PROVIDER")]
     pub provider: Option<String>,
     /// Number of workers.
-    #[arg(long, short = 'w', env = "CLUSTERCTL_WORKERS", allow_negative_numbers = true, value_name = "N")]
+    #[arg(
+        long,
+        short = 'w',
+        env = "CLUSTERCTL_WORKERS",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
     pub workers: Option<String>,
     /// Cluster name (lowercase letters, digits, '-'); generated when omitted.
     #[arg(long, env = "CLUSTERCTL_NAME")]

@@ -92,7 +92,10 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     }
     serde_saphyr::from_str::<Option<FileConfig>>(text)
         .map(Option::unwrap_or_default)
-        .map_err(|e| ConfigError { path: path.to_path_buf(), message: e.to_string() })
+        .map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// Find and read the config file: `explicit` (which must exist), else `./clusterctl.yaml`,
@@ -110,9 +113,16 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<LoadedConfig>, ConfigError
     };
     for path in candidates {
         match std::fs::read_to_string(&path) {
-            Ok(text) => return parse(&path, &text).map(|config| Some(LoadedConfig { path, config })),
+            Ok(text) => {
+                return parse(&path, &text).map(|config| Some(LoadedConfig { path, config }));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => continue,
-            Err(e) => return Err(ConfigError { path, message: format!("cannot be read: {e}") }),
+            Err(e) => {
+                return Err(ConfigError {
+                    path,
+                    message: format!("cannot be read: {e}"),
+                });
+            }
         }
     }
     Ok(None)
@@ -130,26 +140,41 @@ mod tests {
         assert_eq!(c.workers.unwrap().to_string(), "3");
         assert_eq!(c.wait_workers.unwrap().to_string(), "80%");
         assert_eq!(c.worker.unwrap().memory.unwrap().to_string(), "4GiB");
-        assert_eq!(c.local.unwrap().python.unwrap(), PathBuf::from("/usr/bin/python3"));
+        assert_eq!(
+            c.local.unwrap().python.unwrap(),
+            PathBuf::from("/usr/bin/python3")
+        );
     }
 
     #[test]
     fn unknown_keys_name_the_key_and_line() {
-        let err = parse(Path::new("c.yaml"), "provider: local\nwrokers: 3\n").unwrap_err().to_string();
+        let err = parse(Path::new("c.yaml"), "provider: local\nwrokers: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("c.yaml") && err.contains("wrokers"), "{err}");
-        assert!(err.contains("line 2") || err.contains(":2:") || err.contains("2:1"), "{err}");
+        assert!(
+            err.contains("line 2") || err.contains(":2:") || err.contains("2:1"),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_yaml_names_the_line() {
-        let err = parse(Path::new("c.yaml"), "provider: local\nworkers: [1, 2\n").unwrap_err().to_string();
+        let err = parse(Path::new("c.yaml"), "provider: local\nworkers: [1, 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("c.yaml"), "{err}");
         assert!(err.contains("line") || err.contains(':'), "{err}");
     }
 
     #[test]
     fn empty_file_is_empty_config() {
-        assert!(parse(Path::new("c.yaml"), "# nothing\n").unwrap().provider.is_none());
+        assert!(
+            parse(Path::new("c.yaml"), "# nothing\n")
+                .unwrap()
+                .provider
+                .is_none()
+        );
         assert!(parse(Path::new("c.yaml"), "").unwrap().provider.is_none());
     }
 }

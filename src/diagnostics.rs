@@ -13,7 +13,9 @@ pub fn finish(outcome: anyhow::Result<u8>, printer: &Printer) -> ExitCode {
         Ok(code) => return ExitCode::from(code),
         Err(e) => e,
     };
-    let core = err.chain().find_map(|e| e.downcast_ref::<clusterctl_core::Error>());
+    let core = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<clusterctl_core::Error>());
     let config = err.chain().find_map(|e| e.downcast_ref::<ConfigError>());
     let code = match (core, config) {
         (Some(e), _) => e.exit_code(),

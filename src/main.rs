@@ -15,7 +15,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let (cli, matches) = cli::parse();
     let printer = output::Printer::new(&cli.global);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let outcome = runtime.block_on(commands::dispatch(cli, &matches, &printer));
     diagnostics::finish(outcome, &printer)
 }

@@ -23,7 +23,11 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(global: &GlobalArgs) -> Self {
-        Printer { format: global.output, quiet: global.quiet, stderr_tty: std::io::stderr().is_terminal() }
+        Printer {
+            format: global.output,
+            quiet: global.quiet,
+            stderr_tty: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -33,7 +37,11 @@ impl Printer {
     /// Print a command's result: `text` in text mode, `json` as one object in JSON mode.
     pub fn result<T: Serialize>(&self, text: impl FnOnce() -> String, json: &T) {
         let mut out = std::io::stdout().lock();
-        let body = if self.json() { serde_json::to_string_pretty(json).expect("results serialize") } else { text() };
+        let body = if self.json() {
+            serde_json::to_string_pretty(json).expect("results serialize")
+        } else {
+            text()
+        };
         if !body.is_empty() {
             let _ = writeln!(out, "{}", body.trim_end_matches('\n'));
         }
@@ -58,11 +66,19 @@ impl Printer {
     pub fn progress(&self) -> Reporter {
         let bar = (self.stderr_tty && !self.quiet).then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("valid template"),
+            );
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
-        Reporter { bar, quiet: self.quiet, started: Instant::now(), state: Mutex::new(State::default()) }
+        Reporter {
+            bar,
+            quiet: self.quiet,
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+        }
     }
 }
 
@@ -144,7 +160,11 @@ impl Progress for Reporter {
 
 /// Quote a value for a POSIX shell.
 pub fn shell_quote(value: &str) -> String {
-    if !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
         return value.to_string();
     }
     format!("'{}'", value.replace('\'', r"'\''"))

@@ -3,8 +3,8 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use clusterctl_core::{model::ProviderKind, ClusterProvider, Error, Result};
-use clusterctl_local::{runtime::RuntimeSource, LocalProvider};
+use clusterctl_core::{ClusterProvider, Error, Result, model::ProviderKind};
+use clusterctl_local::{LocalProvider, runtime::RuntimeSource};
 
 /// Directories clusterctl uses on this machine.
 #[derive(Debug, Clone)]
@@ -27,8 +27,17 @@ impl Paths {
             .or_else(|| dirs::cache_dir().map(|d| d.join("clusterctl")))
             .unwrap_or_else(|| home.join(".cache/clusterctl"));
         // The state directory scopes local clusters; make it absolute so every process agrees.
-        let absolute = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().map(|c| c.join(&p)).unwrap_or(p) };
-        Paths { state_dir: absolute(state_dir), cache_dir: absolute(cache_dir) }
+        let absolute = |p: PathBuf| {
+            if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir().map(|c| c.join(&p)).unwrap_or(p)
+            }
+        };
+        Paths {
+            state_dir: absolute(state_dir),
+            cache_dir: absolute(cache_dir),
+        }
     }
 }
 
@@ -41,7 +50,11 @@ pub struct ProviderOptions {
 }
 
 /// Build the provider of `kind`.
-pub fn build(kind: ProviderKind, opts: &ProviderOptions, paths: &Paths) -> Result<Arc<dyn ClusterProvider>> {
+pub fn build(
+    kind: ProviderKind,
+    opts: &ProviderOptions,
+    paths: &Paths,
+) -> Result<Arc<dyn ClusterProvider>> {
     match kind {
         ProviderKind::Local => {
             if let Some(region) = opts.region.as_deref().filter(|r| *r != "localhost") {
@@ -52,9 +65,20 @@ pub fn build(kind: ProviderKind, opts: &ProviderOptions, paths: &Paths) -> Resul
                     Some("drop `--region`, or choose a cloud `--provider`".into()),
                 ));
             }
-            let source = opts.python.clone().map_or(RuntimeSource::Auto, RuntimeSource::Python);
-            let version = opts.dask_version.clone().unwrap_or_else(|| clusterctl_core::DASK_VERSION.into());
-            Ok(Arc::new(LocalProvider::new(paths.state_dir.clone(), paths.cache_dir.clone(), source, version)))
+            let source = opts
+                .python
+                .clone()
+                .map_or(RuntimeSource::Auto, RuntimeSource::Python);
+            let version = opts
+                .dask_version
+                .clone()
+                .unwrap_or_else(|| clusterctl_core::DASK_VERSION.into());
+            Ok(Arc::new(LocalProvider::new(
+                paths.state_dir.clone(),
+                paths.cache_dir.clone(),
+                source,
+                version,
+            )))
         }
         other => Err(Error::ProviderUnavailable(other)),
     }

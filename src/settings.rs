@@ -4,10 +4,11 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use clap::{parser::ValueSource, ArgMatches};
+use clap::{ArgMatches, parser::ValueSource};
 use clusterctl_core::{
-    model::{now_epoch, ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers},
-    tags, Error, Result,
+    Error, Result,
+    model::{ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
+    tags,
 };
 use serde::Serialize;
 
@@ -60,21 +61,46 @@ impl Resolver<'_> {
         let m = self.matches?;
         match m.try_get_raw(id).ok().flatten().and(m.value_source(id)) {
             Some(ValueSource::CommandLine) => Some(format!("flag --{}", id.replace('_', "-"))),
-            Some(ValueSource::EnvVariable) => Some(format!("env CLUSTERCTL_{}", id.to_ascii_uppercase())),
+            Some(ValueSource::EnvVariable) => {
+                Some(format!("env CLUSTERCTL_{}", id.to_ascii_uppercase()))
+            }
             _ => None,
         }
     }
 
     /// Pick flag/env, else file, else default; record where it came from.
-    fn pick(&mut self, key: &'static str, id: &str, flag: Option<String>, file: Option<String>, default: Option<String>) -> Option<String> {
+    fn pick(
+        &mut self,
+        key: &'static str,
+        id: &str,
+        flag: Option<String>,
+        file: Option<String>,
+        default: Option<String>,
+    ) -> Option<String> {
         let (value, source) = if let Some(v) = flag {
-            (Some(v), self.source_of(id).unwrap_or_else(|| format!("flag --{}", id.replace('_', "-"))))
+            (
+                Some(v),
+                self.source_of(id)
+                    .unwrap_or_else(|| format!("flag --{}", id.replace('_', "-"))),
+            )
         } else if let Some(v) = file {
-            (Some(v), format!("file {}", self.file.map(|f| f.path.display().to_string()).unwrap_or_default()))
+            (
+                Some(v),
+                format!(
+                    "file {}",
+                    self.file
+                        .map(|f| f.path.display().to_string())
+                        .unwrap_or_default()
+                ),
+            )
         } else {
             (default, "default".to_string())
         };
-        self.shown.push(Shown { key, value: value.clone().unwrap_or_else(|| "(none)".into()), source });
+        self.shown.push(Shown {
+            key,
+            value: value.clone().unwrap_or_else(|| "(none)".into()),
+            source,
+        });
         value
     }
 }
@@ -86,20 +112,40 @@ pub fn parse_duration(what: &'static str, s: &str) -> Result<Duration> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(t).map_err(|e| {
-        Error::invalid(what, s, e.to_string(), Some("use a duration like `90s`, `15m`, `2h` or `1h30m`".into()))
+        Error::invalid(
+            what,
+            s,
+            e.to_string(),
+            Some("use a duration like `90s`, `15m`, `2h` or `1h30m`".into()),
+        )
     })
 }
 
 /// Parse a worker count: a whole number from 0 to [`MAX_WORKERS`].
 pub fn parse_workers(what: &'static str, s: &str) -> Result<u32> {
     let n: i64 = s.trim().parse().map_err(|_| {
-        Error::invalid(what, s, "not a whole number", Some(format!("use a number of workers from 0 to {MAX_WORKERS}")))
+        Error::invalid(
+            what,
+            s,
+            "not a whole number",
+            Some(format!("use a number of workers from 0 to {MAX_WORKERS}")),
+        )
     })?;
     if n < 0 {
-        return Err(Error::invalid(what, s, "the number of workers cannot be negative", Some(format!("use a number from 0 to {MAX_WORKERS}"))));
+        return Err(Error::invalid(
+            what,
+            s,
+            "the number of workers cannot be negative",
+            Some(format!("use a number from 0 to {MAX_WORKERS}")),
+        ));
     }
     if n > i64::from(MAX_WORKERS) {
-        return Err(Error::invalid(what, s, format!("more than {MAX_WORKERS} workers"), Some("split the work over several clusters".into())));
+        return Err(Error::invalid(
+            what,
+            s,
+            format!("more than {MAX_WORKERS} workers"),
+            Some("split the work over several clusters".into()),
+        ));
     }
     Ok(n as u32)
 }
@@ -108,7 +154,12 @@ pub fn parse_workers(what: &'static str, s: &str) -> Result<u32> {
 fn parse_cpus(what: &'static str, s: &str) -> Result<u32> {
     match s.trim().parse::<u32>() {
         Ok(n) if (1..=512).contains(&n) => Ok(n),
-        _ => Err(Error::invalid(what, s, "not a whole number of vCPUs from 1 to 512", Some("e.g. `2`".into()))),
+        _ => Err(Error::invalid(
+            what,
+            s,
+            "not a whole number of vCPUs from 1 to 512",
+            Some("e.g. `2`".into()),
+        )),
     }
 }
 
@@ -117,7 +168,14 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let refuse = || Error::invalid(what, s, "not a memory size", Some("use e.g. `4GiB`, `512MiB` or `8G`".into()));
+    let refuse = || {
+        Error::invalid(
+            what,
+            s,
+            "not a memory size",
+            Some("use e.g. `4GiB`, `512MiB` or `8G`".into()),
+        )
+    };
     let n: u64 = num.parse().map_err(|_| refuse())?;
     let mib = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "m" | "mi" | "mib" | "mb" => n,
@@ -126,7 +184,12 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
         _ => return Err(refuse()),
     };
     if mib < 128 {
-        return Err(Error::invalid(what, s, "less than 128MiB", Some("Dask needs at least a few hundred MiB per process".into())));
+        return Err(Error::invalid(
+            what,
+            s,
+            "less than 128MiB",
+            Some("Dask needs at least a few hundred MiB per process".into()),
+        ));
     }
     Ok(mib)
 }
@@ -135,7 +198,18 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
 /// bootstrap (user-data, task definitions), readable by anyone who can describe the resources.
 fn looks_like_credential(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "ACCESS_KEY", "API_KEY"].iter().any(|w| k.contains(w))
+    [
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "CREDENTIAL",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+        "API_KEY",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 /// Parse `K=V` pairs for `--env`.
@@ -143,7 +217,12 @@ pub fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for pair in pairs {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::invalid("--env", pair.clone(), "not of the form K=V", Some("e.g. `--env OMP_NUM_THREADS=1`".into()))
+            Error::invalid(
+                "--env",
+                pair.clone(),
+                "not of the form K=V",
+                Some("e.g. `--env OMP_NUM_THREADS=1`".into()),
+            )
         })?;
         validate_env(k, v)?;
         out.insert(k.to_string(), v.to_string());
@@ -156,13 +235,28 @@ fn validate_env(k: &str, v: &str) -> Result<()> {
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
-        return Err(Error::invalid("environment variable name", k, "use letters, digits and '_', not starting with a digit", None));
+        return Err(Error::invalid(
+            "environment variable name",
+            k,
+            "use letters, digits and '_', not starting with a digit",
+            None,
+        ));
     }
     if k.starts_with("CLUSTERCTL_") {
-        return Err(Error::invalid("environment variable name", k, "CLUSTERCTL_* variables are set by clusterctl itself", None));
+        return Err(Error::invalid(
+            "environment variable name",
+            k,
+            "CLUSTERCTL_* variables are set by clusterctl itself",
+            None,
+        ));
     }
     if v.contains(['\n', '\r', '\0']) {
-        return Err(Error::invalid("environment variable", k, "its value contains a line break", Some("pass single-line values".into())));
+        return Err(Error::invalid(
+            "environment variable",
+            k,
+            "its value contains a line break",
+            Some("pass single-line values".into()),
+        ));
     }
     if looks_like_credential(k) {
         return Err(Error::invalid(
@@ -180,7 +274,12 @@ pub fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for pair in pairs {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::invalid("--tag", pair.clone(), "not of the form K=V", Some("e.g. `--tag team=data`".into()))
+            Error::invalid(
+                "--tag",
+                pair.clone(),
+                "not of the form K=V",
+                Some("e.g. `--tag team=data`".into()),
+            )
         })?;
         validate_tag(k, v)?;
         out.insert(k.to_string(), v.to_string());
@@ -189,15 +288,34 @@ pub fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn validate_tag(k: &str, v: &str) -> Result<()> {
-    let ok = |s: &str, max: usize| s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = |s: &str, max: usize| {
+        s.len() <= max
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     if k.is_empty() || !ok(k, 63) || !k.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(Error::invalid("tag key", k, "use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit (every provider accepts these)", None));
+        return Err(Error::invalid(
+            "tag key",
+            k,
+            "use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit (every provider accepts these)",
+            None,
+        ));
     }
     if tags::is_reserved(k) {
-        return Err(Error::invalid("tag key", k, "keys starting with `clusterctl-` are reserved", None));
+        return Err(Error::invalid(
+            "tag key",
+            k,
+            "keys starting with `clusterctl-` are reserved",
+            None,
+        ));
     }
     if !ok(v, 63) {
-        return Err(Error::invalid("tag value", v, "use up to 63 letters, digits, '-', '_' or '.'", None));
+        return Err(Error::invalid(
+            "tag value",
+            v,
+            "use up to 63 letters, digits, '-', '_' or '.'",
+            None,
+        ));
     }
     Ok(())
 }
@@ -207,10 +325,30 @@ fn owner() -> String {
     let raw = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_else(|| "unknown".into());
-    let cleaned: String = raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(63).collect();
-    if cleaned.is_empty() { "unknown".into() } else { cleaned }
+    let cleaned: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".into()
+    } else {
+        cleaned
+    }
 }
 
 fn scalar(s: &Option<Scalar>) -> Option<String> {
@@ -219,8 +357,14 @@ fn scalar(s: &Option<Scalar>) -> Option<String> {
 
 /// Resolve the provider kind from flag/env, file and default.
 pub fn resolve_provider(flag: Option<&str>, file: Option<&LoadedConfig>) -> Result<ProviderKind> {
-    let value = flag.map(str::to_string).or_else(|| file.and_then(|f| f.config.provider.clone()));
-    let kind = value.as_deref().map(str::parse).transpose()?.unwrap_or(ProviderKind::Local);
+    let value = flag
+        .map(str::to_string)
+        .or_else(|| file.and_then(|f| f.config.provider.clone()));
+    let kind = value
+        .as_deref()
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(ProviderKind::Local);
     if !ProviderKind::available().contains(&kind) {
         return Err(Error::ProviderUnavailable(kind));
     }
@@ -228,44 +372,142 @@ pub fn resolve_provider(flag: Option<&str>, file: Option<&LoadedConfig>) -> Resu
 }
 
 /// Resolve everything `up` takes.
-pub fn resolve_up(args: &UpArgs, matches: Option<&ArgMatches>, file: Option<&LoadedConfig>) -> Result<UpSettings> {
+pub fn resolve_up(
+    args: &UpArgs,
+    matches: Option<&ArgMatches>,
+    file: Option<&LoadedConfig>,
+) -> Result<UpSettings> {
     let fc = file.map(|f| f.config.clone()).unwrap_or_default();
-    let mut r = Resolver { matches, file, shown: Vec::new() };
+    let mut r = Resolver {
+        matches,
+        file,
+        shown: Vec::new(),
+    };
 
-    let provider_text = r.pick("provider", "provider", args.provider.clone(), fc.provider.clone(), Some("local".into()));
+    let provider_text = r.pick(
+        "provider",
+        "provider",
+        args.provider.clone(),
+        fc.provider.clone(),
+        Some("local".into()),
+    );
     let provider = resolve_provider(provider_text.as_deref(), None)?;
-    let workers_text = r.pick("workers", "workers", args.workers.clone(), scalar(&fc.workers), Some("2".into())).unwrap_or_default();
+    let workers_text = r
+        .pick(
+            "workers",
+            "workers",
+            args.workers.clone(),
+            scalar(&fc.workers),
+            Some("2".into()),
+        )
+        .unwrap_or_default();
     let workers = parse_workers("--workers", &workers_text)?;
     let name = match r.pick("name", "name", args.name.clone(), None, None) {
         Some(n) => ClusterName::new(&n)?,
         None => ClusterName::generate(),
     };
-    let region = r.pick("region", "region", args.region.clone(), fc.region.clone(), None);
+    let region = r.pick(
+        "region",
+        "region",
+        args.region.clone(),
+        fc.region.clone(),
+        None,
+    );
     let dask_version = r
-        .pick("dask_version", "dask_version", args.dask_version.clone(), fc.dask_version.clone(), Some(clusterctl_core::DASK_VERSION.into()))
+        .pick(
+            "dask_version",
+            "dask_version",
+            args.dask_version.clone(),
+            fc.dask_version.clone(),
+            Some(clusterctl_core::DASK_VERSION.into()),
+        )
         .unwrap_or_default();
-    if dask_version.is_empty() || !dask_version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-        return Err(Error::invalid("--dask-version", dask_version, "not a release number", Some(format!("e.g. `{}`", clusterctl_core::DASK_VERSION))));
+    if dask_version.is_empty()
+        || !dask_version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.')
+    {
+        return Err(Error::invalid(
+            "--dask-version",
+            dask_version,
+            "not a release number",
+            Some(format!("e.g. `{}`", clusterctl_core::DASK_VERSION)),
+        ));
     }
     let image = r
-        .pick("image", "image", args.image.clone(), fc.image.clone(), Some(clusterctl_core::default_image(&dask_version)))
+        .pick(
+            "image",
+            "image",
+            args.image.clone(),
+            fc.image.clone(),
+            Some(clusterctl_core::default_image(&dask_version)),
+        )
         .unwrap_or_default();
-    let size = |r: &mut Resolver, role: &'static str, cpus: &Option<String>, mem: &Option<String>, fcs: &Option<crate::config::SizeConfig>| -> Result<NodeSize> {
+    let size = |r: &mut Resolver,
+                role: &'static str,
+                cpus: &Option<String>,
+                mem: &Option<String>,
+                fcs: &Option<crate::config::SizeConfig>|
+     -> Result<NodeSize> {
         let (cpu_key, mem_key, cpu_id, mem_id) = if role == "scheduler" {
-            ("scheduler.cpus", "scheduler.memory", "scheduler_cpus", "scheduler_memory")
+            (
+                "scheduler.cpus",
+                "scheduler.memory",
+                "scheduler_cpus",
+                "scheduler_memory",
+            )
         } else {
-            ("worker.cpus", "worker.memory", "worker_cpus", "worker_memory")
+            (
+                "worker.cpus",
+                "worker.memory",
+                "worker_cpus",
+                "worker_memory",
+            )
         };
         let fcs = fcs.clone().unwrap_or_default();
         let c = r.pick(cpu_key, cpu_id, cpus.clone(), scalar(&fcs.cpus), None);
         let m = r.pick(mem_key, mem_id, mem.clone(), scalar(&fcs.memory), None);
         Ok(NodeSize {
-            cpus: c.map(|c| parse_cpus(if role == "scheduler" { "--scheduler-cpus" } else { "--worker-cpus" }, &c)).transpose()?,
-            memory_mib: m.map(|m| parse_memory(if role == "scheduler" { "--scheduler-memory" } else { "--worker-memory" }, &m)).transpose()?,
+            cpus: c
+                .map(|c| {
+                    parse_cpus(
+                        if role == "scheduler" {
+                            "--scheduler-cpus"
+                        } else {
+                            "--worker-cpus"
+                        },
+                        &c,
+                    )
+                })
+                .transpose()?,
+            memory_mib: m
+                .map(|m| {
+                    parse_memory(
+                        if role == "scheduler" {
+                            "--scheduler-memory"
+                        } else {
+                            "--worker-memory"
+                        },
+                        &m,
+                    )
+                })
+                .transpose()?,
         })
     };
-    let scheduler_size = size(&mut r, "scheduler", &args.scheduler_cpus, &args.scheduler_memory, &fc.scheduler)?;
-    let worker_size = size(&mut r, "worker", &args.worker_cpus, &args.worker_memory, &fc.worker)?;
+    let scheduler_size = size(
+        &mut r,
+        "scheduler",
+        &args.scheduler_cpus,
+        &args.scheduler_memory,
+        &fc.scheduler,
+    )?;
+    let worker_size = size(
+        &mut r,
+        "worker",
+        &args.worker_cpus,
+        &args.worker_memory,
+        &fc.worker,
+    )?;
 
     let mut env = BTreeMap::new();
     if let Some(file_env) = &fc.env {
@@ -283,35 +525,121 @@ pub fn resolve_up(args: &UpArgs, matches: Option<&ArgMatches>, file: Option<&Loa
         }
     }
     user_tags.extend(parse_tags(&args.tag)?);
-    r.shown.push(Shown { key: "env", value: env.keys().cloned().collect::<Vec<_>>().join(","), source: "flags --env and file".into() });
-    r.shown.push(Shown { key: "tags", value: user_tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","), source: "flags --tag and file".into() });
+    r.shown.push(Shown {
+        key: "env",
+        value: env.keys().cloned().collect::<Vec<_>>().join(","),
+        source: "flags --env and file".into(),
+    });
+    r.shown.push(Shown {
+        key: "tags",
+        value: user_tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        source: "flags --tag and file".into(),
+    });
 
-    let ttl_text = r.pick("ttl", "ttl", args.ttl.clone(), scalar(&fc.ttl), Some(humantime::format_duration(DEFAULT_TTL).to_string())).unwrap_or_default();
+    let ttl_text = r
+        .pick(
+            "ttl",
+            "ttl",
+            args.ttl.clone(),
+            scalar(&fc.ttl),
+            Some(humantime::format_duration(DEFAULT_TTL).to_string()),
+        )
+        .unwrap_or_default();
     let ttl = parse_duration("--ttl", &ttl_text)?;
     if ttl < Duration::from_secs(60) {
-        return Err(Error::invalid("--ttl", ttl_text, "shorter than one minute", Some("a cluster needs time to start; use e.g. `30m`".into())));
+        return Err(Error::invalid(
+            "--ttl",
+            ttl_text,
+            "shorter than one minute",
+            Some("a cluster needs time to start; use e.g. `30m`".into()),
+        ));
     }
-    let idle_text = r.pick("idle_timeout", "idle_timeout", args.idle_timeout.clone(), scalar(&fc.idle_timeout), Some(humantime::format_duration(DEFAULT_IDLE_TIMEOUT).to_string())).unwrap_or_default();
+    let idle_text = r
+        .pick(
+            "idle_timeout",
+            "idle_timeout",
+            args.idle_timeout.clone(),
+            scalar(&fc.idle_timeout),
+            Some(humantime::format_duration(DEFAULT_IDLE_TIMEOUT).to_string()),
+        )
+        .unwrap_or_default();
     let idle_timeout = parse_duration("--idle-timeout", &idle_text)?;
-    let timeout_text = r.pick("timeout", "timeout", args.timeout.clone(), scalar(&fc.timeout), Some(humantime::format_duration(DEFAULT_TIMEOUT).to_string())).unwrap_or_default();
+    let timeout_text = r
+        .pick(
+            "timeout",
+            "timeout",
+            args.timeout.clone(),
+            scalar(&fc.timeout),
+            Some(humantime::format_duration(DEFAULT_TIMEOUT).to_string()),
+        )
+        .unwrap_or_default();
     let timeout = parse_duration("--timeout", &timeout_text)?;
     if timeout.is_zero() {
-        return Err(Error::invalid("--timeout", timeout_text, "a readiness deadline of zero can never be met", Some("use e.g. `10m`".into())));
+        return Err(Error::invalid(
+            "--timeout",
+            timeout_text,
+            "a readiness deadline of zero can never be met",
+            Some("use e.g. `10m`".into()),
+        ));
     }
-    let wait_text = r.pick("wait_workers", "wait_workers", args.wait_workers.clone(), scalar(&fc.wait_workers), Some("all".into())).unwrap_or_default();
+    let wait_text = r
+        .pick(
+            "wait_workers",
+            "wait_workers",
+            args.wait_workers.clone(),
+            scalar(&fc.wait_workers),
+            Some("all".into()),
+        )
+        .unwrap_or_default();
     let wait_workers: WaitWorkers = wait_text.parse()?;
     if let WaitWorkers::Count(n) = wait_workers
         && n > workers
     {
-        return Err(Error::invalid("--wait-workers", wait_text, format!("more than the {workers} workers requested"), Some("use at most --workers, or `all`".into())));
+        return Err(Error::invalid(
+            "--wait-workers",
+            wait_text,
+            format!("more than the {workers} workers requested"),
+            Some("use at most --workers, or `all`".into()),
+        ));
     }
 
-    let tls_flag = if args.tls { Some("true".to_string()) } else if args.no_tls { Some("false".to_string()) } else { None };
+    let tls_flag = if args.tls {
+        Some("true".to_string())
+    } else if args.no_tls {
+        Some("false".to_string())
+    } else {
+        None
+    };
     let tls_source_id = if args.tls { "tls" } else { "no_tls" };
-    let tls = r.pick("tls", tls_source_id, tls_flag, fc.tls.map(|b| b.to_string()), Some(provider.is_remote().to_string())) == Some("true".into());
-    let private = r.pick("private", "private", args.private.then(|| "true".into()), fc.private.map(|b| b.to_string()), Some("false".into())) == Some("true".into());
+    let tls = r.pick(
+        "tls",
+        tls_source_id,
+        tls_flag,
+        fc.tls.map(|b| b.to_string()),
+        Some(provider.is_remote().to_string()),
+    ) == Some("true".into());
+    let private = r.pick(
+        "private",
+        "private",
+        args.private.then(|| "true".into()),
+        fc.private.map(|b| b.to_string()),
+        Some("false".into()),
+    ) == Some("true".into());
     let python = r
-        .pick("local.python", "python", args.python.as_ref().map(|p| p.display().to_string()), fc.local.as_ref().and_then(|l| l.python.as_ref()).map(|p| p.display().to_string()), None)
+        .pick(
+            "local.python",
+            "python",
+            args.python.as_ref().map(|p| p.display().to_string()),
+            fc.local
+                .as_ref()
+                .and_then(|l| l.python.as_ref())
+                .map(|p| p.display().to_string()),
+            None,
+        )
         .map(PathBuf::from);
 
     let spec = ClusterSpec {
@@ -331,7 +659,17 @@ pub fn resolve_up(args: &UpArgs, matches: Option<&ArgMatches>, file: Option<&Loa
         tls,
         private,
     };
-    Ok(UpSettings { provider, region, python, spec, wait_workers, timeout, no_wait: args.no_wait, dry_run: args.dry_run, shown: r.shown })
+    Ok(UpSettings {
+        provider,
+        region,
+        python,
+        spec,
+        wait_workers,
+        timeout,
+        no_wait: args.no_wait,
+        dry_run: args.dry_run,
+        shown: r.shown,
+    })
 }
 
 #[cfg(test)]
@@ -341,13 +679,19 @@ mod tests {
     use std::path::Path;
 
     fn file(text: &str) -> LoadedConfig {
-        LoadedConfig { path: PathBuf::from("c.yaml"), config: parse(Path::new("c.yaml"), text).unwrap() }
+        LoadedConfig {
+            path: PathBuf::from("c.yaml"),
+            config: parse(Path::new("c.yaml"), text).unwrap(),
+        }
     }
 
     #[test]
     fn flags_beat_file_beats_defaults() {
         let f = file("workers: 5\nttl: 30m\n");
-        let args = UpArgs { workers: Some("3".into()), ..Default::default() };
+        let args = UpArgs {
+            workers: Some("3".into()),
+            ..Default::default()
+        };
         let s = resolve_up(&args, None, Some(&f)).unwrap();
         assert_eq!(s.spec.workers, 3);
         assert_eq!(s.spec.ttl, Duration::from_secs(1800));
@@ -368,17 +712,84 @@ mod tests {
             let msg = format!("{e} {}", e.hints().join(" "));
             assert!(msg.contains(needle), "{msg}");
         };
-        bad(UpArgs { workers: Some("-1".into()), ..Default::default() }, "cannot be negative");
-        bad(UpArgs { workers: Some("many".into()), ..Default::default() }, "`many`");
-        bad(UpArgs { provider: Some("nimbus".into()), ..Default::default() }, "kubernetes");
-        bad(UpArgs { provider: Some("aws".into()), ..Default::default() }, "not available in this build");
-        bad(UpArgs { name: Some("Bad_Name".into()), ..Default::default() }, "`Bad_Name`");
-        bad(UpArgs { ttl: Some("forever".into()), ..Default::default() }, "`forever`");
-        bad(UpArgs { env: vec!["AWS_SECRET_ACCESS_KEY=x".into()], ..Default::default() }, "credential");
-        bad(UpArgs { env: vec!["NOEQUALS".into()], ..Default::default() }, "K=V");
-        bad(UpArgs { tag: vec!["clusterctl-cluster=x".into()], ..Default::default() }, "reserved");
-        bad(UpArgs { worker_memory: Some("lots".into()), ..Default::default() }, "memory size");
-        bad(UpArgs { workers: Some("2".into()), wait_workers: Some("3".into()), ..Default::default() }, "more than the 2");
+        bad(
+            UpArgs {
+                workers: Some("-1".into()),
+                ..Default::default()
+            },
+            "cannot be negative",
+        );
+        bad(
+            UpArgs {
+                workers: Some("many".into()),
+                ..Default::default()
+            },
+            "`many`",
+        );
+        bad(
+            UpArgs {
+                provider: Some("nimbus".into()),
+                ..Default::default()
+            },
+            "kubernetes",
+        );
+        bad(
+            UpArgs {
+                provider: Some("aws".into()),
+                ..Default::default()
+            },
+            "not available in this build",
+        );
+        bad(
+            UpArgs {
+                name: Some("Bad_Name".into()),
+                ..Default::default()
+            },
+            "`Bad_Name`",
+        );
+        bad(
+            UpArgs {
+                ttl: Some("forever".into()),
+                ..Default::default()
+            },
+            "`forever`",
+        );
+        bad(
+            UpArgs {
+                env: vec!["AWS_SECRET_ACCESS_KEY=x".into()],
+                ..Default::default()
+            },
+            "credential",
+        );
+        bad(
+            UpArgs {
+                env: vec!["NOEQUALS".into()],
+                ..Default::default()
+            },
+            "K=V",
+        );
+        bad(
+            UpArgs {
+                tag: vec!["clusterctl-cluster=x".into()],
+                ..Default::default()
+            },
+            "reserved",
+        );
+        bad(
+            UpArgs {
+                worker_memory: Some("lots".into()),
+                ..Default::default()
+            },
+            "memory size",
+        );
+        bad(
+            UpArgs {
+                workers: Some("2".into()),
+                wait_workers: Some("3".into()),
+                ..Default::default()
+            },
+            "more than the 2",
+        );
     }
 
     #[test]
@@ -393,10 +804,26 @@ mod tests {
 
     #[test]
     fn tls_flags() {
-        let on = resolve_up(&UpArgs { tls: true, ..Default::default() }, None, None).unwrap();
+        let on = resolve_up(
+            &UpArgs {
+                tls: true,
+                ..Default::default()
+            },
+            None,
+            None,
+        )
+        .unwrap();
         assert!(on.spec.tls);
         let f = file("tls: true\n");
-        let off = resolve_up(&UpArgs { no_tls: true, ..Default::default() }, None, Some(&f)).unwrap();
+        let off = resolve_up(
+            &UpArgs {
+                no_tls: true,
+                ..Default::default()
+            },
+            None,
+            Some(&f),
+        )
+        .unwrap();
         assert!(!off.spec.tls);
     }
 }

@@ -1,7 +1,7 @@
 //! Interruption: Ctrl-C (SIGINT) and SIGTERM (CI cancelling a job) both resolve
 //! [`interrupted`], so the command can tear down what it created before exiting with 130.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Which signal arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,10 @@ pub struct Signals {
 impl Signals {
     /// Install the handlers (the default actions are replaced while this lives and after).
     pub fn install() -> std::io::Result<Self> {
-        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
     }
 
     /// Resolves when either signal arrives.

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clusterctl_core::{lifecycle, model::ClusterName, ClusterProvider};
+use clusterctl_core::{ClusterProvider, lifecycle, model::ClusterName};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{providers_to_ask, Ctx};
+use super::{Ctx, providers_to_ask};
 use crate::{cli::DownArgs, providers::ProviderOptions, settings};
 
 #[derive(Serialize)]
@@ -26,7 +26,10 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
     if args.all {
         for kind in providers_to_ask(ctx, args.provider.as_deref())? {
-            let opts = ProviderOptions { region: args.region.clone(), ..Default::default() };
+            let opts = ProviderOptions {
+                region: args.region.clone(),
+                ..Default::default()
+            };
             let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
             for summary in clusterctl_core::model::summarize(provider.list_nodes(None).await?) {
                 if let Ok(name) = ClusterName::new(&summary.name) {
@@ -48,7 +51,11 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     let mut first_error = None;
     for (name, provider) in targets {
         match down_one(ctx, &name, provider.as_ref(), timeout).await {
-            Ok(nodes) => removed.push(Removed { name: name.to_string(), provider: provider.kind().to_string(), nodes_terminated: nodes }),
+            Ok(nodes) => removed.push(Removed {
+                name: name.to_string(),
+                provider: provider.kind().to_string(),
+                nodes_terminated: nodes,
+            }),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 first_error.get_or_insert(e);
@@ -65,7 +72,14 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
             }
             removed
                 .iter()
-                .map(|r| format!("removed {} ({}, {} node(s) terminated)", r.name, r.provider, r.nodes_terminated.len()))
+                .map(|r| {
+                    format!(
+                        "removed {} ({}, {} node(s) terminated)",
+                        r.name,
+                        r.provider,
+                        r.nodes_terminated.len()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         },
@@ -74,7 +88,12 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn down_one(ctx: &Ctx<'_>, name: &ClusterName, provider: &dyn ClusterProvider, timeout: Duration) -> Result<Vec<String>> {
+async fn down_one(
+    ctx: &Ctx<'_>,
+    name: &ClusterName,
+    provider: &dyn ClusterProvider,
+    timeout: Duration,
+) -> Result<Vec<String>> {
     let _lock = ctx.store.lock(name)?;
     let progress = ctx.printer.progress();
     let teardown = lifecycle::down(provider, name, timeout, &progress).await?;

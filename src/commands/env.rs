@@ -2,7 +2,7 @@
 //! client's certificate files), for `eval "$(clusterctl env)"`.
 
 use anyhow::Result;
-use clusterctl_core::{record::ClusterRecord, Error};
+use clusterctl_core::{Error, record::ClusterRecord};
 use serde_json::json;
 
 use super::Ctx;
@@ -15,9 +15,15 @@ pub fn client_env(record: &ClusterRecord) -> Result<Vec<(String, String)>, Error
         message: format!("cluster `{}` has no endpoints recorded yet", record.name()),
     })?;
     let mut vars = vec![
-        ("DASK_SCHEDULER_ADDRESS".to_string(), endpoints.scheduler_address.clone()),
+        (
+            "DASK_SCHEDULER_ADDRESS".to_string(),
+            endpoints.scheduler_address.clone(),
+        ),
         ("CLUSTERCTL_CLUSTER".to_string(), record.name().to_string()),
-        ("CLUSTERCTL_DASHBOARD_URL".to_string(), endpoints.dashboard_url.clone()),
+        (
+            "CLUSTERCTL_DASHBOARD_URL".to_string(),
+            endpoints.dashboard_url.clone(),
+        ),
     ];
     if let Some(tls) = &record.tls {
         vars.extend(tls.dask_env());

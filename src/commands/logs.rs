@@ -16,7 +16,8 @@ pub async fn logs(ctx: &Ctx<'_>, args: &LogsArgs) -> Result<u8> {
     });
     let logs = provider.logs(&name, role, args.tail).await?;
     if logs.is_empty() {
-        ctx.printer.info(&format!("clusterctl: no logs found for cluster `{name}`"));
+        ctx.printer
+            .info(&format!("clusterctl: no logs found for cluster `{name}`"));
     }
     ctx.printer.result(
         || {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::ArgMatches;
 use clusterctl_core::{
+    ClusterProvider, Error,
     model::{ClusterName, ProviderKind},
     record::{ClusterRecord, RecordStore},
-    ClusterProvider, Error,
 };
 
 use crate::{
@@ -39,7 +39,10 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The provider a record was made with.
-    pub fn provider_of(&self, record: &ClusterRecord) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
+    pub fn provider_of(
+        &self,
+        record: &ClusterRecord,
+    ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
         let opts = ProviderOptions {
             region: record.provider_config.region.clone(),
             python: record.provider_config.python.clone(),
@@ -49,11 +52,21 @@ impl Ctx<'_> {
     }
 
     /// The provider named by flag/env/file (default local), for clusters without a record.
-    pub fn provider_from(&self, flag: Option<&str>, region: Option<&str>) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
+    pub fn provider_from(
+        &self,
+        flag: Option<&str>,
+        region: Option<&str>,
+    ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
         let kind = settings::resolve_provider(flag, self.file.as_ref())?;
         let opts = ProviderOptions {
-            region: region.map(str::to_string).or_else(|| self.file.as_ref().and_then(|f| f.config.region.clone())),
-            python: self.file.as_ref().and_then(|f| f.config.local.as_ref()).and_then(|l| l.python.clone()),
+            region: region
+                .map(str::to_string)
+                .or_else(|| self.file.as_ref().and_then(|f| f.config.region.clone())),
+            python: self
+                .file
+                .as_ref()
+                .and_then(|f| f.config.local.as_ref())
+                .and_then(|l| l.python.clone()),
             dask_version: None,
         };
         providers::build(kind, &opts, &self.paths)
@@ -71,14 +84,19 @@ impl Ctx<'_> {
                 "cluster name",
                 "",
                 "no cluster is recorded on this machine, so a NAME is needed",
-                Some("pass the cluster's name; `clusterctl list` shows what the provider has".into()),
+                Some(
+                    "pass the cluster's name; `clusterctl list` shows what the provider has".into(),
+                ),
             )),
             many => Err(Error::invalid(
                 "cluster name",
                 "",
                 format!(
                     "several clusters are recorded here: {}",
-                    many.iter().map(|r| r.name().to_string()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|r| r.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Some("pass one of these names".into()),
             )),
@@ -108,7 +126,10 @@ impl Ctx<'_> {
 }
 
 /// Providers to ask when listing: the configured one plus those that have records here.
-pub fn providers_to_ask(ctx: &Ctx<'_>, flag: Option<&str>) -> clusterctl_core::Result<Vec<ProviderKind>> {
+pub fn providers_to_ask(
+    ctx: &Ctx<'_>,
+    flag: Option<&str>,
+) -> clusterctl_core::Result<Vec<ProviderKind>> {
     let mut kinds = vec![settings::resolve_provider(flag, ctx.file.as_ref())?];
     if flag.is_none() {
         for r in ctx.store.list()? {
@@ -125,7 +146,12 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
     let file = config::load(cli.global.config.as_deref())?;
     let paths = Paths::from_env();
     let store = RecordStore::new(paths.state_dir.clone());
-    let ctx = Ctx { printer, paths, store, file };
+    let ctx = Ctx {
+        printer,
+        paths,
+        store,
+        file,
+    };
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {
         Command::Up(args) => up::up(&ctx, &args, sub("up")).await,
@@ -138,7 +164,12 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
         Command::Env(args) => env::env(&ctx, args.name.as_deref()),
         Command::Run(args) => run::run(&ctx, &args, sub("run")).await,
         Command::Config(ConfigCommand::Show(args)) => {
-            config_show::show(&ctx, &args, sub("config").and_then(|m| m.subcommand_matches("show"))).await
+            config_show::show(
+                &ctx,
+                &args,
+                sub("config").and_then(|m| m.subcommand_matches("show")),
+            )
+            .await
         }
     }
 }

@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::ArgMatches;
-use clusterctl_core::{lifecycle, Error};
+use clusterctl_core::{Error, lifecycle, model::ProviderKind, record::ClusterRecord};
+use clusterctl_local::runtime::{self, Resolution, RuntimeSource};
 use serde_json::json;
 
-use super::{env::client_env, up::{launch, Launch}, Ctx};
+use super::{
+    Ctx,
+    env::client_env,
+    up::{Launch, launch},
+};
 use crate::{cli::RunArgs, settings, signals::Signals};
 
 /// How long the command gets to exit after it was forwarded a signal.
@@ -19,7 +24,13 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     let mut settings = settings::resolve_up(&args.up, matches, ctx.file.as_ref())?;
     settings.no_wait = false;
     if settings.dry_run {
-        return Err(Error::invalid("--dry-run", "", "`run` cannot run a command against a cluster it does not create", Some("use `clusterctl up --dry-run`".into())).into());
+        return Err(Error::invalid(
+            "--dry-run",
+            "",
+            "`run` cannot run a command against a cluster it does not create",
+            Some("use `clusterctl up --dry-run`".into()),
+        )
+        .into());
     }
     let mut signals = Signals::install()?;
     let progress = ctx.printer.progress();
@@ -28,13 +39,25 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     };
     progress.finish();
     let name = record.name().clone();
-    ctx.printer.info(&format!("clusterctl: cluster `{name}` is ready; running `{}`", args.command.join(" ")));
+    ctx.printer.info(&format!(
+        "clusterctl: cluster `{name}` is ready; running `{}`",
+        args.command.join(" ")
+    ));
 
     let mut child = tokio::process::Command::new(&args.command[0]);
-    child.args(&args.command[1..]).envs(client_env(&record)?).kill_on_drop(true);
+    child
+        .args(&args.command[1..])
+        .envs(client_env(&record)?)
+        .kill_on_drop(true);
+    if let Some(path) = local_runtime_path(ctx, &record).await {
+        child.env("PATH", path);
+    }
     let (status, interrupted) = match child.spawn() {
         Err(e) => {
-            ctx.printer.info(&format!("error: could not start `{}`: {e}", args.command[0]));
+            ctx.printer.info(&format!(
+                "error: could not start `{}`: {e}",
+                args.command[0]
+            ));
             (Some(127), false)
         }
         Ok(mut child) => {
@@ -59,12 +82,22 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
 
     let progress = ctx.printer.progress();
     let _lock = ctx.store.lock(&name)?;
-    let teardown = lifecycle::down(ctx.provider_of(&record)?.as_ref(), &name, lifecycle::TEARDOWN_TIMEOUT, &progress).await;
+    let teardown = lifecycle::down(
+        ctx.provider_of(&record)?.as_ref(),
+        &name,
+        lifecycle::TEARDOWN_TIMEOUT,
+        &progress,
+    )
+    .await;
     progress.finish();
     if teardown.is_ok() {
         ctx.store.remove(&name)?;
     }
-    let code = if interrupted { 130 } else { status.unwrap_or(1) };
+    let code = if interrupted {
+        130
+    } else {
+        status.unwrap_or(1)
+    };
     ctx.printer.result(String::new, &json!({ "name": name, "exit_code": code, "teardown": teardown.as_ref().map(|_| "ok").unwrap_or("failed") }));
     match teardown {
         Err(e) if code == 0 || interrupted => Err(e.into()),
@@ -74,6 +107,29 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
         }
         Ok(_) => Ok(code),
     }
+}
+
+/// For a local cluster: PATH with the cluster's Dask runtime first, so `python job.py` in the
+/// command uses the same Dask as the cluster (the managed runtime is not on PATH otherwise).
+async fn local_runtime_path(ctx: &Ctx<'_>, record: &ClusterRecord) -> Option<std::ffi::OsString> {
+    if record.provider != ProviderKind::Local {
+        return None;
+    }
+    let source = record
+        .provider_config
+        .python
+        .clone()
+        .map_or(RuntimeSource::Auto, RuntimeSource::Python);
+    let Ok(Resolution::Ready(runtime)) =
+        runtime::inspect(&source, &record.spec.dask_version, &ctx.paths.cache_dir).await
+    else {
+        return None;
+    };
+    let mut dirs = vec![runtime.bin_dir()?];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).ok()
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clusterctl_core::{lifecycle, model::ClusterName, provider::LaunchContext, tls::TlsBundle, Error};
+use clusterctl_core::{
+    Error, lifecycle, model::ClusterName, provider::LaunchContext, tls::TlsBundle,
+};
 use serde_json::json;
 
 use super::Ctx;
@@ -24,12 +26,26 @@ pub async fn scale(ctx: &Ctx<'_>, args: &ScaleArgs) -> Result<u8> {
         message: format!("cluster `{name}` has no endpoints recorded; wait for it first"),
     })?;
     let tls = match &record.tls {
-        Some(files) => Some(TlsBundle::read_dir(files.ca_file.parent().expect("tls dir"))?),
+        Some(files) => Some(TlsBundle::read_dir(
+            files.ca_file.parent().expect("tls dir"),
+        )?),
         None => None,
     };
     let progress = ctx.printer.progress();
-    let lctx = LaunchContext { spec: &record.spec, tls: tls.as_ref(), progress: &progress };
-    let scaled = lifecycle::scale(provider.as_ref(), &lctx, &endpoints, target, timeout, &progress).await?;
+    let lctx = LaunchContext {
+        spec: &record.spec,
+        tls: tls.as_ref(),
+        progress: &progress,
+    };
+    let scaled = lifecycle::scale(
+        provider.as_ref(),
+        &lctx,
+        &endpoints,
+        target,
+        timeout,
+        &progress,
+    )
+    .await?;
     progress.finish();
     record.spec.workers = target;
     record.wait_workers = record.wait_workers.min(target);

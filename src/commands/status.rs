@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clusterctl_core::{
-    health::Dashboard,
-    model::{now_epoch, summarize, ClusterSummary, Node, Role},
     Error,
+    health::Dashboard,
+    model::{ClusterSummary, Node, Role, now_epoch, summarize},
 };
 use serde::Serialize;
 use serde_json::json;
 
-use super::{providers_to_ask, Ctx};
+use super::{Ctx, providers_to_ask};
 use crate::{
     cli::{ListArgs, StatusArgs},
     providers::ProviderOptions,
@@ -32,7 +32,9 @@ struct ListedCluster {
 
 fn expires_in(at: Option<u64>) -> String {
     match at {
-        Some(t) if t > now_epoch() => humantime::format_duration(Duration::from_secs(t - now_epoch())).to_string(),
+        Some(t) if t > now_epoch() => {
+            humantime::format_duration(Duration::from_secs(t - now_epoch())).to_string()
+        }
         Some(_) => "expired".into(),
         None => "-".into(),
     }
@@ -43,19 +45,31 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
     let (provider, record) = ctx.locate(&name, args.provider.as_deref(), args.region.as_deref())?;
     let nodes: Vec<Node> = provider.list_nodes(Some(&name)).await?;
     let summary = summarize(nodes.clone()).into_iter().next();
-    let scheduler = summary.as_ref().and_then(ClusterSummary::scheduler).cloned();
+    let scheduler = summary
+        .as_ref()
+        .and_then(ClusterSummary::scheduler)
+        .cloned();
     let endpoints = match &scheduler {
-        Some(s) => provider.endpoints(s, record.as_ref().is_some_and(|r| r.spec.private)).await.ok(),
+        Some(s) => provider
+            .endpoints(s, record.as_ref().is_some_and(|r| r.spec.private))
+            .await
+            .ok(),
         None => None,
     };
     let (healthy, joined) = match &endpoints {
         Some(e) => {
             let dash = Dashboard::new(e.dashboard_base(), Duration::from_secs(3));
-            (dash.healthy().await, dash.view().await.ok().map(|v| v.workers.len()))
+            (
+                dash.healthy().await,
+                dash.view().await.ok().map(|v| v.workers.len()),
+            )
         }
         None => (false, None),
     };
-    let running_workers = nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count();
+    let running_workers = nodes
+        .iter()
+        .filter(|n| n.role == Role::Worker && n.state.is_alive())
+        .count();
     let awaited = record.as_ref().map(|r| r.wait_workers as usize);
     let state = match (&scheduler, healthy, joined) {
         (None, _, _) if running_workers == 0 => "gone",
@@ -64,9 +78,16 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
         _ => "starting",
     };
     if state == "gone" && record.is_none() {
-        return Err(Error::NotFound { name: name.to_string(), where_: format!(" on {} ({})", provider.kind(), provider.location()) }.into());
+        return Err(Error::NotFound {
+            name: name.to_string(),
+            where_: format!(" on {} ({})", provider.kind(), provider.location()),
+        }
+        .into());
     }
-    let expires_at = summary.as_ref().and_then(|s| s.expires_at).or(record.as_ref().map(|r| r.spec.expires_at()));
+    let expires_at = summary
+        .as_ref()
+        .and_then(|s| s.expires_at)
+        .or(record.as_ref().map(|r| r.spec.expires_at()));
     ctx.printer.result(
         || {
             let mut t = format!("cluster    {name}\nprovider   {} ({})\nstate      {state}\n", provider.kind(), provider.location());
@@ -117,12 +138,21 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
     let records = ctx.store.list()?;
     let mut rows: Vec<ListedCluster> = Vec::new();
     for kind in providers_to_ask(ctx, args.provider.as_deref())? {
-        let opts = ProviderOptions { region: args.region.clone(), ..Default::default() };
+        let opts = ProviderOptions {
+            region: args.region.clone(),
+            ..Default::default()
+        };
         let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
         for s in summarize(provider.list_nodes(None).await?) {
             rows.push(ListedCluster {
-                recorded_here: records.iter().any(|r| r.name().as_str() == s.name && r.provider == kind),
-                state: if s.scheduler().is_some() { "running" } else { "degraded" },
+                recorded_here: records
+                    .iter()
+                    .any(|r| r.name().as_str() == s.name && r.provider == kind),
+                state: if s.scheduler().is_some() {
+                    "running"
+                } else {
+                    "degraded"
+                },
                 workers_running: s.workers_alive(),
                 scheduler_running: s.scheduler().is_some(),
                 expires_at: s.expires_at,
@@ -132,7 +162,10 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             });
         }
         for r in records.iter().filter(|r| r.provider == kind) {
-            if !rows.iter().any(|row| row.name == r.name().as_str() && row.provider == kind.as_str()) {
+            if !rows
+                .iter()
+                .any(|row| row.name == r.name().as_str() && row.provider == kind.as_str())
+            {
                 rows.push(ListedCluster {
                     name: r.name().to_string(),
                     provider: kind.to_string(),
@@ -152,7 +185,10 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             if rows.is_empty() {
                 return "no clusters".into();
             }
-            let mut t = format!("{:<24} {:<12} {:<10} {:>7}  {:<14} {}\n", "NAME", "PROVIDER", "STATE", "WORKERS", "EXPIRES IN", "RECORD");
+            let mut t = format!(
+                "{:<24} {:<12} {:<10} {:>7}  {:<14} {}\n",
+                "NAME", "PROVIDER", "STATE", "WORKERS", "EXPIRES IN", "RECORD"
+            );
             for r in &rows {
                 t.push_str(&format!(
                     "{:<24} {:<12} {:<10} {:>7}  {:<14} {}\n",

@@ -6,13 +6,13 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Result;
 use clap::ArgMatches;
 use clusterctl_core::{
+    ClusterProvider, Error,
     health::SchedulerView,
     lifecycle::{self, Launched, Progress as _, ReadyWait},
     model::Endpoints,
     provider::{LaunchContext, Plan},
-    record::{ClusterRecord, ProviderConfig, RecordState, RECORD_VERSION},
+    record::{ClusterRecord, ProviderConfig, RECORD_VERSION, RecordState},
     tls::TlsBundle,
-    ClusterProvider, Error,
 };
 use serde_json::json;
 
@@ -30,12 +30,21 @@ pub enum Launch {
     /// `--dry-run`: the plan, nothing created.
     DryRun(Arc<dyn ClusterProvider>, Plan),
     /// A cluster exists (ready unless `--no-wait`).
-    Up { record: ClusterRecord, launched: Launched, elapsed: Duration },
+    Up {
+        record: Box<ClusterRecord>,
+        launched: Launched,
+        elapsed: Duration,
+    },
 }
 
 /// Create the cluster described by `settings`. On any failure or interruption after something
 /// was created, everything is torn down and the record removed before this returns.
-pub async fn launch(ctx: &Ctx<'_>, settings: &UpSettings, progress: &Reporter, signals: &mut Signals) -> Result<Launch> {
+pub async fn launch(
+    ctx: &Ctx<'_>,
+    settings: &UpSettings,
+    progress: &Reporter,
+    signals: &mut Signals,
+) -> Result<Launch> {
     let spec = &settings.spec;
     let opts = ProviderOptions {
         region: settings.region.clone(),
@@ -47,14 +56,31 @@ pub async fn launch(ctx: &Ctx<'_>, settings: &UpSettings, progress: &Reporter, s
     let _lock = ctx.store.lock(name)?;
     if let Some(old) = ctx.store.load(name)? {
         let old_provider = ctx.provider_of(&old)?;
-        if old_provider.list_nodes(Some(name)).await?.iter().any(|n| n.state.is_alive()) {
-            return Err(Error::AlreadyExists { name: name.to_string(), provider: old.provider }.into());
+        if old_provider
+            .list_nodes(Some(name))
+            .await?
+            .iter()
+            .any(|n| n.state.is_alive())
+        {
+            return Err(Error::AlreadyExists {
+                name: name.to_string(),
+                provider: old.provider,
+            }
+            .into());
         }
         // A record of a cluster that ended by itself (TTL, idle): forget it.
         ctx.store.remove(name)?;
     }
-    let tls = if spec.tls { Some(TlsBundle::generate(name.as_str())?) } else { None };
-    let lctx = LaunchContext { spec, tls: tls.as_ref(), progress };
+    let tls = if spec.tls {
+        Some(TlsBundle::generate(name.as_str())?)
+    } else {
+        None
+    };
+    let lctx = LaunchContext {
+        spec,
+        tls: tls.as_ref(),
+        progress,
+    };
     let plan = provider.plan(&lctx).await?;
     if settings.dry_run {
         return Ok(Launch::DryRun(provider, plan));
@@ -68,7 +94,10 @@ pub async fn launch(ctx: &Ctx<'_>, settings: &UpSettings, progress: &Reporter, s
         version: RECORD_VERSION,
         provider: provider.kind(),
         location: provider.location(),
-        provider_config: ProviderConfig { region: settings.region.clone(), python: settings.python.clone() },
+        provider_config: ProviderConfig {
+            region: settings.region.clone(),
+            python: settings.python.clone(),
+        },
         spec: spec.clone(),
         wait_workers: wanted,
         timeout_secs: settings.timeout.as_secs(),
@@ -77,7 +106,10 @@ pub async fn launch(ctx: &Ctx<'_>, settings: &UpSettings, progress: &Reporter, s
         state: RecordState::Created,
     };
     ctx.store.save(&record)?;
-    let wait = (!settings.no_wait).then_some(ReadyWait { workers: wanted, timeout: settings.timeout });
+    let wait = (!settings.no_wait).then_some(ReadyWait {
+        workers: wanted,
+        timeout: settings.timeout,
+    });
     let outcome = tokio::select! {
         r = lifecycle::up(provider.as_ref(), &lctx, wait, progress) => r,
         sig = signals.interrupted() => {
@@ -91,9 +123,17 @@ pub async fn launch(ctx: &Ctx<'_>, settings: &UpSettings, progress: &Reporter, s
     match outcome {
         Ok(launched) => {
             record.endpoints = Some(launched.endpoints.clone());
-            record.state = if launched.ready.is_some() { RecordState::Ready } else { RecordState::Created };
+            record.state = if launched.ready.is_some() {
+                RecordState::Ready
+            } else {
+                RecordState::Created
+            };
             ctx.store.save(&record)?;
-            Ok(Launch::Up { record, launched, elapsed: progress.elapsed() })
+            Ok(Launch::Up {
+                record: Box::new(record),
+                launched,
+                elapsed: progress.elapsed(),
+            })
         }
         Err(e) => {
             ctx.store.remove(name)?;
@@ -110,7 +150,17 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs, matches: Option<&ArgMatches>) -> R
     progress.finish();
     match launch {
         Launch::DryRun(provider, plan) => print_plan(ctx, &settings, provider.as_ref(), &plan),
-        Launch::Up { record, launched, elapsed } => print_ready(ctx, &record, &launched.endpoints, launched.ready.as_ref(), elapsed),
+        Launch::Up {
+            record,
+            launched,
+            elapsed,
+        } => print_ready(
+            ctx,
+            &record,
+            &launched.endpoints,
+            launched.ready.as_ref(),
+            elapsed,
+        ),
     }
     Ok(0)
 }
@@ -137,7 +187,12 @@ fn print_plan(ctx: &Ctx<'_>, settings: &UpSettings, provider: &dyn ClusterProvid
                 t.push_str(&format!("note: {n}\n"));
             }
             for b in &plan.bootstraps {
-                t.push_str(&format!("--- {} bootstrap ({}) ---\n{}\n", b.role, b.format, b.text.trim_end()));
+                t.push_str(&format!(
+                    "--- {} bootstrap ({}) ---\n{}\n",
+                    b.role,
+                    b.format,
+                    b.text.trim_end()
+                ));
             }
             t
         },
@@ -155,11 +210,22 @@ fn print_plan(ctx: &Ctx<'_>, settings: &UpSettings, provider: &dyn ClusterProvid
 }
 
 /// Print the endpoints of a cluster that is up (shared by `up`, `wait` and `run`'s JSON).
-pub fn print_ready(ctx: &Ctx<'_>, record: &ClusterRecord, endpoints: &Endpoints, ready: Option<&SchedulerView>, elapsed: Duration) {
+pub fn print_ready(
+    ctx: &Ctx<'_>,
+    record: &ClusterRecord,
+    endpoints: &Endpoints,
+    ready: Option<&SchedulerView>,
+    elapsed: Duration,
+) {
     let name = record.name();
     let joined = ready.map(|v| v.workers.len());
     ctx.printer.result(
-        || format!("scheduler  {}\ndashboard  {}", endpoints.scheduler_address, endpoints.dashboard_url),
+        || {
+            format!(
+                "scheduler  {}\ndashboard  {}",
+                endpoints.scheduler_address, endpoints.dashboard_url
+            )
+        },
         &ready_json(record, endpoints, joined, elapsed),
     );
     match joined {
@@ -170,15 +236,26 @@ pub fn print_ready(ctx: &Ctx<'_>, record: &ClusterRecord, endpoints: &Endpoints,
             record.provider,
             record.location
         )),
-        None => ctx.printer.info(&format!("clusterctl: cluster `{name}` created; `clusterctl wait {name}` waits for readiness")),
+        None => ctx.printer.info(&format!(
+            "clusterctl: cluster `{name}` created; `clusterctl wait {name}` waits for readiness"
+        )),
     }
     if record.tls.is_some() {
-        ctx.printer.hint(&format!("TLS is on: `eval \"$(clusterctl env {name})\"` configures Dask clients"));
+        ctx.printer.hint(&format!(
+            "TLS is on: `eval \"$(clusterctl env {name})\"` configures Dask clients"
+        ));
     }
-    ctx.printer.hint(&format!("`clusterctl down {name}` removes it (it ends by itself at its TTL)"));
+    ctx.printer.hint(&format!(
+        "`clusterctl down {name}` removes it (it ends by itself at its TTL)"
+    ));
 }
 
-pub fn ready_json(record: &ClusterRecord, endpoints: &Endpoints, joined: Option<usize>, elapsed: Duration) -> serde_json::Value {
+pub fn ready_json(
+    record: &ClusterRecord,
+    endpoints: &Endpoints,
+    joined: Option<usize>,
+    elapsed: Duration,
+) -> serde_json::Value {
     json!({
         "name": record.name(),
         "provider": record.provider,

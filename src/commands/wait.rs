@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clusterctl_core::{
+    Error,
     lifecycle::{self, Progress as _},
     record::RecordState,
     wait::Deadline,
-    Error,
 };
 
-use super::{up::print_ready, Ctx};
+use super::{Ctx, up::print_ready};
 use crate::signals::Signals;
 
 pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
@@ -44,7 +44,13 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
                 other => format!("did not become ready ({other})"),
             };
             progress.note(&format!("cluster `{name}` {why}; tearing it down"));
-            lifecycle::down(provider.as_ref(), &name, lifecycle::TEARDOWN_TIMEOUT, &progress).await?;
+            lifecycle::down(
+                provider.as_ref(),
+                &name,
+                lifecycle::TEARDOWN_TIMEOUT,
+                &progress,
+            )
+            .await?;
             ctx.store.remove(&name)?;
             Err(e.into())
         }

@@ -60,7 +60,11 @@ pub struct BootFile {
 impl std::fmt::Debug for BootFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // File contents include private keys: never print them.
-        write!(f, "BootFile {{ path: {:?}, mode: {:?}, .. }}", self.path, self.mode)
+        write!(
+            f,
+            "BootFile {{ path: {:?}, mode: {:?}, .. }}",
+            self.path, self.mode
+        )
     }
 }
 
@@ -108,9 +112,21 @@ fn tls_files(role: Role, layout: &BootLayout, tls: &TlsBundle) -> (Vec<BootFile>
     let pair = tls.for_role(role);
     let r = role.as_str();
     let files = vec![
-        BootFile { path: format!("{root}/ca.pem"), contents: tls.ca_pem.clone(), mode: "0644".into() },
-        BootFile { path: format!("{root}/{r}.pem"), contents: pair.cert_pem.clone(), mode: "0644".into() },
-        BootFile { path: format!("{root}/{r}-key.pem"), contents: pair.key_pem.clone(), mode: "0600".into() },
+        BootFile {
+            path: format!("{root}/ca.pem"),
+            contents: tls.ca_pem.clone(),
+            mode: "0644".into(),
+        },
+        BootFile {
+            path: format!("{root}/{r}.pem"),
+            contents: pair.cert_pem.clone(),
+            mode: "0644".into(),
+        },
+        BootFile {
+            path: format!("{root}/{r}-key.pem"),
+            contents: pair.key_pem.clone(),
+            mode: "0600".into(),
+        },
     ];
     let args = vec![
         "--tls-ca-file".into(),
@@ -128,7 +144,10 @@ fn common_env(spec: &ClusterSpec) -> BTreeMap<String, String> {
     env.insert("CLUSTERCTL_CLUSTER".into(), spec.name.to_string());
     env.insert("CLUSTERCTL_EXPIRES".into(), spec.expires_at().to_string());
     if spec.tls {
-        env.insert("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION".into(), "True".into());
+        env.insert(
+            "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION".into(),
+            "True".into(),
+        );
     }
     env
 }
@@ -141,7 +160,11 @@ const SCHEDULER_ROUTES: &str = "['distributed.http.scheduler.prometheus', \
 'distributed.http.scheduler.api']";
 
 /// The scheduler's intent.
-pub fn scheduler_intent(spec: &ClusterSpec, layout: &BootLayout, tls: Option<&TlsBundle>) -> BootIntent {
+pub fn scheduler_intent(
+    spec: &ClusterSpec,
+    layout: &BootLayout,
+    tls: Option<&TlsBundle>,
+) -> BootIntent {
     let root = &layout.files_root;
     let mut argv = layout.dask.clone();
     argv.extend([
@@ -156,7 +179,10 @@ pub fn scheduler_intent(spec: &ClusterSpec, layout: &BootLayout, tls: Option<&Tl
         format!("{root}/{TTL_PRELOAD_FILE}"),
     ]);
     if !spec.idle_timeout.is_zero() {
-        argv.extend(["--idle-timeout".into(), format!("{}s", spec.idle_timeout.as_secs())]);
+        argv.extend([
+            "--idle-timeout".into(),
+            format!("{}s", spec.idle_timeout.as_secs()),
+        ]);
     }
     let mut files = vec![BootFile {
         path: format!("{root}/{TTL_PRELOAD_FILE}"),
@@ -170,8 +196,17 @@ pub fn scheduler_intent(spec: &ClusterSpec, layout: &BootLayout, tls: Option<&Tl
         argv.extend(args);
     }
     let mut env = common_env(spec);
-    env.insert("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES".into(), SCHEDULER_ROUTES.into());
-    BootIntent { role: Role::Scheduler, name: Some("scheduler".into()), argv, env, files }
+    env.insert(
+        "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES".into(),
+        SCHEDULER_ROUTES.into(),
+    );
+    BootIntent {
+        role: Role::Scheduler,
+        name: Some("scheduler".into()),
+        argv,
+        env,
+        files,
+    }
 }
 
 /// A worker's intent. `name` is the Dask worker name, or `None` to let Dask name the worker by
@@ -209,7 +244,13 @@ pub fn worker_intent(
         files.extend(f);
         argv.extend(args);
     }
-    BootIntent { role: Role::Worker, name: name.map(str::to_string), argv, env: common_env(spec), files }
+    BootIntent {
+        role: Role::Worker,
+        name: name.map(str::to_string),
+        argv,
+        env: common_env(spec),
+        files,
+    }
 }
 
 /// How a VM runs the intent.
@@ -225,7 +266,9 @@ pub struct VmOptions {
 
 fn shell_quote(value: String) -> String {
     if !value.is_empty()
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
     {
         return value;
     }
@@ -245,7 +288,10 @@ fn template_env() -> Environment<'static> {
 }
 
 fn render_err(e: minijinja::Error) -> Error {
-    Error::Runtime { message: format!("rendering the bootstrap template failed: {e:#}"), hint: None }
+    Error::Runtime {
+        message: format!("rendering the bootstrap template failed: {e:#}"),
+        hint: None,
+    }
 }
 
 /// The `docker --env-file` form of the environment. Values are validated upstream to hold no
@@ -254,7 +300,12 @@ fn env_file(env: &BTreeMap<String, String>) -> Result<String> {
     let mut out = String::new();
     for (k, v) in env {
         if v.contains(['\n', '\r']) || k.contains(['\n', '\r', '=']) {
-            return Err(Error::invalid("environment variable", k.clone(), "contains a newline or '='", None));
+            return Err(Error::invalid(
+                "environment variable",
+                k.clone(),
+                "contains a newline or '='",
+                None,
+            ));
         }
         out.push_str(&format!("{k}={v}\n"));
     }
@@ -264,7 +315,12 @@ fn env_file(env: &BTreeMap<String, String>) -> Result<String> {
 /// Render a VM's cloud-init user-data: write the intent's files, an env file and a run script,
 /// then start the run script, which arms the TTL power-off and runs Dask in the image with host
 /// networking.
-pub fn render_cloud_init(spec: &ClusterSpec, intent: &BootIntent, layout: &BootLayout, vm: &VmOptions) -> Result<String> {
+pub fn render_cloud_init(
+    spec: &ClusterSpec,
+    intent: &BootIntent,
+    layout: &BootLayout,
+    vm: &VmOptions,
+) -> Result<String> {
     let env = template_env();
     let root = &layout.files_root;
     let ttl_minutes = spec.ttl.as_secs().div_ceil(60).max(1);
@@ -284,8 +340,16 @@ pub fn render_cloud_init(spec: &ClusterSpec, intent: &BootIntent, layout: &BootL
         )
         .map_err(render_err)?;
     let mut files = intent.files.clone();
-    files.push(BootFile { path: format!("{root}/dask.env"), contents: env_file(&intent.env)?, mode: "0600".into() });
-    files.push(BootFile { path: format!("{root}/run.sh"), contents: script, mode: "0700".into() });
+    files.push(BootFile {
+        path: format!("{root}/dask.env"),
+        contents: env_file(&intent.env)?,
+        mode: "0600".into(),
+    });
+    files.push(BootFile {
+        path: format!("{root}/run.sh"),
+        contents: script,
+        mode: "0700".into(),
+    });
     #[derive(Serialize)]
     struct F {
         path: String,
@@ -325,8 +389,14 @@ pub(crate) mod tests {
             dask_version: crate::DASK_VERSION.into(),
             image: crate::default_image(crate::DASK_VERSION),
             scheduler_size: NodeSize::default(),
-            worker_size: NodeSize { cpus: Some(2), memory_mib: Some(4096) },
-            env: BTreeMap::from([("QUOTE".to_string(), "it's \"x\" $HOME `id`; # : - [a]".to_string())]),
+            worker_size: NodeSize {
+                cpus: Some(2),
+                memory_mib: Some(4096),
+            },
+            env: BTreeMap::from([(
+                "QUOTE".to_string(),
+                "it's \"x\" $HOME `id`; # : - [a]".to_string(),
+            )]),
             tags: BTreeMap::new(),
             owner: "me".into(),
             created_at: 1_000,
@@ -354,12 +424,21 @@ pub(crate) mod tests {
         let tls = TlsBundle::generate("t").unwrap();
         let i = scheduler_intent(&s, &layout(), Some(&tls));
         let argv = i.argv.join(" ");
-        assert!(argv.starts_with("dask scheduler --host 0.0.0.0 --port 8786 --dashboard-address 0.0.0.0:8787"), "{argv}");
+        assert!(
+            argv.starts_with(
+                "dask scheduler --host 0.0.0.0 --port 8786 --dashboard-address 0.0.0.0:8787"
+            ),
+            "{argv}"
+        );
         assert!(argv.contains("--idle-timeout 600s"), "{argv}");
         assert!(argv.contains("--protocol tls --tls-ca-file /etc/clusterctl/ca.pem --tls-cert /etc/clusterctl/scheduler.pem --tls-key /etc/clusterctl/scheduler-key.pem"), "{argv}");
         assert_eq!(i.env["CLUSTERCTL_EXPIRES"], "4600");
         assert!(i.env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"].contains("scheduler.api"));
-        let key = i.files.iter().find(|f| f.path.ends_with("scheduler-key.pem")).unwrap();
+        let key = i
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("scheduler-key.pem"))
+            .unwrap();
         assert_eq!(key.mode, "0600");
         assert!(!format!("{i:?}").contains("PRIVATE KEY"));
     }
@@ -369,9 +448,18 @@ pub(crate) mod tests {
         let s = spec();
         let i = worker_intent(&s, &layout(), None, "tcp://10.0.0.5:8786", Some("w-1"));
         let argv = i.argv.join(" ");
-        assert!(argv.starts_with("dask worker tcp://10.0.0.5:8786 --host 0.0.0.0"), "{argv}");
-        assert!(argv.contains("--death-timeout 120s --name w-1 --nthreads 2 --memory-limit 4096MiB"), "{argv}");
-        assert!(!argv.contains("--tls"), "TLS files without a bundle: {argv}");
+        assert!(
+            argv.starts_with("dask worker tcp://10.0.0.5:8786 --host 0.0.0.0"),
+            "{argv}"
+        );
+        assert!(
+            argv.contains("--death-timeout 120s --name w-1 --nthreads 2 --memory-limit 4096MiB"),
+            "{argv}"
+        );
+        assert!(
+            !argv.contains("--tls"),
+            "TLS files without a bundle: {argv}"
+        );
     }
 
     #[derive(Deserialize)]
@@ -393,31 +481,70 @@ pub(crate) mod tests {
         let s = spec();
         let tls = TlsBundle::generate("t").unwrap();
         let i = scheduler_intent(&s, &layout(), Some(&tls));
-        let vm = VmOptions { image: s.image.clone(), install_docker: true, gpu: false };
+        let vm = VmOptions {
+            image: s.image.clone(),
+            install_docker: true,
+            gpu: false,
+        };
         let text = render_cloud_init(&s, &i, &layout(), &vm).unwrap();
         assert!(text.starts_with("#cloud-config\n"), "{text}");
         let cc: CloudConfig = serde_saphyr::from_str(&text).unwrap();
         let decode = |p: &str| {
-            let f = cc.write_files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p} missing"));
+            let f = cc
+                .write_files
+                .iter()
+                .find(|f| f.path == p)
+                .unwrap_or_else(|| panic!("{p} missing"));
             assert_eq!(f.encoding, "b64");
             assert_eq!(f.owner, "root:root");
-            (f.permissions.clone(), String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&f.content).unwrap()).unwrap())
+            (
+                f.permissions.clone(),
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(&f.content)
+                        .unwrap(),
+                )
+                .unwrap(),
+            )
         };
         let (mode, env) = decode("/etc/clusterctl/dask.env");
         assert_eq!(mode, "0600");
-        assert!(env.contains("QUOTE=it's \"x\" $HOME `id`; # : - [a]\n"), "{env}");
+        assert!(
+            env.contains("QUOTE=it's \"x\" $HOME `id`; # : - [a]\n"),
+            "{env}"
+        );
         let (mode, key) = decode("/etc/clusterctl/scheduler-key.pem");
-        assert_eq!((mode.as_str(), key.as_str()), ("0600", tls.scheduler.key_pem.as_str()));
+        assert_eq!(
+            (mode.as_str(), key.as_str()),
+            ("0600", tls.scheduler.key_pem.as_str())
+        );
         let (mode, script) = decode("/etc/clusterctl/run.sh");
         assert_eq!(mode, "0700");
         assert!(script.contains("shutdown -P +60 "), "{script}");
         assert!(script.contains("apt-get install -yq docker.io"), "{script}");
-        assert!(script.contains("'ghcr.io/dask/dask:2026.8.0-py3.12'") || script.contains(" ghcr.io/dask/dask:2026.8.0-py3.12 "), "{script}");
-        assert!(script.contains(" dask scheduler --host 0.0.0.0 --port 8786 "), "{script}");
+        assert!(
+            script.contains("'ghcr.io/dask/dask:2026.8.0-py3.12'")
+                || script.contains(" ghcr.io/dask/dask:2026.8.0-py3.12 "),
+            "{script}"
+        );
+        assert!(
+            script.contains(" dask scheduler --host 0.0.0.0 --port 8786 "),
+            "{script}"
+        );
         let (_, preload) = decode("/etc/clusterctl/clusterctl_ttl.py");
         assert!(preload.contains("def dask_setup(scheduler)"));
-        assert_eq!(cc.runcmd, vec![vec!["sh".to_string(), "-c".into(), "nohup /etc/clusterctl/run.sh >/var/log/clusterctl-dask.log 2>&1 &".into()]]);
-        assert!(!text.contains("PRIVATE KEY"), "keys are base64 in user-data, never plain");
+        assert_eq!(
+            cc.runcmd,
+            vec![vec![
+                "sh".to_string(),
+                "-c".into(),
+                "nohup /etc/clusterctl/run.sh >/var/log/clusterctl-dask.log 2>&1 &".into()
+            ]]
+        );
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "keys are base64 in user-data, never plain"
+        );
     }
 
     #[test]

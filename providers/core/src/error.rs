@@ -171,7 +171,11 @@ pub enum Error {
 }
 
 fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
 }
 
 impl Error {
@@ -182,12 +186,20 @@ impl Error {
         reason: impl Into<String>,
         hint: impl Into<Option<String>>,
     ) -> Self {
-        Error::InvalidInput { what, value: value.into(), reason: reason.into(), hint: hint.into() }
+        Error::InvalidInput {
+            what,
+            value: value.into(),
+            reason: reason.into(),
+            hint: hint.into(),
+        }
     }
 
     /// Shorthand for [`Error::Io`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// True when the user can fix the cause before anything is created (exit code 2).
@@ -218,7 +230,11 @@ impl Error {
             | Error::Runtime { hint, .. } => hint.iter().cloned().collect(),
             Error::ProviderUnavailable(kind) => vec![format!(
                 "providers in this build: {}; `{kind}` is not implemented yet",
-                ProviderKind::available().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                ProviderKind::available()
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )],
             Error::NotFound { .. } => {
                 vec!["`clusterctl list` shows the clusters clusterctl knows and finds".into()]
@@ -230,7 +246,9 @@ impl Error {
                 "choose another `--name`, or remove the old one with `clusterctl down {name}`"
             )],
             Error::Unauthenticated { provider, .. } => {
-                vec![format!("check the credentials {provider} uses (see `clusterctl config show`)")]
+                vec![format!(
+                    "check the credentials {provider} uses (see `clusterctl config show`)"
+                )]
             }
             Error::PermissionDenied { action, .. } => {
                 vec![format!("grant `{action}` to the identity clusterctl uses")]
@@ -245,7 +263,9 @@ impl Error {
                 "raise `--timeout`, or lower `--wait-workers` to accept a partial cluster".into(),
             ],
             Error::Leftovers { name, .. } => {
-                vec![format!("run `clusterctl down {name}` again; it is safe to repeat")]
+                vec![format!(
+                    "run `clusterctl down {name}` again; it is safe to repeat"
+                )]
             }
             _ => Vec::new(),
         }

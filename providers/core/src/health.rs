@@ -20,8 +20,13 @@ pub struct JoinedWorker {
 impl JoinedWorker {
     /// The host part of the worker's address.
     pub fn host(&self) -> &str {
-        let rest = self.address.split_once("://").map_or(self.address.as_str(), |(_, r)| r);
-        rest.rsplit_once(':').map_or(rest, |(h, _)| h).trim_matches(['[', ']'])
+        let rest = self
+            .address
+            .split_once("://")
+            .map_or(self.address.as_str(), |(_, r)| r);
+        rest.rsplit_once(':')
+            .map_or(rest, |(h, _)| h)
+            .trim_matches(['[', ']'])
     }
 }
 
@@ -64,7 +69,10 @@ impl Dashboard {
             .no_proxy()
             .build()
             .expect("an HTTP client without TLS always builds");
-        Dashboard { base: base.trim_end_matches('/').to_string(), http }
+        Dashboard {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
     }
 
     /// The base URL.
@@ -107,7 +115,10 @@ impl Dashboard {
                 address,
             })
             .collect();
-        Ok(SchedulerView { address: ident.address, workers })
+        Ok(SchedulerView {
+            address: ident.address,
+            workers,
+        })
     }
 
     /// Ask the scheduler to retire `addresses` (move their data to other workers, then close
@@ -129,7 +140,10 @@ impl Dashboard {
 }
 
 fn http_err(url: &str, e: reqwest::Error) -> Error {
-    Error::Scheduler { operation: url.to_string(), message: e.without_url().to_string() }
+    Error::Scheduler {
+        operation: url.to_string(),
+        message: e.without_url().to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +152,10 @@ mod tests {
 
     #[test]
     fn worker_host() {
-        let w = |a: &str| JoinedWorker { address: a.into(), name: String::new() };
+        let w = |a: &str| JoinedWorker {
+            address: a.into(),
+            name: String::new(),
+        };
         assert_eq!(w("tls://10.0.1.7:40123").host(), "10.0.1.7");
         assert_eq!(w("tcp://[::1]:5").host(), "::1");
         assert_eq!(w("127.0.0.1:9").host(), "127.0.0.1");

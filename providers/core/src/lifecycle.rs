@@ -11,7 +11,7 @@ use crate::{
     health::{Dashboard, SchedulerView},
     model::{ClusterName, Endpoints, Node, Role},
     provider::{ClusterProvider, LaunchContext, WorkerBatch},
-    wait::{poll_until, Deadline, Interval, Poll},
+    wait::{Deadline, Interval, Poll, poll_until},
 };
 
 /// Phases reported while a command runs.
@@ -105,7 +105,8 @@ pub async fn up(
         Ok(l) => Ok(l),
         Err(err) => {
             progress.note(&format!("up failed ({err}); removing what was created"));
-            if let Err(rollback) = down(provider, &ctx.spec.name, TEARDOWN_TIMEOUT, progress).await {
+            if let Err(rollback) = down(provider, &ctx.spec.name, TEARDOWN_TIMEOUT, progress).await
+            {
                 progress.note(&format!("rollback incomplete: {rollback}"));
             }
             Err(err)
@@ -128,19 +129,24 @@ async fn launch_and_wait(
         Some(a) => a,
         None => {
             let d = deadline.unwrap_or_else(|| Deadline::after(Duration::from_secs(300)));
-            poll_until("waiting for the scheduler's address", d, Interval::CLOUD, || async {
-                let nodes = provider.list_nodes(Some(&ctx.spec.name)).await?;
-                let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
-                    return Ok(Poll::Pending("scheduler not listed yet".into()));
-                };
-                if let Some(failure) = failed(node) {
-                    return Err(failure);
-                }
-                Ok(match provider.worker_facing_address(ctx, node).await? {
-                    Some(a) => Poll::Ready(a),
-                    None => Poll::Pending(format!("scheduler {}", node.state)),
-                })
-            })
+            poll_until(
+                "waiting for the scheduler's address",
+                d,
+                Interval::CLOUD,
+                || async {
+                    let nodes = provider.list_nodes(Some(&ctx.spec.name)).await?;
+                    let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
+                        return Ok(Poll::Pending("scheduler not listed yet".into()));
+                    };
+                    if let Some(failure) = failed(node) {
+                        return Err(failure);
+                    }
+                    Ok(match provider.worker_facing_address(ctx, node).await? {
+                        Some(a) => Poll::Ready(a),
+                        None => Poll::Pending(format!("scheduler {}", node.state)),
+                    })
+                },
+            )
             .await?
         }
     };
@@ -149,17 +155,32 @@ async fn launch_and_wait(
     progress.phase(Phase::StartingWorkers);
     let mut nodes = vec![launch.node.clone()];
     if ctx.spec.workers > 0 {
-        let batch = WorkerBatch { count: ctx.spec.workers, first_index: 0 };
+        let batch = WorkerBatch {
+            count: ctx.spec.workers,
+            first_index: 0,
+        };
         nodes.extend(provider.launch_workers(ctx, &address, batch).await?);
     }
     let endpoints = provider.endpoints(&launch.node, ctx.spec.private).await?;
     let ready = match (wait, deadline) {
-        (Some(w), Some(d)) => {
-            Some(wait_ready(provider, &ctx.spec.name, &endpoints, w.workers as usize, d, progress).await?)
-        }
+        (Some(w), Some(d)) => Some(
+            wait_ready(
+                provider,
+                &ctx.spec.name,
+                &endpoints,
+                w.workers as usize,
+                d,
+                progress,
+            )
+            .await?,
+        ),
         _ => None,
     };
-    Ok(Launched { endpoints, nodes, ready })
+    Ok(Launched {
+        endpoints,
+        nodes,
+        ready,
+    })
 }
 
 fn failed(node: &Node) -> Option<Error> {
@@ -215,41 +236,60 @@ async fn wait_ready_inner(
         due
     };
     progress.phase(Phase::WaitingScheduler);
-    poll_until("waiting for the scheduler's /health", deadline, Interval::FAST, || {
-        let check = check_nodes();
-        async move {
-            if dash.healthy().await {
-                return Ok(Poll::Ready(()));
+    poll_until(
+        "waiting for the scheduler's /health",
+        deadline,
+        Interval::FAST,
+        || {
+            let check = check_nodes();
+            async move {
+                if dash.healthy().await {
+                    return Ok(Poll::Ready(()));
+                }
+                if check {
+                    ensure_alive(provider, cluster, 0).await?;
+                }
+                Ok(Poll::Pending(format!(
+                    "{}/health not answering yet",
+                    dash.base()
+                )))
             }
-            if check {
-                ensure_alive(provider, cluster, 0).await?;
-            }
-            Ok(Poll::Pending(format!("{}/health not answering yet", dash.base())))
-        }
-    })
+        },
+    )
     .await?;
     progress.phase(Phase::WaitingWorkers);
     progress.workers(0, wanted);
-    poll_until("waiting for workers to join", deadline, Interval::FAST, || {
-        let check = check_nodes();
-        async move {
-            let view = dash.view().await.ok();
-            let joined = view.as_ref().map_or(0, |v| v.workers.len());
-            progress.workers(joined, wanted);
-            if let Some(v) = view.filter(|_| joined >= wanted) {
-                return Ok(Poll::Ready(v));
+    poll_until(
+        "waiting for workers to join",
+        deadline,
+        Interval::FAST,
+        || {
+            let check = check_nodes();
+            async move {
+                let view = dash.view().await.ok();
+                let joined = view.as_ref().map_or(0, |v| v.workers.len());
+                progress.workers(joined, wanted);
+                if let Some(v) = view.filter(|_| joined >= wanted) {
+                    return Ok(Poll::Ready(v));
+                }
+                if check {
+                    ensure_alive(provider, cluster, wanted).await?;
+                }
+                Ok(Poll::Pending(format!(
+                    "{joined} of {wanted} workers joined"
+                )))
             }
-            if check {
-                ensure_alive(provider, cluster, wanted).await?;
-            }
-            Ok(Poll::Pending(format!("{joined} of {wanted} workers joined")))
-        }
-    })
+        },
+    )
     .await
 }
 
 /// Fail when the scheduler is gone or fewer than `workers` workers are still alive.
-async fn ensure_alive(provider: &dyn ClusterProvider, cluster: &ClusterName, workers: usize) -> Result<()> {
+async fn ensure_alive(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    workers: usize,
+) -> Result<()> {
     let nodes = provider.list_nodes(Some(cluster)).await?;
     if let Some(err) = nodes.iter().find_map(failed) {
         return Err(err);
@@ -274,9 +314,14 @@ async fn ensure_alive(provider: &dyn ClusterProvider, cluster: &ClusterName, wor
             });
         }
     }
-    let alive = nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count();
+    let alive = nodes
+        .iter()
+        .filter(|n| n.role == Role::Worker && n.state.is_alive())
+        .count();
     if alive < workers {
-        let dead = nodes.iter().find(|n| n.role == Role::Worker && !n.state.is_alive());
+        let dead = nodes
+            .iter()
+            .find(|n| n.role == Role::Worker && !n.state.is_alive());
         return Err(Error::NodeFailed {
             role: Role::Worker,
             node: dead.map_or_else(|| "worker".into(), |n| n.name.clone()),
@@ -289,8 +334,12 @@ async fn ensure_alive(provider: &dyn ClusterProvider, cluster: &ClusterName, wor
 
 /// Put the tails of the nodes' logs into a timeout or node failure.
 async fn attach_logs(provider: &dyn ClusterProvider, cluster: &ClusterName, err: &mut Error) {
-    let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else { return };
-    let Ok(logs) = provider.logs(cluster, None, 15).await else { return };
+    let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else {
+        return;
+    };
+    let Ok(logs) = provider.logs(cluster, None, 15).await else {
+        return;
+    };
     // The scheduler and the first worker tell most; all workers would flood the terminal.
     let shown = logs
         .iter()
@@ -326,32 +375,49 @@ pub async fn down(
 ) -> Result<Teardown> {
     progress.phase(Phase::TearingDown);
     let deadline = Deadline::after(timeout);
-    let nodes: Vec<Node> =
-        provider.list_nodes(Some(cluster)).await?.into_iter().filter(|n| n.state != crate::model::NodeState::Terminated).collect();
+    let nodes: Vec<Node> = provider
+        .list_nodes(Some(cluster))
+        .await?
+        .into_iter()
+        .filter(|n| n.state != crate::model::NodeState::Terminated)
+        .collect();
     if !nodes.is_empty() {
         provider.terminate_nodes(cluster, &nodes).await?;
     }
-    poll_until("waiting for nodes to terminate", deadline, Interval::FAST, || async {
-        let left: Vec<Node> = provider
-            .list_nodes(Some(cluster))
-            .await?
-            .into_iter()
-            .filter(|n| n.state != crate::model::NodeState::Terminated)
-            .collect();
-        if left.is_empty() {
-            return Ok(Poll::Ready(()));
-        }
-        // Nodes that appeared late (an eventually consistent listing, a launch racing this
-        // teardown) are terminated too.
-        provider.terminate_nodes(cluster, &left).await?;
-        Ok(Poll::Pending(format!("{} node(s) still running", left.len())))
-    })
+    poll_until(
+        "waiting for nodes to terminate",
+        deadline,
+        Interval::FAST,
+        || async {
+            let left: Vec<Node> = provider
+                .list_nodes(Some(cluster))
+                .await?
+                .into_iter()
+                .filter(|n| n.state != crate::model::NodeState::Terminated)
+                .collect();
+            if left.is_empty() {
+                return Ok(Poll::Ready(()));
+            }
+            // Nodes that appeared late (an eventually consistent listing, a launch racing this
+            // teardown) are terminated too.
+            provider.terminate_nodes(cluster, &left).await?;
+            Ok(Poll::Pending(format!(
+                "{} node(s) still running",
+                left.len()
+            )))
+        },
+    )
     .await?;
     let leftovers = provider.cleanup(cluster).await?;
     if !leftovers.is_empty() {
-        return Err(Error::Leftovers { name: cluster.to_string(), resources: leftovers });
+        return Err(Error::Leftovers {
+            name: cluster.to_string(),
+            resources: leftovers,
+        });
     }
-    Ok(Teardown { nodes_terminated: nodes.into_iter().map(|n| n.name).collect() })
+    Ok(Teardown {
+        nodes_terminated: nodes.into_iter().map(|n| n.name).collect(),
+    })
 }
 
 /// What `scale` changed.
@@ -384,55 +450,158 @@ pub async fn scale(
     let scheduler = nodes
         .iter()
         .find(|n| n.role == Role::Scheduler && n.state.is_alive())
-        .ok_or_else(|| Error::NotFound { name: cluster.to_string(), where_: format!(" on {} (no running scheduler)", provider.kind()) })?
+        .ok_or_else(|| Error::NotFound {
+            name: cluster.to_string(),
+            where_: format!(" on {} (no running scheduler)", provider.kind()),
+        })?
         .clone();
-    let mut workers: Vec<Node> = nodes.into_iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).collect();
+    let mut workers: Vec<Node> = nodes
+        .into_iter()
+        .filter(|n| n.role == Role::Worker && n.state.is_alive())
+        .collect();
     workers.sort_by_key(|n| worker_index(&n.name).unwrap_or(u32::MAX));
     let from = workers.len();
     let target = target as usize;
-    let mut out = Scaled { from, to: target, ..Default::default() };
+    let mut out = Scaled {
+        from,
+        to: target,
+        ..Default::default()
+    };
     if target > from {
-        let address = provider.worker_facing_address(ctx, &scheduler).await?.ok_or_else(|| Error::Scheduler {
-            operation: "scale".into(),
-            message: "the scheduler's address is not known".into(),
-        })?;
-        let first_index = workers.iter().filter_map(|n| worker_index(&n.name)).max().map_or(0, |m| m + 1);
+        let address = provider
+            .worker_facing_address(ctx, &scheduler)
+            .await?
+            .ok_or_else(|| Error::Scheduler {
+                operation: "scale".into(),
+                message: "the scheduler's address is not known".into(),
+            })?;
+        let first_index = workers
+            .iter()
+            .filter_map(|n| worker_index(&n.name))
+            .max()
+            .map_or(0, |m| m + 1);
         progress.phase(Phase::StartingWorkers);
-        let batch = WorkerBatch { count: (target - from) as u32, first_index };
+        let batch = WorkerBatch {
+            count: (target - from) as u32,
+            first_index,
+        };
         let added = provider.launch_workers(ctx, &address, batch).await?;
         out.added = added.iter().map(|n| n.name.clone()).collect();
         wait_ready(provider, cluster, endpoints, target, deadline, progress).await?;
     } else if target < from {
         let surplus: Vec<Node> = workers.split_off(target);
         progress.phase(Phase::RetiringWorkers);
-        let dash = Dashboard::new(endpoints.dashboard_base(), deadline.remaining().max(Duration::from_secs(1)));
+        let dash = Dashboard::new(
+            endpoints.dashboard_base(),
+            deadline.remaining().max(Duration::from_secs(1)),
+        );
         let view = dash.view().await?;
-        let addresses: Vec<String> = view
-            .workers
-            .iter()
-            .filter(|w| surplus.iter().any(|n| n.name == w.name || n.private_ip.as_deref() == Some(w.host())))
-            .map(|w| w.address.clone())
-            .collect();
+        let addresses = dask_addresses_of(&view, &workers, &surplus);
         dash.retire_workers(&addresses).await?;
         progress.phase(Phase::TearingDown);
         provider.terminate_nodes(cluster, &surplus).await?;
         let ids: Vec<String> = surplus.iter().map(|n| n.id.clone()).collect();
-        poll_until("waiting for retired workers to stop", deadline, Interval::FAST, || async {
-            let left = provider
-                .list_nodes(Some(cluster))
-                .await?
-                .into_iter()
-                .filter(|n| ids.contains(&n.id) && n.state.is_alive())
-                .count();
-            Ok(if left == 0 { Poll::Ready(()) } else { Poll::Pending(format!("{left} still running")) })
-        })
+        poll_until(
+            "waiting for retired workers to stop",
+            deadline,
+            Interval::FAST,
+            || async {
+                let left = provider
+                    .list_nodes(Some(cluster))
+                    .await?
+                    .into_iter()
+                    .filter(|n| ids.contains(&n.id) && n.state.is_alive())
+                    .count();
+                Ok(if left == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{left} still running"))
+                })
+            },
+        )
         .await?;
         out.removed = surplus.into_iter().map(|n| n.name).collect();
     }
     Ok(out)
 }
 
+/// The Dask addresses of the `surplus` nodes. A Dask worker is matched to a node by name (the
+/// node name clusterctl passed as `--name`); a worker Dask named by its address is matched by
+/// host, but only when that host belongs to exactly one node (several local workers share
+/// 127.0.0.1).
+fn dask_addresses_of(view: &SchedulerView, kept: &[Node], surplus: &[Node]) -> Vec<String> {
+    let all = || kept.iter().chain(surplus);
+    view.workers
+        .iter()
+        .filter(|w| {
+            if all().any(|n| n.name == w.name) {
+                return surplus.iter().any(|n| n.name == w.name);
+            }
+            let same_host = |n: &&Node| n.private_ip.as_deref() == Some(w.host());
+            all().filter(same_host).count() == 1 && surplus.iter().any(|n| same_host(&n))
+        })
+        .map(|w| w.address.clone())
+        .collect()
+}
+
 /// The index of a worker named by [`crate::provider::worker_name`].
 pub fn worker_index(name: &str) -> Option<u32> {
     name.strip_prefix("worker-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{health::JoinedWorker, model::NodeState};
+
+    fn node(name: &str, ip: &str) -> Node {
+        Node {
+            id: name.into(),
+            name: name.into(),
+            role: Role::Worker,
+            state: NodeState::Running,
+            private_ip: Some(ip.into()),
+            public_ip: None,
+            created_at: None,
+            tags: Default::default(),
+        }
+    }
+
+    fn view(workers: &[(&str, &str)]) -> SchedulerView {
+        SchedulerView {
+            address: "tcp://s:1".into(),
+            workers: workers
+                .iter()
+                .map(|(a, n)| JoinedWorker {
+                    address: a.to_string(),
+                    name: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn retire_by_name_when_hosts_are_shared() {
+        let kept = [node("worker-0", "127.0.0.1")];
+        let surplus = [node("worker-1", "127.0.0.1")];
+        let v = view(&[
+            ("tcp://127.0.0.1:5", "worker-0"),
+            ("tcp://127.0.0.1:6", "worker-1"),
+        ]);
+        assert_eq!(
+            dask_addresses_of(&v, &kept, &surplus),
+            ["tcp://127.0.0.1:6"]
+        );
+    }
+
+    #[test]
+    fn retire_by_unique_host_when_dask_named_the_worker() {
+        let kept = [node("i-aaa", "10.0.0.1")];
+        let surplus = [node("i-bbb", "10.0.0.2")];
+        let v = view(&[
+            ("tls://10.0.0.1:5", "tls://10.0.0.1:5"),
+            ("tls://10.0.0.2:5", "tls://10.0.0.2:5"),
+        ]);
+        assert_eq!(dask_addresses_of(&v, &kept, &surplus), ["tls://10.0.0.2:5"]);
+    }
 }

@@ -84,17 +84,20 @@ impl FromStr for ProviderKind {
             "k8s" => "kubernetes",
             other => other,
         };
-        ProviderKind::ALL.into_iter().find(|k| k.as_str() == alias).ok_or_else(|| {
-            Error::invalid(
-                "provider",
-                s,
-                "not a known provider",
-                Some(format!(
-                    "known providers: {}",
-                    ProviderKind::ALL.map(|k| k.as_str()).join(", ")
-                )),
-            )
-        })
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == alias)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "provider",
+                    s,
+                    "not a known provider",
+                    Some(format!(
+                        "known providers: {}",
+                        ProviderKind::ALL.map(|k| k.as_str()).join(", ")
+                    )),
+                )
+            })
     }
 }
 
@@ -126,7 +129,10 @@ impl ClusterName {
             return Err(refuse("it is empty"));
         }
         if name.len() > Self::MAX_LEN {
-            return Err(refuse(&format!("it is longer than {} characters", Self::MAX_LEN)));
+            return Err(refuse(&format!(
+                "it is longer than {} characters",
+                Self::MAX_LEN
+            )));
         }
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
             return Err(refuse("it must start with a lowercase letter"));
@@ -134,8 +140,9 @@ impl ClusterName {
         if name.ends_with('-') {
             return Err(refuse("it must not end with '-'"));
         }
-        if let Some(bad) =
-            name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
             return Err(refuse(&format!("character {bad:?} is not allowed")));
         }
@@ -154,7 +161,9 @@ impl ClusterName {
 }
 
 fn rand_u32() -> u32 {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     (nanos.subsec_nanos() ^ std::process::id().rotate_left(16)) ^ (nanos.as_secs() as u32)
 }
 
@@ -209,7 +218,12 @@ impl FromStr for Role {
         match s {
             "scheduler" => Ok(Role::Scheduler),
             "worker" => Ok(Role::Worker),
-            _ => Err(Error::invalid("role", s, "not a role", Some("use scheduler or worker".into()))),
+            _ => Err(Error::invalid(
+                "role",
+                s,
+                "not a role",
+                Some("use scheduler or worker".into()),
+            )),
         }
     }
 }
@@ -270,7 +284,9 @@ impl FromStr for WaitWorkers {
             }
             return Ok(WaitWorkers::Percent(p));
         }
-        t.parse().map(WaitWorkers::Count).map_err(|_| refuse("not a whole number"))
+        t.parse()
+            .map(WaitWorkers::Count)
+            .map_err(|_| refuse("not a whole number"))
     }
 }
 
@@ -348,7 +364,10 @@ pub mod secs {
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Lifecycle state of one node, mapped from the platform's own states by each provider.
@@ -420,7 +439,9 @@ pub struct Endpoints {
 impl Endpoints {
     /// The dashboard's base URL (without `/status`), where `/health` and `/json/*` live.
     pub fn dashboard_base(&self) -> &str {
-        self.dashboard_url.strip_suffix("/status").unwrap_or(&self.dashboard_url)
+        self.dashboard_url
+            .strip_suffix("/status")
+            .unwrap_or(&self.dashboard_url)
     }
 }
 
@@ -440,12 +461,17 @@ pub struct ClusterSummary {
 impl ClusterSummary {
     /// Live workers.
     pub fn workers_alive(&self) -> usize {
-        self.nodes.iter().filter(|n| n.role == Role::Worker && n.state.is_alive()).count()
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::Worker && n.state.is_alive())
+            .count()
     }
 
     /// The live scheduler node, if any.
     pub fn scheduler(&self) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.role == Role::Scheduler && n.state.is_alive())
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::Scheduler && n.state.is_alive())
     }
 }
 
@@ -453,15 +479,22 @@ impl ClusterSummary {
 pub fn summarize(nodes: Vec<Node>) -> Vec<ClusterSummary> {
     let mut by_name: BTreeMap<String, ClusterSummary> = BTreeMap::new();
     for node in nodes {
-        let Some(name) = node.tags.get(crate::tags::CLUSTER).cloned() else { continue };
-        let entry = by_name.entry(name.clone()).or_insert_with(|| ClusterSummary {
-            name,
-            nodes: Vec::new(),
-            expires_at: None,
-            owner: None,
-        });
+        let Some(name) = node.tags.get(crate::tags::CLUSTER).cloned() else {
+            continue;
+        };
+        let entry = by_name
+            .entry(name.clone())
+            .or_insert_with(|| ClusterSummary {
+                name,
+                nodes: Vec::new(),
+                expires_at: None,
+                owner: None,
+            });
         if entry.expires_at.is_none() {
-            entry.expires_at = node.tags.get(crate::tags::EXPIRES).and_then(|v| v.parse().ok());
+            entry.expires_at = node
+                .tags
+                .get(crate::tags::EXPIRES)
+                .and_then(|v| v.parse().ok());
         }
         if entry.owner.is_none() {
             entry.owner = node.tags.get(crate::tags::OWNER).cloned();
@@ -504,7 +537,10 @@ mod tests {
     #[test]
     fn provider_parse_lists_known() {
         assert_eq!("AWS".parse::<ProviderKind>().unwrap(), ProviderKind::Aws);
-        assert_eq!("k8s".parse::<ProviderKind>().unwrap(), ProviderKind::Kubernetes);
+        assert_eq!(
+            "k8s".parse::<ProviderKind>().unwrap(),
+            ProviderKind::Kubernetes
+        );
         let err = "nimbus".parse::<ProviderKind>().unwrap_err();
         let hints = err.hints().join(" ");
         for k in ProviderKind::ALL {

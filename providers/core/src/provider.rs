@@ -87,7 +87,9 @@ pub struct WorkerBatch {
 impl WorkerBatch {
     /// The names of the batch's workers.
     pub fn names(&self) -> Vec<String> {
-        (self.first_index..self.first_index + self.count).map(worker_name).collect()
+        (self.first_index..self.first_index + self.count)
+            .map(worker_name)
+            .collect()
     }
 }
 
@@ -133,7 +135,11 @@ pub trait ClusterProvider: Send + Sync + Debug {
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch>;
 
     /// The address workers dial for this scheduler node, once the platform knows it.
-    async fn worker_facing_address(&self, ctx: &LaunchContext<'_>, scheduler: &Node) -> Result<Option<String>>;
+    async fn worker_facing_address(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler: &Node,
+    ) -> Result<Option<String>>;
 
     /// Start a batch of workers that dial `scheduler_address`, in as few platform calls as it
     /// allows. They may start before the scheduler listens: Dask workers retry.
@@ -161,5 +167,10 @@ pub trait ClusterProvider: Send + Sync + Debug {
 
     /// The last `tail` lines of the logs of the nodes of `cluster` (only of `role`, if given),
     /// including nodes that already stopped, as far as the platform keeps their logs.
-    async fn logs(&self, cluster: &ClusterName, role: Option<Role>, tail: usize) -> Result<Vec<NodeLog>>;
+    async fn logs(
+        &self,
+        cluster: &ClusterName,
+        role: Option<Role>,
+        tail: usize,
+    ) -> Result<Vec<NodeLog>>;
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Error, Result},
     model::{ClusterName, ClusterSpec, Endpoints, ProviderKind},
-    tls::{create_private_dir, write_private, ClientTlsFiles},
+    tls::{ClientTlsFiles, create_private_dir, write_private},
 };
 
 /// Version of the record format.
@@ -121,7 +121,9 @@ impl RecordStore {
         match file.try_lock() {
             Ok(()) => Ok(ClusterLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(name.to_string())),
-            Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()), e))
+            }
         }
     }
 
@@ -130,7 +132,10 @@ impl RecordStore {
         let path = self.record_path(name);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::io(format!("reading {}", path.display()), std::io::Error::other(e))
+                Error::io(
+                    format!("reading {}", path.display()),
+                    std::io::Error::other(e),
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
@@ -155,7 +160,13 @@ impl RecordStore {
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().and_then(|n| ClusterName::new(n).ok()) else { continue };
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| ClusterName::new(n).ok())
+            else {
+                continue;
+            };
             if let Ok(Some(r)) = self.load(&name) {
                 out.push(r);
             }
@@ -203,13 +214,28 @@ mod tests {
         let store = RecordStore::new(dir.path());
         store.save(&record("b")).unwrap();
         store.save(&record("a")).unwrap();
-        let path = store.cluster_dir(&ClusterName::new("a").unwrap()).join("record.json");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let names: Vec<String> = store.list().unwrap().iter().map(|r| r.name().to_string()).collect();
+        let path = store
+            .cluster_dir(&ClusterName::new("a").unwrap())
+            .join("record.json");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<String> = store
+            .list()
+            .unwrap()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         store.remove(&ClusterName::new("a").unwrap()).unwrap();
         store.remove(&ClusterName::new("a").unwrap()).unwrap();
-        assert!(store.load(&ClusterName::new("a").unwrap()).unwrap().is_none());
+        assert!(
+            store
+                .load(&ClusterName::new("a").unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

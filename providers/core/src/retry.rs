@@ -116,7 +116,11 @@ mod tests {
             &fast(),
             || async {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
-                if n < 3 { Err(E(RetryClass::Throttled)) } else { Ok(n) }
+                if n < 3 {
+                    Err(E(RetryClass::Throttled))
+                } else {
+                    Ok(n)
+                }
             },
             |_, _| retried += 1,
         )
@@ -154,6 +158,10 @@ mod tests {
         )
         .await;
         assert!(r.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 6, "one attempt plus max_retries");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            6,
+            "one attempt plus max_retries"
+        );
     }
 }

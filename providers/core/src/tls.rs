@@ -68,16 +68,31 @@ impl ClientTlsFiles {
     /// The Dask configuration, as environment variables, that makes a client use these files.
     pub fn dask_env(&self) -> Vec<(String, String)> {
         vec![
-            ("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION".into(), "True".into()),
-            ("DASK_DISTRIBUTED__COMM__TLS__CA_FILE".into(), self.ca_file.display().to_string()),
-            ("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT".into(), self.cert_file.display().to_string()),
-            ("DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY".into(), self.key_file.display().to_string()),
+            (
+                "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION".into(),
+                "True".into(),
+            ),
+            (
+                "DASK_DISTRIBUTED__COMM__TLS__CA_FILE".into(),
+                self.ca_file.display().to_string(),
+            ),
+            (
+                "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT".into(),
+                self.cert_file.display().to_string(),
+            ),
+            (
+                "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY".into(),
+                self.key_file.display().to_string(),
+            ),
         ]
     }
 }
 
 fn tls_err(e: rcgen::Error) -> Error {
-    Error::Runtime { message: format!("generating TLS certificates failed: {e}"), hint: None }
+    Error::Runtime {
+        message: format!("generating TLS certificates failed: {e}"),
+        hint: None,
+    }
 }
 
 impl TlsBundle {
@@ -86,7 +101,9 @@ impl TlsBundle {
         let ca_key = KeyPair::generate().map_err(tls_err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params.distinguished_name.push(DnType::CommonName, format!("clusterctl CA {cluster}"));
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("clusterctl CA {cluster}"));
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -100,13 +117,22 @@ impl TlsBundle {
             let mut params =
                 CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                     .map_err(tls_err)?;
-            params.distinguished_name.push(DnType::CommonName, format!("{cluster} {role}"));
-            params.key_usages =
-                vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-            params.extended_key_usages =
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params
+                .distinguished_name
+                .push(DnType::CommonName, format!("{cluster} {role}"));
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
             let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
-            Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+            Ok(CertPair {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            })
         };
         Ok(TlsBundle {
             ca_pem: ca_cert.pem(),
@@ -158,7 +184,10 @@ impl TlsBundle {
             fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
         };
         let pair = |role: &str| -> Result<CertPair> {
-            Ok(CertPair { cert_pem: read(&format!("{role}.pem"))?, key_pem: read(&format!("{role}-key.pem"))? })
+            Ok(CertPair {
+                cert_pem: read(&format!("{role}.pem"))?,
+                key_pem: read(&format!("{role}-key.pem"))?,
+            })
         };
         Ok(TlsBundle {
             ca_pem: read("ca.pem")?,
@@ -202,14 +231,21 @@ mod tests {
     fn generates_distinct_signed_certs() {
         let b = TlsBundle::generate("t1").unwrap();
         assert!(b.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        let certs = [&b.scheduler.cert_pem, &b.worker.cert_pem, &b.client.cert_pem];
+        let certs = [
+            &b.scheduler.cert_pem,
+            &b.worker.cert_pem,
+            &b.client.cert_pem,
+        ];
         for c in certs {
             assert!(c.starts_with("-----BEGIN CERTIFICATE-----"));
         }
         assert_ne!(b.scheduler.key_pem, b.worker.key_pem);
         assert_ne!(b.worker.key_pem, b.client.key_pem);
         assert!(b.client.key_pem.contains("PRIVATE KEY"));
-        assert!(!format!("{:?}", b.client).contains("PRIVATE"), "Debug must not show keys");
+        assert!(
+            !format!("{:?}", b.client).contains("PRIVATE"),
+            "Debug must not show keys"
+        );
     }
 
     #[test]
@@ -222,7 +258,11 @@ mod tests {
             let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", p.display());
         }
-        let mode = fs::metadata(dir.path().join("tls")).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join("tls"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
         let back = TlsBundle::read_dir(&dir.path().join("tls")).unwrap();
         assert_eq!(back.worker.key_pem, b.worker.key_pem);

@@ -19,7 +19,10 @@ pub struct Deadline {
 impl Deadline {
     /// A deadline `total` from now.
     pub fn after(total: Duration) -> Self {
-        Deadline { at: Instant::now() + total, total }
+        Deadline {
+            at: Instant::now() + total,
+            total,
+        }
     }
 
     /// The full length it was created with.
@@ -58,14 +61,25 @@ pub struct Interval {
 
 impl Interval {
     /// Quick polling for local processes and loopback probes.
-    pub const FAST: Interval = Interval { first: Duration::from_millis(50), max: Duration::from_millis(500) };
+    pub const FAST: Interval = Interval {
+        first: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
     /// Polling suited to cloud control planes.
-    pub const CLOUD: Interval = Interval { first: Duration::from_millis(500), max: Duration::from_secs(5) };
+    pub const CLOUD: Interval = Interval {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(5),
+    };
 }
 
 /// Probe until it answers [`Poll::Ready`], fails, or `deadline` passes. A probe error ends the
 /// wait at once (probes decide themselves what is fatal).
-pub async fn poll_until<T, F, Fut>(phase: &str, deadline: Deadline, interval: Interval, mut probe: F) -> Result<T>
+pub async fn poll_until<T, F, Fut>(
+    phase: &str,
+    deadline: Deadline,
+    interval: Interval,
+    mut probe: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>>>,
@@ -100,11 +114,22 @@ mod tests {
     #[tokio::test]
     async fn ready_after_a_few_polls() {
         let mut n = 0;
-        let v = poll_until("counting", Deadline::after(Duration::from_secs(5)), Interval::FAST, || {
-            n += 1;
-            let n = n;
-            async move { Ok(if n >= 3 { Poll::Ready(n) } else { Poll::Pending(format!("{n}")) }) }
-        })
+        let v = poll_until(
+            "counting",
+            Deadline::after(Duration::from_secs(5)),
+            Interval::FAST,
+            || {
+                n += 1;
+                let n = n;
+                async move {
+                    Ok(if n >= 3 {
+                        Poll::Ready(n)
+                    } else {
+                        Poll::Pending(format!("{n}"))
+                    })
+                }
+            },
+        )
         .await
         .unwrap();
         assert_eq!(v, 3);
@@ -123,7 +148,10 @@ mod tests {
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         let msg = err.to_string();
-        assert!(msg.contains("waiting for nothing") && msg.contains("still nothing"), "{msg}");
+        assert!(
+            msg.contains("waiting for nothing") && msg.contains("still nothing"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

@@ -18,15 +18,18 @@ use std::{
 
 use async_trait::async_trait;
 use clusterctl_core::{
-    bootstrap::{scheduler_intent, worker_intent, BootIntent, BootLayout},
+    Error, Result,
+    bootstrap::{BootIntent, BootLayout, scheduler_intent, worker_intent},
     model::{ClusterName, Endpoints, Node, NodeState, ProviderKind, Role},
-    provider::{ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch, WorkerBatch},
+    provider::{
+        ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
+        WorkerBatch,
+    },
     tags,
     tls::{create_private_dir, write_private},
-    Error, Result,
 };
 use nix::sys::signal::Signal;
-use process::{TaggedProcess, SCOPE_ENV, TAGS_ENV};
+use process::{SCOPE_ENV, TAGS_ENV, TaggedProcess};
 use runtime::{Resolution, Runtime, RuntimeSource};
 
 /// Nodes still running this long after SIGTERM get SIGKILL.
@@ -53,7 +56,12 @@ pub struct LocalProvider {
 
 impl LocalProvider {
     /// A provider scoped to `state_dir`, caching the managed runtime under `cache_dir`.
-    pub fn new(state_dir: PathBuf, cache_dir: PathBuf, source: RuntimeSource, dask_version: String) -> Self {
+    pub fn new(
+        state_dir: PathBuf,
+        cache_dir: PathBuf,
+        source: RuntimeSource,
+        dask_version: String,
+    ) -> Self {
         LocalProvider {
             state_dir,
             cache_dir,
@@ -73,13 +81,24 @@ impl LocalProvider {
         self.state_dir.join("local").join(cluster.as_str())
     }
 
-    async fn runtime(&self, progress: &dyn clusterctl_core::lifecycle::Progress) -> Result<&Runtime> {
+    async fn runtime(
+        &self,
+        progress: &dyn clusterctl_core::lifecycle::Progress,
+    ) -> Result<&Runtime> {
         self.runtime
-            .get_or_try_init(|| runtime::resolve(&self.source, &self.dask_version, &self.cache_dir, progress))
+            .get_or_try_init(|| {
+                runtime::resolve(&self.source, &self.dask_version, &self.cache_dir, progress)
+            })
             .await
     }
 
-    fn layout(&self, runtime: &Runtime, files_root: PathBuf, scheduler_port: u16, dashboard_port: u16) -> BootLayout {
+    fn layout(
+        &self,
+        runtime: &Runtime,
+        files_root: PathBuf,
+        scheduler_port: u16,
+        dashboard_port: u16,
+    ) -> BootLayout {
         BootLayout {
             dask: runtime.dask.clone(),
             files_root: files_root.display().to_string(),
@@ -90,7 +109,13 @@ impl LocalProvider {
     }
 
     /// Write the intent's files and start it as a node.
-    fn start(&self, ctx: &LaunchContext<'_>, intent: &BootIntent, name: &str, extra_tags: &[(&str, String)]) -> Result<Node> {
+    fn start(
+        &self,
+        ctx: &LaunchContext<'_>,
+        intent: &BootIntent,
+        name: &str,
+        extra_tags: &[(&str, String)],
+    ) -> Result<Node> {
         let cluster_dir = self.cluster_dir(&ctx.spec.name);
         let logs = cluster_dir.join("logs");
         create_private_dir(&logs)?;
@@ -107,7 +132,10 @@ impl LocalProvider {
         }
         let mut env = intent.env.clone();
         env.insert(SCOPE_ENV.into(), self.scope());
-        env.insert(TAGS_ENV.into(), serde_json::to_string(&node_tags).expect("tags serialize"));
+        env.insert(
+            TAGS_ENV.into(),
+            serde_json::to_string(&node_tags).expect("tags serialize"),
+        );
         let child = process::spawn_node(&intent.argv, &env, &logs.join(format!("{name}.log")))?;
         let pid = child.id() as i32;
         self.children.lock().expect("children lock").push(child);
@@ -124,7 +152,10 @@ impl LocalProvider {
     }
 
     fn reap(&self) {
-        self.children.lock().expect("children lock").retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        self.children
+            .lock()
+            .expect("children lock")
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
     }
 
     fn processes(&self, cluster: Option<&ClusterName>) -> Vec<TaggedProcess> {
@@ -132,7 +163,11 @@ impl LocalProvider {
         process::scan(&self.scope())
             .into_iter()
             .filter(|p| !p.zombie)
-            .filter(|p| cluster.is_none_or(|c| p.tags.get(tags::CLUSTER).map(String::as_str) == Some(c.as_str())))
+            .filter(|p| {
+                cluster.is_none_or(|c| {
+                    p.tags.get(tags::CLUSTER).map(String::as_str) == Some(c.as_str())
+                })
+            })
             .collect()
     }
 }
@@ -174,41 +209,77 @@ impl ClusterProvider for LocalProvider {
 
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let mut plan = Plan::default();
-        let runtime = match runtime::inspect(&self.source, &self.dask_version, &self.cache_dir).await? {
-            Resolution::Ready(r) => r,
-            Resolution::Install(dir) => {
-                plan.notes.push(format!(
-                    "dask {} will be installed into {} first (once)",
-                    self.dask_version,
-                    dir.display()
-                ));
-                Runtime { dask: vec![dir.join("bin/dask").display().to_string()], description: String::new() }
-            }
-        };
+        let runtime =
+            match runtime::inspect(&self.source, &self.dask_version, &self.cache_dir).await? {
+                Resolution::Ready(r) => r,
+                Resolution::Install(dir) => {
+                    plan.notes.push(format!(
+                        "dask {} will be installed into {} first (once)",
+                        self.dask_version,
+                        dir.display()
+                    ));
+                    Runtime {
+                        dask: vec![dir.join("bin/dask").display().to_string()],
+                        description: String::new(),
+                    }
+                }
+            };
         if !runtime.description.is_empty() {
-            plan.notes.push(format!("Dask runtime: {}", runtime.description));
+            plan.notes
+                .push(format!("Dask runtime: {}", runtime.description));
         }
-        if self.processes(Some(&ctx.spec.name)).iter().any(|p| p.leader) {
-            return Err(Error::AlreadyExists { name: ctx.spec.name.to_string(), provider: ProviderKind::Local });
+        if self
+            .processes(Some(&ctx.spec.name))
+            .iter()
+            .any(|p| p.leader)
+        {
+            return Err(Error::AlreadyExists {
+                name: ctx.spec.name.to_string(),
+                provider: ProviderKind::Local,
+            });
         }
         let dir = self.cluster_dir(&ctx.spec.name);
-        plan.resources.push(format!("directory {} (boot files and logs)", dir.display()));
-        plan.resources.push("process: dask scheduler on 127.0.0.1".into());
-        plan.resources.push(format!("processes: {} dask worker(s) on 127.0.0.1", ctx.spec.workers));
+        plan.resources
+            .push(format!("directory {} (boot files and logs)", dir.display()));
+        plan.resources
+            .push("process: dask scheduler on 127.0.0.1".into());
+        plan.resources.push(format!(
+            "processes: {} dask worker(s) on 127.0.0.1",
+            ctx.spec.workers
+        ));
         let layout = self.layout(&runtime, dir.join("scheduler"), 8786, 8787);
         let s = scheduler_intent(ctx.spec, &layout, ctx.tls);
-        plan.bootstraps.push(RenderedBootstrap { role: Role::Scheduler, format: "command".into(), text: render_command(&s) });
+        plan.bootstraps.push(RenderedBootstrap {
+            role: Role::Scheduler,
+            format: "command".into(),
+            text: render_command(&s),
+        });
         let layout = self.layout(&runtime, dir.join("worker-0"), 8786, 8787);
-        let address = format!("{}://127.0.0.1:<port>", clusterctl_core::bootstrap::scheme(ctx.spec));
+        let address = format!(
+            "{}://127.0.0.1:<port>",
+            clusterctl_core::bootstrap::scheme(ctx.spec)
+        );
         let w = worker_intent(ctx.spec, &layout, ctx.tls, &address, Some("worker-0"));
-        plan.bootstraps.push(RenderedBootstrap { role: Role::Worker, format: "command".into(), text: render_command(&w) });
-        plan.notes.push("ports are chosen free on 127.0.0.1 at launch".into());
+        plan.bootstraps.push(RenderedBootstrap {
+            role: Role::Worker,
+            format: "command".into(),
+            text: render_command(&w),
+        });
+        plan.notes
+            .push("ports are chosen free on 127.0.0.1 at launch".into());
         Ok(plan)
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
-        if self.processes(Some(&ctx.spec.name)).iter().any(|p| p.leader) {
-            return Err(Error::AlreadyExists { name: ctx.spec.name.to_string(), provider: ProviderKind::Local });
+        if self
+            .processes(Some(&ctx.spec.name))
+            .iter()
+            .any(|p| p.leader)
+        {
+            return Err(Error::AlreadyExists {
+                name: ctx.spec.name.to_string(),
+                provider: ProviderKind::Local,
+            });
         }
         self.runtime(ctx.progress).await?;
         create_private_dir(&self.cluster_dir(&ctx.spec.name))
@@ -217,19 +288,44 @@ impl ClusterProvider for LocalProvider {
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
         let runtime = self.runtime(ctx.progress).await?.clone();
         let (port, dport) = (process::free_port()?, process::free_port()?);
-        let layout = self.layout(&runtime, self.cluster_dir(&ctx.spec.name).join("scheduler"), port, dport);
+        let layout = self.layout(
+            &runtime,
+            self.cluster_dir(&ctx.spec.name).join("scheduler"),
+            port,
+            dport,
+        );
         let intent = scheduler_intent(ctx.spec, &layout, ctx.tls);
-        let address = format!("{}://127.0.0.1:{port}", clusterctl_core::bootstrap::scheme(ctx.spec));
+        let address = format!(
+            "{}://127.0.0.1:{port}",
+            clusterctl_core::bootstrap::scheme(ctx.spec)
+        );
         let dashboard = format!("http://127.0.0.1:{dport}");
-        let node = self.start(ctx, &intent, "scheduler", &[(TAG_ADDRESS, address.clone()), (TAG_DASHBOARD, dashboard)])?;
-        Ok(SchedulerLaunch { node, address: Some(address) })
+        let node = self.start(
+            ctx,
+            &intent,
+            "scheduler",
+            &[(TAG_ADDRESS, address.clone()), (TAG_DASHBOARD, dashboard)],
+        )?;
+        Ok(SchedulerLaunch {
+            node,
+            address: Some(address),
+        })
     }
 
-    async fn worker_facing_address(&self, _ctx: &LaunchContext<'_>, scheduler: &Node) -> Result<Option<String>> {
+    async fn worker_facing_address(
+        &self,
+        _ctx: &LaunchContext<'_>,
+        scheduler: &Node,
+    ) -> Result<Option<String>> {
         Ok(scheduler.tags.get(TAG_ADDRESS).cloned())
     }
 
-    async fn launch_workers(&self, ctx: &LaunchContext<'_>, scheduler_address: &str, batch: WorkerBatch) -> Result<Vec<Node>> {
+    async fn launch_workers(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler_address: &str,
+        batch: WorkerBatch,
+    ) -> Result<Vec<Node>> {
         let runtime = self.runtime(ctx.progress).await?.clone();
         let mut nodes = Vec::new();
         for name in batch.names() {
@@ -241,25 +337,43 @@ impl ClusterProvider for LocalProvider {
     }
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
-        Ok(self.processes(cluster).iter().filter(|p| p.leader).filter_map(node_of).collect())
+        Ok(self
+            .processes(cluster)
+            .iter()
+            .filter(|p| p.leader)
+            .filter_map(node_of)
+            .collect())
     }
 
     async fn endpoints(&self, scheduler: &Node, _private: bool) -> Result<Endpoints> {
         let get = |k: &str| {
-            scheduler.tags.get(k).cloned().ok_or_else(|| Error::Scheduler {
-                operation: "endpoints".into(),
-                message: format!("scheduler process {} has no `{k}` tag", scheduler.id),
-            })
+            scheduler
+                .tags
+                .get(k)
+                .cloned()
+                .ok_or_else(|| Error::Scheduler {
+                    operation: "endpoints".into(),
+                    message: format!("scheduler process {} has no `{k}` tag", scheduler.id),
+                })
         };
-        Ok(Endpoints { scheduler_address: get(TAG_ADDRESS)?, dashboard_url: format!("{}/status", get(TAG_DASHBOARD)?) })
+        Ok(Endpoints {
+            scheduler_address: get(TAG_ADDRESS)?,
+            dashboard_url: format!("{}/status", get(TAG_DASHBOARD)?),
+        })
     }
 
     async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         let mut terminating = self.terminating.lock().expect("terminating lock");
         for node in nodes {
-            let Ok(pid) = node.id.parse::<i32>() else { continue };
+            let Ok(pid) = node.id.parse::<i32>() else {
+                continue;
+            };
             let first = *terminating.entry(pid).or_insert_with(Instant::now);
-            let signal = if first.elapsed() >= KILL_AFTER { Signal::SIGKILL } else { Signal::SIGTERM };
+            let signal = if first.elapsed() >= KILL_AFTER {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
             process::signal_group(pid, signal)?;
         }
         Ok(())
@@ -276,7 +390,10 @@ impl ClusterProvider for LocalProvider {
             tokio::time::sleep(Duration::from_millis(50)).await;
             stragglers = self.processes(Some(cluster));
         }
-        let mut left: Vec<String> = stragglers.iter().map(|p| format!("process {}", p.pid)).collect();
+        let mut left: Vec<String> = stragglers
+            .iter()
+            .map(|p| format!("process {}", p.pid))
+            .collect();
         let dir = self.cluster_dir(cluster);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -286,21 +403,38 @@ impl ClusterProvider for LocalProvider {
         Ok(left)
     }
 
-    async fn logs(&self, cluster: &ClusterName, role: Option<Role>, tail: usize) -> Result<Vec<NodeLog>> {
+    async fn logs(
+        &self,
+        cluster: &ClusterName,
+        role: Option<Role>,
+        tail: usize,
+    ) -> Result<Vec<NodeLog>> {
         let dir = self.cluster_dir(cluster).join("logs");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
         let mut logs: BTreeMap<(Role, u32, String), NodeLog> = BTreeMap::new();
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().to_string();
-            let Some(node) = file.strip_suffix(".log") else { continue };
-            let node_role = if node == "scheduler" { Role::Scheduler } else { Role::Worker };
+            let Some(node) = file.strip_suffix(".log") else {
+                continue;
+            };
+            let node_role = if node == "scheduler" {
+                Role::Scheduler
+            } else {
+                Role::Worker
+            };
             if role.is_some_and(|r| r != node_role) {
                 continue;
             }
             let index = clusterctl_core::lifecycle::worker_index(node).unwrap_or(0);
             logs.insert(
                 (node_role, index, node.to_string()),
-                NodeLog { node: node.to_string(), role: node_role, lines: process::tail(&entry.path(), tail) },
+                NodeLog {
+                    node: node.to_string(),
+                    role: node_role,
+                    lines: process::tail(&entry.path(), tail),
+                },
             );
         }
         Ok(logs.into_values().collect())

@@ -16,7 +16,7 @@ use std::{
 
 use clusterctl_core::{Error, Result};
 use nix::{
-    sys::signal::{killpg, Signal},
+    sys::signal::{Signal, killpg},
     unistd::Pid,
 };
 
@@ -47,7 +47,9 @@ pub fn spawn_node(argv: &[String], env: &BTreeMap<String, String>, log: &Path) -
         .append(true)
         .open(log)
         .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
-    let err = out.try_clone().map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
@@ -72,31 +74,57 @@ pub fn spawn_node(argv: &[String], env: &BTreeMap<String, String>, log: &Path) -
 
 /// Every process of this user in `scope` that carries tags.
 pub fn scan(scope: &str) -> Vec<TaggedProcess> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
         // Processes of other users are unreadable: skipped.
-        let Ok(environ) = fs::read(entry.path().join("environ")) else { continue };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
         let mut in_scope = false;
         let mut tags = None;
         for var in environ.split(|b| *b == 0) {
-            let Ok(var) = std::str::from_utf8(var) else { continue };
+            let Ok(var) = std::str::from_utf8(var) else {
+                continue;
+            };
             if let Some(v) = var.strip_prefix("CLUSTERCTL_SCOPE=") {
                 in_scope = v == scope;
             } else if let Some(v) = var.strip_prefix("CLUSTERCTL_TAGS=") {
                 tags = serde_json::from_str::<BTreeMap<String, String>>(v).ok();
             }
         }
-        let (true, Some(tags)) = (in_scope, tags) else { continue };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
-        // Fields after the command name, which is in parentheses and may contain anything.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2).and_then(|p| p.parse::<i32>().ok())) else {
+        let (true, Some(tags)) = (in_scope, tags) else {
             continue;
         };
-        found.push(TaggedProcess { pid, leader: pgrp == pid, zombie: *state == "Z" || *state == "X", tags });
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may contain anything.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(state), Some(pgrp)) = (
+            fields.first(),
+            fields.get(2).and_then(|p| p.parse::<i32>().ok()),
+        ) else {
+            continue;
+        };
+        found.push(TaggedProcess {
+            pid,
+            leader: pgrp == pid,
+            zombie: *state == "Z" || *state == "X",
+            tags,
+        });
     }
     found
 }
@@ -105,7 +133,10 @@ pub fn scan(scope: &str) -> Vec<TaggedProcess> {
 pub fn signal_group(pid: i32, signal: Signal) -> Result<()> {
     match killpg(Pid::from_raw(pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::io(format!("sending {signal} to process group {pid}"), e.into())),
+        Err(e) => Err(Error::io(
+            format!("sending {signal} to process group {pid}"),
+            e.into(),
+        )),
     }
 }
 
@@ -113,7 +144,10 @@ pub fn signal_group(pid: i32, signal: Signal) -> Result<()> {
 pub fn signal_process(pid: i32, signal: Signal) -> Result<()> {
     match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::io(format!("sending {signal} to process {pid}"), e.into())),
+        Err(e) => Err(Error::io(
+            format!("sending {signal} to process {pid}"),
+            e.into(),
+        )),
     }
 }
 
@@ -127,7 +161,12 @@ pub fn free_port() -> Result<u16> {
 
 /// The last `n` lines of a file (empty when it does not exist).
 pub fn tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = fs::read_to_string(path) else {
+        return Vec::new();
+    };
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }

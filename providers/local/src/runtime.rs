@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use clusterctl_core::{lifecycle::Progress, Error, Result};
+use clusterctl_core::{Error, Result, lifecycle::Progress};
 use tokio::process::Command;
 
 /// How the runtime was chosen.
@@ -49,9 +49,13 @@ pub fn managed_dir(cache: &Path, version: &str) -> PathBuf {
 fn find_on_path(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| {
-            std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-        })
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| {
+                std::fs::metadata(p)
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+            })
     })
 }
 
@@ -104,6 +108,16 @@ pub async fn inspect(source: &RuntimeSource, version: &str, cache: &Path) -> Res
     }
 }
 
+impl Runtime {
+    /// The directory holding the runtime's executables (`python`, `dask`), for a client that
+    /// should use the same Dask as the cluster.
+    pub fn bin_dir(&self) -> Option<PathBuf> {
+        Path::new(self.dask.first()?)
+            .parent()
+            .map(Path::to_path_buf)
+    }
+}
+
 fn managed(dir: &Path, version: &str) -> Runtime {
     Runtime {
         dask: vec![dir.join("bin").join("dask").display().to_string()],
@@ -113,14 +127,23 @@ fn managed(dir: &Path, version: &str) -> Runtime {
 
 /// Resolve the runtime, installing the managed one if needed (once; concurrent installs wait
 /// for each other).
-pub async fn resolve(source: &RuntimeSource, version: &str, cache: &Path, progress: &dyn Progress) -> Result<Runtime> {
+pub async fn resolve(
+    source: &RuntimeSource,
+    version: &str,
+    cache: &Path,
+    progress: &dyn Progress,
+) -> Result<Runtime> {
     let dir = match inspect(source, version, cache).await? {
         Resolution::Ready(r) => return Ok(r),
         Resolution::Install(dir) => dir,
     };
     let parent = dir.parent().expect("managed dir has a parent");
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-    let lock_path = parent.join(format!(".{}.lock", dir.file_name().and_then(|n| n.to_str()).unwrap_or("dask")));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    let lock_path = parent.join(format!(
+        ".{}.lock",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("dask")
+    ));
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -136,12 +159,21 @@ pub async fn resolve(source: &RuntimeSource, version: &str, cache: &Path, progre
     }
     let python = find_on_path("python3").ok_or_else(|| Error::Runtime {
         message: "no Dask on PATH and no `python3` to create a runtime with".into(),
-        hint: Some("install Python 3.10 or newer, or pass `--python` pointing at one with Dask installed".into()),
+        hint: Some(
+            "install Python 3.10 or newer, or pass `--python` pointing at one with Dask installed"
+                .into(),
+        ),
     })?;
-    progress.note(&format!("installing dask {version} into {} (once; later clusters reuse it)", dir.display()));
+    progress.note(&format!(
+        "installing dask {version} into {} (once; later clusters reuse it)",
+        dir.display()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let steps: [(PathBuf, Vec<String>); 2] = [
-        (python, vec!["-m".into(), "venv".into(), dir.display().to_string()]),
+        (
+            python,
+            vec!["-m".into(), "venv".into(), dir.display().to_string()],
+        ),
         (
             dir.join("bin").join("python"),
             vec![
@@ -155,13 +187,30 @@ pub async fn resolve(source: &RuntimeSource, version: &str, cache: &Path, progre
         ),
     ];
     for (program, args) in steps {
-        let run = Command::new(&program).args(&args).stdin(Stdio::null()).kill_on_drop(true).output();
+        let run = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
         let out = tokio::time::timeout(INSTALL_TIMEOUT, run).await;
         let failure = match out {
             Ok(Ok(o)) if o.status.success() => None,
-            Ok(Ok(o)) => Some(String::from_utf8_lossy(&o.stderr).lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")),
+            Ok(Ok(o)) => Some(
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
             Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("did not finish within {}", humantime_secs(INSTALL_TIMEOUT))),
+            Err(_) => Some(format!(
+                "did not finish within {}",
+                humantime_secs(INSTALL_TIMEOUT)
+            )),
         };
         if let Some(why) = failure {
             let _ = std::fs::remove_dir_all(&dir);
@@ -171,7 +220,8 @@ pub async fn resolve(source: &RuntimeSource, version: &str, cache: &Path, progre
             });
         }
     }
-    std::fs::write(dir.join(".clusterctl-ready"), version).map_err(|e| Error::io(format!("writing {}", dir.display()), e))?;
+    std::fs::write(dir.join(".clusterctl-ready"), version)
+        .map_err(|e| Error::io(format!("writing {}", dir.display()), e))?;
     drop(lock);
     Ok(managed(&dir, version))
 }

@@ -1,0 +1,178 @@
+//! The CLI's contract without a running cluster: bad input exits 2 with a message naming the
+//! value and a `hint:`, and creates nothing; `--dry-run` shows the plan and creates nothing.
+
+mod common;
+
+use common::Env;
+
+fn refused(e: &Env, args: &[&str], needles: &[&str]) {
+    let out = e.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: `{n}` not in: {stderr}");
+    }
+    e.assert_clean();
+}
+
+#[test]
+fn bad_input_exits_2_and_creates_nothing() {
+    let e = Env::new();
+    refused(
+        &e,
+        &["up", "--workers", "-1"],
+        &["`-1`", "cannot be negative", "hint:"],
+    );
+    refused(
+        &e,
+        &["up", "--provider", "nimbus"],
+        &[
+            "`nimbus`",
+            "local, aws, fargate, azure, gcp, digitalocean, kubernetes",
+        ],
+    );
+    refused(
+        &e,
+        &["up", "--name", "Not_Valid"],
+        &["`Not_Valid`", "hint:"],
+    );
+    refused(&e, &["up", "--ttl", "soon"], &["`soon`", "hint:"]);
+    refused(
+        &e,
+        &["up", "--env", "AWS_SECRET_ACCESS_KEY=x"],
+        &["credential", "hint:"],
+    );
+    refused(
+        &e,
+        &["up", "--provider", "local", "--region", "us-east-1"],
+        &["`us-east-1`", "no regions"],
+    );
+    refused(
+        &e,
+        &["up", "--provider", "aws"],
+        &["`aws` is not available in this build"],
+    );
+    refused(
+        &e,
+        &["scale", "x", "--workers", "-3"],
+        &["cannot be negative"],
+    );
+    refused(&e, &["frobnicate"], &["unrecognized subcommand"]);
+}
+
+#[test]
+fn config_errors_name_file_and_line() {
+    let e = Env::new();
+    let path = e.dir.path().join("clusterctl.yaml");
+    std::fs::write(&path, "provider: local\nworkers: 2\nwrokers: 3\n").unwrap();
+    refused(&e, &["up"], &["clusterctl.yaml", "wrokers", "line 3"]);
+    std::fs::write(&path, "provider: local\nworkers: [1, 2\n").unwrap();
+    refused(&e, &["up"], &["clusterctl.yaml", "hint: fix the file"]);
+    std::fs::remove_file(&path).unwrap();
+    refused(
+        &e,
+        &["up", "--config", "missing.yaml"],
+        &["missing.yaml", "cannot be read"],
+    );
+}
+
+#[test]
+fn config_show_reports_sources() {
+    let e = Env::new();
+    std::fs::write(
+        e.dir.path().join("clusterctl.yaml"),
+        "workers: 4\nttl: 30m\n",
+    )
+    .unwrap();
+    let out = e
+        .cmd()
+        .args(["config", "show", "--idle-timeout", "5m", "--output", "json"])
+        .env("CLUSTERCTL_TIMEOUT", "2m")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let source = |k: &str| {
+        let s = v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap();
+        (
+            s["value"].as_str().unwrap().to_string(),
+            s["source"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        source("workers"),
+        ("4".into(), "file clusterctl.yaml".into())
+    );
+    assert_eq!(
+        source("idle_timeout"),
+        ("5m".into(), "flag --idle-timeout".into())
+    );
+    assert_eq!(
+        source("timeout"),
+        ("2m".into(), "env CLUSTERCTL_TIMEOUT".into())
+    );
+    assert_eq!(source("provider"), ("local".into(), "default".into()));
+    e.assert_clean();
+}
+
+#[test]
+fn dry_run_shows_bootstrap_and_creates_nothing() {
+    let e = Env::new();
+    let (code, v, err) = e.json(&[
+        "up",
+        "--dry-run",
+        "--workers",
+        "3",
+        "--name",
+        "dry",
+        "--tls",
+        "--env",
+        "FOO=bar",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["dry_run"], true);
+    let boots = v["plan"]["bootstraps"].as_array().unwrap();
+    let scheduler = boots.iter().find(|b| b["role"] == "scheduler").unwrap()["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        scheduler.contains("scheduler --host 127.0.0.1") && scheduler.contains("--protocol tls"),
+        "{scheduler}"
+    );
+    assert!(scheduler.contains("FOO=\"bar\""), "{scheduler}");
+    assert!(
+        scheduler.contains("not shown") && !scheduler.contains("PRIVATE KEY"),
+        "{scheduler}"
+    );
+    e.assert_clean();
+    assert!(!e.state_dir().join("clusters").exists());
+}
+
+#[test]
+fn down_status_without_clusters() {
+    let e = Env::new();
+    let out = e.run(&["down"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME is needed"));
+    let out = e.run(&["status", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster named `nothing-here`"));
+    let (code, v, _) = e.json(&["list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["clusters"], serde_json::json!([]));
+}

@@ -1,0 +1,143 @@
+//! Shared helpers of the integration tests: an isolated clusterctl (own state and cache
+//! directories), the test Python with Dask, and the check that nothing is left behind.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+/// The Python interpreter with Dask that the tests use, from `CLUSTERCTL_TEST_PYTHON`.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("CLUSTERCTL_TEST_PYTHON").map(PathBuf::from).expect(
+        "CLUSTERCTL_TEST_PYTHON must point at a Python with dask[distributed]; run the tests with `bash tests/run.sh`",
+    );
+    assert!(
+        p.exists(),
+        "CLUSTERCTL_TEST_PYTHON={} does not exist",
+        p.display()
+    );
+    p
+}
+
+/// One isolated clusterctl installation: its own state directory (which scopes local clusters)
+/// and cache directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A `clusterctl` command in this environment, using the test Python for the local provider.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clusterctl"));
+        c.env("CLUSTERCTL_STATE_DIR", self.state_dir())
+            .env("CLUSTERCTL_CACHE_DIR", self.dir.path().join("cache"))
+            .env("CLUSTERCTL_PYTHON", python())
+            .env_remove("CLUSTERCTL_CONFIG")
+            .env_remove("CLUSTERCTL_PROVIDER")
+            .env_remove("CLUSTERCTL_OUTPUT")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("clusterctl runs")
+    }
+
+    /// Run and parse stdout as JSON (`--output json` is added).
+    pub fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.run(&all);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Processes that carry this environment's scope: must be none after `down`.
+    pub fn processes(&self) -> Vec<i32> {
+        clusterctl_local::process::scan(&self.state_dir().display().to_string())
+            .into_iter()
+            .filter(|p| !p.zombie)
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Records on disk.
+    pub fn records(&self) -> Vec<String> {
+        let dir = self.state_dir().join("clusters");
+        std::fs::read_dir(dir)
+            .map(|e| {
+                e.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Assert nothing of any cluster is left: no process, no record, no node files.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.processes(), Vec::<i32>::new(), "processes left behind");
+        assert_eq!(self.records(), Vec::<String>::new(), "records left behind");
+        let local = self.state_dir().join("local");
+        let left: Vec<_> = std::fs::read_dir(&local)
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "node files left behind: {left:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // A failed test must not leak Dask processes into the rest of the run.
+        for pid in self.processes() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Run the Dask client script with `env` (pairs from `clusterctl env --output json`).
+pub fn client(env: &Value, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");
+    let mut c = Command::new(python());
+    c.arg(script).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DASK_") {
+            c.env_remove(k);
+        }
+    }
+    for (k, v) in env.as_object().expect("env object") {
+        c.env(k, v.as_str().expect("string value"));
+    }
+    let out = c.output().expect("python runs");
+    assert!(
+        out.status.success(),
+        "client {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}
