@@ -1,5 +1,5 @@
 //! Output discipline: results (text or one JSON object) on stdout, progress and remarks on
-//! stderr. Progress is a spinner on a terminal, plain lines otherwise, nothing with `--quiet`.
+//! stderr. Progress is a spinner on a terminal, hidden otherwise and with `--quiet`.
 
 use std::{
     io::{IsTerminal, Write},
@@ -97,14 +97,11 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// Update the spinner. Phases are progress, not results: without a terminal (or with
+    /// `--quiet`) they are not shown; notes and the final summary are.
     fn line(&self, message: &str) {
-        if self.quiet {
-            return;
-        }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        match &self.bar {
-            Some(bar) => bar.set_message(message.to_string()),
-            None => eprintln!("clusterctl: {message} ({elapsed:.1}s)"),
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_string());
         }
     }
 

@@ -207,3 +207,93 @@ fn no_wait_then_wait() {
     assert_eq!(code, Some(0), "{err}");
     e.assert_clean();
 }
+
+#[test]
+fn concurrent_up_of_one_name_lets_only_one_proceed() {
+    let e = Env::new();
+    let spawn = || {
+        e.cmd()
+            .args(["up", "--workers", "1", "--name", "e2e-race", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "{codes:?}"
+    );
+    let loser = outs.iter().find(|o| o.status.code() != Some(0)).unwrap();
+    let stderr = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        stderr.contains("being changed by another clusterctl process")
+            || stderr.contains("already exists"),
+        "{stderr}"
+    );
+    let (_, list, _) = e.json(&["list"]);
+    assert_eq!(list["clusters"].as_array().unwrap().len(), 1);
+    assert_eq!(e.run(&["down", "e2e-race"]).status.code(), Some(0));
+    e.assert_clean();
+}
+
+#[test]
+fn idle_timeout_and_ttl_end_clusters_by_themselves() {
+    let e = Env::new();
+    let (code, _, err) = e.json(&[
+        "up",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-idle",
+        "--idle-timeout",
+        "3s",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = e.json(&[
+        "up",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-ttl",
+        "--ttl",
+        "1m",
+        "--idle-timeout",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let started = Instant::now();
+    let gone = |name: &str| {
+        let (code, st, _) = e.json(&["status", name]);
+        code == Some(1) && st["state"] == "gone"
+    };
+    while !gone("e2e-idle") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "idle cluster still running"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!gone("e2e-ttl"), "the TTL cluster ended early");
+    while !gone("e2e-ttl") {
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "TTL cluster still running"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Processes exit by themselves; `down` only forgets the records.
+    while !e.processes().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(200),
+            "processes outlived the scheduler: {:?}",
+            e.processes()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(e.run(&["down", "--all"]).status.code(), Some(0));
+    e.assert_clean();
+}
