@@ -42,6 +42,10 @@ pub struct BootLayout {
     pub bind_host: String,
     /// Scheduler port.
     pub scheduler_port: u16,
+    /// Run each worker under a Dask nanny process (restarts a crashed worker, enforces the
+    /// memory limit by terminating). Where the platform itself supervises the process, or
+    /// where boot is CPU-bound on a small machine (local), one process per worker is leaner.
+    pub nanny: bool,
     /// Dashboard port.
     pub dashboard_port: u16,
 }
@@ -224,11 +228,15 @@ pub fn worker_intent(
         scheduler_address.to_string(),
         "--host".into(),
         layout.bind_host.clone(),
-        "--dashboard-address".into(),
-        format!("{}:0", layout.bind_host),
+        // No per-worker dashboard: it costs every worker a Bokeh import at boot (about a second
+        // of CPU), and the scheduler's dashboard shows the workers.
+        "--no-dashboard".into(),
         "--death-timeout".into(),
         format!("{}s", spec.death_timeout.as_secs()),
     ]);
+    if !layout.nanny {
+        argv.push("--no-nanny".into());
+    }
     if let Some(n) = name {
         argv.extend(["--name".into(), n.to_string()]);
     }
@@ -415,6 +423,7 @@ pub(crate) mod tests {
             bind_host: "0.0.0.0".into(),
             scheduler_port: SCHEDULER_PORT,
             dashboard_port: DASHBOARD_PORT,
+            nanny: true,
         }
     }
 

@@ -62,8 +62,8 @@ pub struct Interval {
 impl Interval {
     /// Quick polling for local processes and loopback probes.
     pub const FAST: Interval = Interval {
-        first: Duration::from_millis(50),
-        max: Duration::from_millis(500),
+        first: Duration::from_millis(25),
+        max: Duration::from_millis(100),
     };
     /// Polling suited to cloud control planes.
     pub const CLOUD: Interval = Interval {

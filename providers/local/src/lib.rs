@@ -105,6 +105,9 @@ impl LocalProvider {
             bind_host: "127.0.0.1".into(),
             scheduler_port,
             dashboard_port,
+            // One process per worker: boot on a small machine is CPU-bound, and a nanny would
+            // double the interpreters that start (see docs/benchmarks.md).
+            nanny: false,
         }
     }
 
