@@ -153,6 +153,50 @@ pub struct UpArgs {
     /// Python interpreter with Dask, for the local provider.
     #[arg(long, env = "CLUSTERCTL_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Options of the AWS provider.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "AWS options")]
+pub struct AwsArgs {
+    /// VPC to launch into (default: the subnets' VPC, else the default VPC).
+    #[arg(long, value_name = "VPC_ID")]
+    pub vpc: Option<String>,
+    /// Subnet(s), in order of preference; workers spread over them on capacity errors.
+    #[arg(long = "subnet", value_name = "SUBNET_ID", value_delimiter = ',')]
+    pub subnets: Vec<String>,
+    /// CIDR allowed to reach the scheduler and dashboard ports (repeatable). Nothing is open to
+    /// the world unless you pass 0.0.0.0/0 yourself.
+    #[arg(long = "allow-cidr", value_name = "CIDR", value_delimiter = ',')]
+    pub allow_cidrs: Vec<String>,
+    /// AMI (default: the ECS-optimized Amazon Linux 2023 image, from its public SSM parameter).
+    #[arg(long, value_name = "AMI_ID")]
+    pub ami: Option<String>,
+    /// Scheduler instance type (default: m7i.large, or the smallest fitting --scheduler-cpus/-memory).
+    #[arg(long, value_name = "TYPE")]
+    pub scheduler_instance_type: Option<String>,
+    /// Worker instance type(s), in order of preference (default: m7i.xlarge, or the smallest
+    /// fitting --worker-cpus/-memory).
+    #[arg(
+        long = "worker-instance-type",
+        value_name = "TYPE",
+        value_delimiter = ','
+    )]
+    pub worker_instance_types: Vec<String>,
+    /// Root volume size in GiB.
+    #[arg(long = "root-volume-size", value_name = "GIB")]
+    pub root_volume_gib: Option<u32>,
+    /// Run workers on spot capacity (falling back to on-demand).
+    #[arg(long)]
+    pub spot: bool,
+    /// Instance profile (IAM role) for the nodes.
+    #[arg(long, value_name = "NAME")]
+    pub instance_profile: Option<String>,
+    /// Key pair for SSH access to the nodes.
+    #[arg(long, value_name = "NAME")]
+    pub key_name: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,25 @@ pub struct LocalSection {
     pub python: Option<PathBuf>,
 }
 
+/// Settings of the AWS provider (the same names as the flags).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub vpc: Option<String>,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub ami: Option<String>,
+    pub scheduler_instance_type: Option<String>,
+    #[serde(default)]
+    pub worker_instance_types: Vec<String>,
+    pub root_volume_size: Option<u32>,
+    pub spot: Option<bool>,
+    pub instance_profile: Option<String>,
+    pub key_name: Option<String>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +95,7 @@ pub struct FileConfig {
     pub tls: Option<bool>,
     pub private: Option<bool>,
     pub local: Option<LocalSection>,
+    pub aws: Option<AwsSection>,
 }
 
 /// A config file and its contents.

@@ -47,10 +47,21 @@ pub struct ProviderOptions {
     pub region: Option<String>,
     pub python: Option<PathBuf>,
     pub dask_version: Option<String>,
+    /// Provider-specific options (JSON), e.g. `clusterctl_aws::Ec2Options`.
+    pub extra: serde_json::Value,
+}
+
+/// The providers compiled into this build.
+pub fn available() -> Vec<ProviderKind> {
+    let mut kinds = vec![ProviderKind::Local];
+    if cfg!(feature = "aws") {
+        kinds.push(ProviderKind::Aws);
+    }
+    kinds
 }
 
 /// Build the provider of `kind`.
-pub fn build(
+pub async fn build(
     kind: ProviderKind,
     opts: &ProviderOptions,
     paths: &Paths,
@@ -80,6 +91,23 @@ pub fn build(
                 version,
             )))
         }
-        other => Err(Error::ProviderUnavailable(other)),
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => {
+            let mut o: clusterctl_aws::Ec2Options = if opts.extra.is_null() {
+                Default::default()
+            } else {
+                serde_json::from_value(opts.extra.clone()).map_err(|e| {
+                    Error::invalid("AWS options", opts.extra.to_string(), e.to_string(), None)
+                })?
+            };
+            if opts.region.is_some() {
+                o.region = opts.region.clone();
+            }
+            Ok(Arc::new(clusterctl_aws::Ec2Provider::from_env(o).await?))
+        }
+        other => Err(Error::ProviderUnavailable {
+            kind: other,
+            built: available(),
+        }),
     }
 }

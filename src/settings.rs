@@ -31,6 +31,8 @@ pub struct UpSettings {
     pub provider: ProviderKind,
     pub region: Option<String>,
     pub python: Option<PathBuf>,
+    /// Provider-specific options as JSON (the AWS options), stored in the record too.
+    pub provider_options: serde_json::Value,
     pub spec: ClusterSpec,
     pub wait_workers: WaitWorkers,
     pub timeout: Duration,
@@ -365,10 +367,36 @@ pub fn resolve_provider(flag: Option<&str>, file: Option<&LoadedConfig>) -> Resu
         .map(str::parse)
         .transpose()?
         .unwrap_or(ProviderKind::Local);
-    if !ProviderKind::available().contains(&kind) {
-        return Err(Error::ProviderUnavailable(kind));
+    let built = crate::providers::available();
+    if !built.contains(&kind) {
+        return Err(Error::ProviderUnavailable { kind, built });
     }
     Ok(kind)
+}
+
+/// The AWS options: flags beat the file's `aws:` section. The keys are those of
+/// `clusterctl_aws::Ec2Options`.
+fn aws_options(
+    args: &crate::cli::AwsArgs,
+    file: Option<&crate::config::AwsSection>,
+    region: Option<&str>,
+) -> serde_json::Value {
+    let f = file.cloned().unwrap_or_default();
+    let list =
+        |flag: &Vec<String>, file: Vec<String>| if flag.is_empty() { file } else { flag.clone() };
+    serde_json::json!({
+        "region": region,
+        "vpc": args.vpc.clone().or(f.vpc),
+        "subnets": list(&args.subnets, f.subnets),
+        "allow_cidrs": list(&args.allow_cidrs, f.allow_cidrs),
+        "ami": args.ami.clone().or(f.ami),
+        "scheduler_instance_type": args.scheduler_instance_type.clone().or(f.scheduler_instance_type),
+        "worker_instance_types": list(&args.worker_instance_types, f.worker_instance_types),
+        "root_volume_gib": args.root_volume_gib.or(f.root_volume_size),
+        "spot": args.spot || f.spot.unwrap_or(false),
+        "instance_profile": args.instance_profile.clone().or(f.instance_profile),
+        "key_name": args.key_name.clone().or(f.key_name),
+    })
 }
 
 /// Resolve everything `up` takes.
@@ -642,6 +670,15 @@ pub fn resolve_up(
         )
         .map(PathBuf::from);
 
+    let provider_options = aws_options(&args.aws, fc.aws.as_ref(), region.as_deref());
+    if provider == ProviderKind::Aws {
+        r.shown.push(Shown {
+            key: "aws",
+            value: provider_options.to_string(),
+            source: "flags and file section `aws`".into(),
+        });
+    }
+
     let spec = ClusterSpec {
         name,
         workers,
@@ -663,6 +700,7 @@ pub fn resolve_up(
         provider,
         region,
         python,
+        provider_options,
         spec,
         wait_workers,
         timeout,
@@ -735,7 +773,7 @@ mod tests {
         );
         bad(
             UpArgs {
-                provider: Some("aws".into()),
+                provider: Some("gcp".into()),
                 ..Default::default()
             },
             "not available in this build",

@@ -49,8 +49,27 @@ fn bad_input_exits_2_and_creates_nothing() {
     );
     refused(
         &e,
-        &["up", "--provider", "aws"],
-        &["`aws` is not available in this build"],
+        &["up", "--provider", "gcp"],
+        &["`gcp` is not available in this build", "local, aws"],
+    );
+    // AWS: the scheduler's ports are never opened to the world by default; no AWS call is made.
+    refused(
+        &e,
+        &["up", "--provider", "aws", "--region", "us-east-1"],
+        &["--allow-cidr", "never opened to the world"],
+    );
+    refused(
+        &e,
+        &[
+            "up",
+            "--provider",
+            "aws",
+            "--region",
+            "us-east-1",
+            "--allow-cidr",
+            "1.2.3.4",
+        ],
+        &["`1.2.3.4`", "prefix length"],
     );
     refused(
         &e,

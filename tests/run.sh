@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The test command of the README: prepares the Python side of the tests (a virtual environment
-# with the pinned Dask, used by the test Dask client and as the local provider's runtime) and
-# runs the whole test suite. Extra arguments go to `cargo test`.
+# with the pinned Dask, used by the test Dask client and as the local provider's runtime, and the
+# pinned moto AWS emulator with boto3 for the AWS tests) and runs the whole test suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dask_version=$(sed -n 's/^pub const DASK_VERSION: &str = "\(.*\)";$/\1/p' providers/core/src/lib.rs)
 venv="${CLUSTERCTL_TEST_VENV:-$HOME/.cache/clusterctl-test/venv-$dask_version}"
-if ! "$venv/bin/python" -c "import distributed, sys; sys.exit(distributed.__version__ != '$dask_version')" 2>/dev/null; then
-  echo "tests/run.sh: creating $venv with dask $dask_version" >&2
+moto_version=5.2.5
+check="import distributed, moto, boto3, sys; sys.exit(distributed.__version__ != '$dask_version' or moto.__version__ != '$moto_version')"
+if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+  echo "tests/run.sh: creating $venv with dask $dask_version and moto $moto_version" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "dask[distributed,diagnostics]==$dask_version"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "dask[distributed,diagnostics]==$dask_version" "moto[server]==$moto_version" boto3
 fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 exec cargo test --workspace --locked "$@"

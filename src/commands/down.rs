@@ -30,7 +30,7 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
                 region: args.region.clone(),
                 ..Default::default()
             };
-            let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
+            let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
             for summary in clusterctl_core::model::summarize(provider.list_nodes(None).await?) {
                 if let Ok(name) = ClusterName::new(&summary.name) {
                     targets.push((name, provider.clone()));
@@ -39,12 +39,14 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         }
         for record in ctx.store.list()? {
             if !targets.iter().any(|(n, _)| n == record.name()) {
-                targets.push((record.name().clone(), ctx.provider_of(&record)?));
+                targets.push((record.name().clone(), ctx.provider_of(&record).await?));
             }
         }
     } else {
         let name = ctx.pick_name(args.name.as_deref())?;
-        let (provider, _) = ctx.locate(&name, args.provider.as_deref(), args.region.as_deref())?;
+        let (provider, _) = ctx
+            .locate(&name, args.provider.as_deref(), args.region.as_deref())
+            .await?;
         targets.push((name, provider));
     }
     let mut removed = Vec::new();

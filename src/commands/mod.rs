@@ -39,20 +39,25 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The provider a record was made with.
-    pub fn provider_of(
+    pub async fn provider_of(
         &self,
         record: &ClusterRecord,
     ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
+        let region =
+            record.provider_config.region.clone().or_else(|| {
+                (record.provider != ProviderKind::Local).then(|| record.location.clone())
+            });
         let opts = ProviderOptions {
-            region: record.provider_config.region.clone(),
+            region,
             python: record.provider_config.python.clone(),
             dask_version: Some(record.spec.dask_version.clone()),
+            extra: record.provider_config.options.clone(),
         };
-        providers::build(record.provider, &opts, &self.paths)
+        providers::build(record.provider, &opts, &self.paths).await
     }
 
     /// The provider named by flag/env/file (default local), for clusters without a record.
-    pub fn provider_from(
+    pub async fn provider_from(
         &self,
         flag: Option<&str>,
         region: Option<&str>,
@@ -68,8 +73,9 @@ impl Ctx<'_> {
                 .and_then(|f| f.config.local.as_ref())
                 .and_then(|l| l.python.clone()),
             dask_version: None,
+            extra: serde_json::Value::Null,
         };
-        providers::build(kind, &opts, &self.paths)
+        providers::build(kind, &opts, &self.paths).await
     }
 
     /// The named cluster, or the only one this machine has a record of.
@@ -104,15 +110,15 @@ impl Ctx<'_> {
     }
 
     /// The record of `name` and its provider, or the provider from flags when there is none.
-    pub fn locate(
+    pub async fn locate(
         &self,
         name: &ClusterName,
         provider_flag: Option<&str>,
         region: Option<&str>,
     ) -> clusterctl_core::Result<(Arc<dyn ClusterProvider>, Option<ClusterRecord>)> {
         match self.store.load(name)? {
-            Some(r) => Ok((self.provider_of(&r)?, Some(r))),
-            None => Ok((self.provider_from(provider_flag, region)?, None)),
+            Some(r) => Ok((self.provider_of(&r).await?, Some(r))),
+            None => Ok((self.provider_from(provider_flag, region).await?, None)),
         }
     }
 

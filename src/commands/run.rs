@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     let progress = ctx.printer.progress();
     let _lock = ctx.store.lock(&name)?;
     let teardown = lifecycle::down(
-        ctx.provider_of(&record)?.as_ref(),
+        ctx.provider_of(&record).await?.as_ref(),
         &name,
         lifecycle::TEARDOWN_TIMEOUT,
         &progress,

@@ -20,7 +20,7 @@ pub async fn scale(ctx: &Ctx<'_>, args: &ScaleArgs) -> Result<u8> {
     };
     let _lock = ctx.store.lock(&name)?;
     let mut record = ctx.record(&name)?;
-    let provider = ctx.provider_of(&record)?;
+    let provider = ctx.provider_of(&record).await?;
     let endpoints = record.endpoints.clone().ok_or_else(|| Error::Scheduler {
         operation: "scale".into(),
         message: format!("cluster `{name}` has no endpoints recorded; wait for it first"),

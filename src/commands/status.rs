@@ -42,7 +42,9 @@ fn expires_in(at: Option<u64>) -> String {
 
 pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
-    let (provider, record) = ctx.locate(&name, args.provider.as_deref(), args.region.as_deref())?;
+    let (provider, record) = ctx
+        .locate(&name, args.provider.as_deref(), args.region.as_deref())
+        .await?;
     let nodes: Vec<Node> = provider.list_nodes(Some(&name)).await?;
     let summary = summarize(nodes.clone()).into_iter().next();
     let scheduler = summary
@@ -142,7 +144,7 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             region: args.region.clone(),
             ..Default::default()
         };
-        let provider = crate::providers::build(kind, &opts, &ctx.paths)?;
+        let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
         for s in summarize(provider.list_nodes(None).await?) {
             rows.push(ListedCluster {
                 recorded_here: records

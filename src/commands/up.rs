@@ -50,12 +50,13 @@ pub async fn launch(
         region: settings.region.clone(),
         python: settings.python.clone(),
         dask_version: Some(spec.dask_version.clone()),
+        extra: settings.provider_options.clone(),
     };
-    let provider = providers::build(settings.provider, &opts, &ctx.paths)?;
+    let provider = providers::build(settings.provider, &opts, &ctx.paths).await?;
     let name = &spec.name;
     let _lock = ctx.store.lock(name)?;
     if let Some(old) = ctx.store.load(name)? {
-        let old_provider = ctx.provider_of(&old)?;
+        let old_provider = ctx.provider_of(&old).await?;
         if old_provider
             .list_nodes(Some(name))
             .await?
@@ -97,6 +98,7 @@ pub async fn launch(
         provider_config: ProviderConfig {
             region: settings.region.clone(),
             python: settings.python.clone(),
+            options: settings.provider_options.clone(),
         },
         spec: spec.clone(),
         wait_workers: wanted,

@@ -18,7 +18,7 @@ use crate::signals::Signals;
 pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
     let name = ctx.pick_name(name)?;
     let mut record = ctx.record(&name)?;
-    let provider = ctx.provider_of(&record)?;
+    let provider = ctx.provider_of(&record).await?;
     let endpoints = record.endpoints.clone().ok_or_else(|| Error::Scheduler {
         operation: "wait".into(),
         message: format!("cluster `{name}` has no endpoints recorded yet; is `up` still running?"),

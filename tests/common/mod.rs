@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -49,6 +51,12 @@ impl Env {
             .env_remove("CLUSTERCTL_CONFIG")
             .env_remove("CLUSTERCTL_PROVIDER")
             .env_remove("CLUSTERCTL_OUTPUT")
+            // Never reach a real AWS endpoint or the instance metadata service from tests.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
             .current_dir(self.dir.path());
         c
     }

@@ -5,12 +5,15 @@ It reads the scheduler address and TLS settings from the environment that
 
   compute N      sum of squares of 0..N-1 computed on the cluster, and the worker count
   workers        the number of workers the scheduler reports
-  refuse-plain   connect WITHOUT the TLS client certificate; must be refused
+  refuse-plain   connect without a client certificate (TLS trusting the CA, and plain TCP);
+                 both must be refused by the scheduler
   http URL       GET URL, report status and body
 """
 
 import json
 import os
+import socket
+import ssl
 import sys
 import urllib.request
 
@@ -35,19 +38,33 @@ def main():
         with client() as c:
             print(json.dumps({"workers": len(c.scheduler_info()["workers"])}))
     elif mode == "refuse-plain":
+        # The scheduler must refuse a peer without a certificate signed by the cluster CA: a TLS
+        # handshake that trusts the CA but presents no client certificate, and a Dask client
+        # speaking plain TCP.
+        ca = os.environ["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"]
         for key in list(os.environ):
             if key.startswith("DASK_DISTRIBUTED__COMM__"):
                 del os.environ[key]
         address = os.environ["DASK_SCHEDULER_ADDRESS"]
+        host, port = address.split("://", 1)[1].rsplit(":", 1)
         outcome = {}
-        for attempt in (address, address.replace("tls://", "tcp://")):
-            try:
-                from distributed import Client
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.check_hostname = False
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    tls.sendall(b"\0" * 8)
+                    data = tls.recv(1)
+            outcome["tls without client certificate"] = "connected" if data else "refused: closed"
+        except (OSError, ssl.SSLError) as e:
+            outcome["tls without client certificate"] = "refused: " + type(e).__name__
+        from distributed import Client
 
-                with Client(attempt, timeout="3s"):
-                    outcome[attempt] = "connected"
-            except Exception as e:  # noqa: BLE001 - any failure is a refusal here
-                outcome[attempt] = "refused: " + type(e).__name__
+        try:
+            with Client(address.replace("tls://", "tcp://"), timeout="3s"):
+                outcome["plain tcp"] = "connected"
+        except (OSError, TimeoutError) as e:
+            outcome["plain tcp"] = "refused: " + type(e).__name__
         print(json.dumps({"refused": all(v.startswith("refused") for v in outcome.values()), "attempts": outcome}))
     elif mode == "http":
         with urllib.request.urlopen(sys.argv[2], timeout=10) as r:

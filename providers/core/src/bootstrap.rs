@@ -229,8 +229,11 @@ pub fn worker_intent(
         "--host".into(),
         layout.bind_host.clone(),
         // No per-worker dashboard: it costs every worker a Bokeh import at boot (about a second
-        // of CPU), and the scheduler's dashboard shows the workers.
+        // of CPU), and the scheduler's dashboard shows the workers. The worker's HTTP server
+        // (health, metrics) still starts, so bind it like the rest, not on every interface.
         "--no-dashboard".into(),
+        "--dashboard-address".into(),
+        format!("{}:0", layout.bind_host),
         "--death-timeout".into(),
         format!("{}s", spec.death_timeout.as_secs()),
     ]);
@@ -554,6 +557,34 @@ pub(crate) mod tests {
             !text.contains("PRIVATE KEY"),
             "keys are base64 in user-data, never plain"
         );
+    }
+
+    /// Writes sample user-data for test agents to develop against (`CLUSTERCTL_WRITE_SAMPLES=dir`).
+    #[test]
+    fn write_samples() {
+        let Some(dir) = std::env::var_os("CLUSTERCTL_WRITE_SAMPLES") else {
+            return;
+        };
+        let s = spec();
+        let tls = TlsBundle::generate("t").unwrap();
+        let vm = VmOptions {
+            image: s.image.clone(),
+            install_docker: false,
+            gpu: false,
+        };
+        let sched = scheduler_intent(&s, &layout(), Some(&tls));
+        let worker = worker_intent(&s, &layout(), Some(&tls), "tls://127.0.1.4:8786", None);
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(
+            dir.join("scheduler.user-data"),
+            render_cloud_init(&s, &sched, &layout(), &vm).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("worker.user-data"),
+            render_cloud_init(&s, &worker, &layout(), &vm).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]

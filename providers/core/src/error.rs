@@ -41,8 +41,13 @@ pub enum Error {
         hint: Option<String>,
     },
     /// The provider is not compiled into this build.
-    #[error("provider `{0}` is not available in this build of clusterctl")]
-    ProviderUnavailable(ProviderKind),
+    #[error("provider `{kind}` is not available in this build of clusterctl")]
+    ProviderUnavailable {
+        /// The provider asked for.
+        kind: ProviderKind,
+        /// The providers this build has.
+        built: Vec<ProviderKind>,
+    },
     /// The Dask runtime a provider needs to start nodes is missing or broken.
     #[error("Dask runtime: {message}")]
     Runtime {
@@ -208,7 +213,7 @@ impl Error {
             self,
             Error::InvalidInput { .. }
                 | Error::Unsupported { .. }
-                | Error::ProviderUnavailable(_)
+                | Error::ProviderUnavailable { .. }
                 | Error::AlreadyExists { .. }
         )
     }
@@ -228,9 +233,9 @@ impl Error {
             Error::InvalidInput { hint, .. }
             | Error::Unsupported { hint, .. }
             | Error::Runtime { hint, .. } => hint.iter().cloned().collect(),
-            Error::ProviderUnavailable(kind) => vec![format!(
-                "providers in this build: {}; `{kind}` is not implemented yet",
-                ProviderKind::available()
+            Error::ProviderUnavailable { kind, built } => vec![format!(
+                "providers in this build: {}; `{kind}` is not implemented yet or was left out (Cargo feature `{kind}`)",
+                built
                     .iter()
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()

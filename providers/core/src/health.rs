@@ -1,8 +1,10 @@
 //! Readiness in Dask terms, asked of the scheduler's dashboard HTTP server: `/health` answers
-//! `ok`, and `/json/identity.json` lists the workers that joined. Also the scheduler API call
-//! that retires workers before `scale` removes their nodes.
+//! `ok`, and the scheduler API's `/api/v1/get_workers` lists the workers that joined (the
+//! bootstrap enables that route). `/json/identity.json` is not used: in distributed 2026.8.0 it
+//! answers 500 once tasks have run (worker metrics with tuple keys fail JSON encoding). Also the
+//! API call that retires workers before `scale` removes their nodes.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -30,24 +32,22 @@ impl JoinedWorker {
     }
 }
 
-/// What the scheduler reports about itself.
+/// What the scheduler reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerView {
-    /// The scheduler's own address.
-    pub address: String,
     /// Workers registered now.
     pub workers: Vec<JoinedWorker>,
 }
 
 #[derive(Deserialize)]
-struct IdentityJson {
-    address: String,
+struct GetWorkersJson {
     #[serde(default)]
-    workers: BTreeMap<String, WorkerJson>,
+    workers: Vec<WorkerJson>,
 }
 
 #[derive(Deserialize)]
 struct WorkerJson {
+    address: String,
     #[serde(default)]
     name: serde_json::Value,
 }
@@ -90,10 +90,10 @@ impl Dashboard {
         }
     }
 
-    /// The scheduler's address and its workers, from `/json/identity.json`.
+    /// The workers registered with the scheduler, from `/api/v1/get_workers`.
     pub async fn view(&self) -> Result<SchedulerView> {
-        let url = format!("{}/json/identity.json", self.base);
-        let ident: IdentityJson = self
+        let url = format!("{}/api/v1/get_workers", self.base);
+        let body: GetWorkersJson = self
             .http
             .get(&url)
             .send()
@@ -103,22 +103,19 @@ impl Dashboard {
             .json()
             .await
             .map_err(|e| http_err(&url, e))?;
-        let workers = ident
+        let workers = body
             .workers
             .into_iter()
-            .map(|(address, w)| JoinedWorker {
+            .map(|w| JoinedWorker {
                 name: match w.name {
                     serde_json::Value::String(s) => s,
-                    serde_json::Value::Null => address.clone(),
+                    serde_json::Value::Null => w.address.clone(),
                     other => other.to_string(),
                 },
-                address,
+                address: w.address,
             })
             .collect();
-        Ok(SchedulerView {
-            address: ident.address,
-            workers,
-        })
+        Ok(SchedulerView { workers })
     }
 
     /// Ask the scheduler to retire `addresses` (move their data to other workers, then close

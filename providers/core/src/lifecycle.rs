@@ -569,7 +569,6 @@ mod tests {
 
     fn view(workers: &[(&str, &str)]) -> SchedulerView {
         SchedulerView {
-            address: "tcp://s:1".into(),
             workers: workers
                 .iter()
                 .map(|(a, n)| JoinedWorker {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The platforms clusterctl knows. Not every kind is compiled into every build:
-/// [`ProviderKind::available`] lists those that are.
+/// [`crate::error::Error::ProviderUnavailable`] says which ones a build has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -51,11 +51,6 @@ impl ProviderKind {
             ProviderKind::Digitalocean => "digitalocean",
             ProviderKind::Kubernetes => "kubernetes",
         }
-    }
-
-    /// The providers implemented in this build.
-    pub fn available() -> &'static [ProviderKind] {
-        &[ProviderKind::Local]
     }
 
     /// Whether nodes of this provider run somewhere other than this machine, so that TLS is on

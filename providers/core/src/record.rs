@@ -40,6 +40,10 @@ pub struct ProviderConfig {
     pub region: Option<String>,
     /// The Python interpreter of the local provider, when given.
     pub python: Option<PathBuf>,
+    /// Provider-specific options (network, image, instance types…), as the provider defines
+    /// them.
+    #[serde(default)]
+    pub options: serde_json::Value,
 }
 
 /// What this machine remembers about a cluster.

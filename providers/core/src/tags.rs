@@ -23,6 +23,8 @@ pub const NODE: &str = "clusterctl-node";
 pub const OWNER: &str = "clusterctl-owner";
 /// When the cluster must be gone, in seconds since the Unix epoch.
 pub const EXPIRES: &str = "clusterctl-expires";
+/// The scheduler's protocol, `tls` or `tcp`, so its address can be rebuilt from tags alone.
+pub const PROTOCOL: &str = "clusterctl-protocol";
 
 /// Tags for a supporting resource of the cluster (no role): user tags first, so ours win.
 pub fn cluster_tags(spec: &ClusterSpec) -> BTreeMap<String, String> {
@@ -31,7 +33,13 @@ pub fn cluster_tags(spec: &ClusterSpec) -> BTreeMap<String, String> {
     tags.insert(CLUSTER.into(), spec.name.to_string());
     tags.insert(OWNER.into(), spec.owner.clone());
     tags.insert(EXPIRES.into(), spec.expires_at().to_string());
+    tags.insert(PROTOCOL.into(), crate::bootstrap::scheme(spec).into());
     tags
+}
+
+/// The protocol of a node from its tags (`tcp` when absent).
+pub fn protocol(tags: &BTreeMap<String, String>) -> &str {
+    tags.get(PROTOCOL).map_or("tcp", String::as_str)
 }
 
 /// Tags for a node of the cluster.

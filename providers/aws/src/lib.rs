@@ -1,0 +1,701 @@
+//! The `aws` provider: a Dask cluster on EC2 virtual machines.
+//!
+//! Each node is an instance that runs the rendered cloud-init (`clusterctl_core::bootstrap`):
+//! the pinned Dask image with host networking, TLS material, a TTL power-off, and power-off when
+//! Dask exits; instances terminate on shutdown, so an ended node stops billing. Every instance
+//! and the per-cluster security group carry the cluster tags, and everything is found by them.
+//!
+//! Calls are retried by the SDK's standard retry mode (jittered exponential backoff on
+//! throttling and transient errors, up to [`MAX_ATTEMPTS`]); capacity errors are not retried but
+//! move the launch to the next subnet, instance type or market.
+
+mod api_log;
+pub mod errors;
+mod instances;
+pub mod network;
+pub mod options;
+mod resolve;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceType, MarketType, ResourceType,
+    ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
+};
+use base64::Engine as _;
+use clusterctl_core::{
+    Error, Result,
+    bootstrap::{self, BootLayout, VmOptions, render_cloud_init, scheduler_intent, worker_intent},
+    model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
+    provider::{
+        ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
+        WorkerBatch,
+    },
+    tags,
+};
+use instances::{LIVE_STATES, node_of};
+pub use options::Ec2Options;
+use resolve::Resolved;
+use tokio::sync::OnceCell;
+
+/// Attempts per API call (the first and the retries).
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Where node files go on the instance.
+const ROOT: &str = "/etc/clusterctl";
+/// How long `cleanup` retries deleting the security group while interfaces detach.
+const GROUP_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The EC2 provider.
+#[derive(Debug)]
+pub struct Ec2Provider {
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    sts: aws_sdk_sts::Client,
+    region: String,
+    options: Ec2Options,
+    resolved: OnceCell<Resolved>,
+    /// The caller's identity (STS), once asked; named in permission errors.
+    identity: std::sync::OnceLock<String>,
+}
+
+impl Ec2Provider {
+    /// Build from the standard AWS configuration chain (environment, profiles, SSO, web
+    /// identity, instance metadata), honouring `AWS_ENDPOINT_URL`.
+    pub async fn from_env(options: Ec2Options) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(20)),
+        );
+        if let Some(r) = &options.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let config = loader.load().await;
+        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+            Error::invalid(
+                "--region",
+                "",
+                "no AWS region is configured",
+                Some("pass `--region us-east-1`, or set AWS_REGION or a profile region".into()),
+            )
+        })?;
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
+        let mut sts = aws_sdk_sts::config::Builder::from(&config);
+        if let Some(log) = api_log::ApiLog::from_env() {
+            ec2 = ec2.interceptor(log.clone());
+            ssm = ssm.interceptor(log.clone());
+            sts = sts.interceptor(log);
+        }
+        Ok(Self::from_clients(
+            aws_sdk_ec2::Client::from_conf(ec2.build()),
+            aws_sdk_ssm::Client::from_conf(ssm.build()),
+            aws_sdk_sts::Client::from_conf(sts.build()),
+            region,
+            options,
+        ))
+    }
+
+    /// Build from ready clients (tests use mocked ones).
+    pub fn from_clients(
+        ec2: aws_sdk_ec2::Client,
+        ssm: aws_sdk_ssm::Client,
+        sts: aws_sdk_sts::Client,
+        region: String,
+        options: Ec2Options,
+    ) -> Self {
+        Ec2Provider {
+            ec2,
+            ssm,
+            sts,
+            region,
+            options,
+            resolved: OnceCell::new(),
+            identity: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn map<E, R>(&self, operation: &str, err: aws_sdk_ec2::error::SdkError<E, R>) -> Error
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match errors::map(operation, &self.region, err) {
+            Error::PermissionDenied { provider, action, message } => Error::PermissionDenied {
+                provider,
+                action,
+                message: match self.identity.get() {
+                    Some(id) => format!("{message} (acting as {id})"),
+                    None => message,
+                },
+            },
+            other => other,
+        }
+    }
+
+    fn layout() -> BootLayout {
+        BootLayout {
+            dask: vec!["dask".into()],
+            files_root: ROOT.into(),
+            bind_host: "0.0.0.0".into(),
+            scheduler_port: bootstrap::SCHEDULER_PORT,
+            dashboard_port: bootstrap::DASHBOARD_PORT,
+            nanny: true,
+        }
+    }
+
+    fn vm_options(&self, spec: &ClusterSpec, resolved: &Resolved) -> VmOptions {
+        // The default image (ECS-optimized Amazon Linux) has Docker; another AMI may not.
+        VmOptions {
+            image: spec.image.clone(),
+            install_docker: self.options.ami.is_some(),
+            gpu: resolved.gpu,
+        }
+    }
+
+    fn allowed_cidrs(&self, resolved: &Resolved) -> Vec<String> {
+        if self.options.allow_cidrs.is_empty() {
+            // `--private`: the client is inside the VPC.
+            vec![resolved.network.vpc_cidr.clone()]
+        } else {
+            self.options.allow_cidrs.clone()
+        }
+    }
+
+    async fn group_id(&self, cluster: &ClusterName) -> Result<String> {
+        network::groups(&self.ec2, &self.region, Some(cluster))
+            .await?
+            .into_iter()
+            .next()
+            .map(|(id, _)| id)
+            .ok_or_else(|| Error::Provider {
+                provider: ProviderKind::Aws,
+                operation: "launch".into(),
+                message: format!("the security group of cluster `{cluster}` is missing"),
+            })
+    }
+
+    /// One RunInstances call. Returns the launched nodes.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        spec: &ClusterSpec,
+        resolved: &Resolved,
+        role: Role,
+        user_data: &str,
+        instance_type: &str,
+        subnet: &str,
+        group: &str,
+        count: u32,
+        spot: bool,
+        token: &str,
+    ) -> std::result::Result<
+        Vec<Node>,
+        aws_sdk_ec2::error::SdkError<
+            aws_sdk_ec2::operation::run_instances::RunInstancesError,
+            aws_sdk_ec2::config::http::HttpResponse,
+        >,
+    > {
+        let node_tags = tags::node_tags(spec, role, role.as_str());
+        let tag_list: Vec<Tag> = node_tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let spec_for = |t: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(t)
+                .set_tags(Some(tag_list.clone()))
+                .build()
+        };
+        let mut req = self
+            .ec2
+            .run_instances()
+            .image_id(&resolved.ami)
+            .instance_type(InstanceType::from(instance_type))
+            // All or nothing: a partial launch would leave the rest to a fallback anyway, and
+            // EC2 reports a capacity error that moves on to the next subnet, type or market.
+            .min_count(count as i32)
+            .max_count(count as i32)
+            .client_token(token)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            .network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(subnet)
+                    .groups(group)
+                    .associate_public_ip_address(!spec.private)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(&resolved.root_device)
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(
+                                self.options
+                                    .root_volume_gib
+                                    .unwrap_or(options::DEFAULT_ROOT_GIB)
+                                    as i32,
+                            )
+                            .volume_type(VolumeType::Gp3)
+                            .encrypted(true)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .tag_specifications(spec_for(ResourceType::Instance))
+            .tag_specifications(spec_for(ResourceType::Volume));
+        if spot {
+            req = req.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(
+                        SpotMarketOptions::builder()
+                            .spot_instance_type(SpotInstanceType::OneTime)
+                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if let Some(p) = &self.options.instance_profile {
+            req = req.iam_instance_profile(
+                aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .name(p)
+                    .build(),
+            );
+        }
+        if let Some(k) = &self.options.key_name {
+            req = req.key_name(k);
+        }
+        let out = req.send().await?;
+        Ok(out.instances().iter().filter_map(node_of).collect())
+    }
+
+    fn token(spec: &ClusterSpec, what: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut t = format!("cc-{}-{}-{what}-{nanos:x}", spec.name, spec.created_at);
+        t.truncate(64);
+        t
+    }
+}
+
+#[async_trait]
+impl ClusterProvider for Ec2Provider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aws
+    }
+
+    fn location(&self) -> String {
+        self.region.clone()
+    }
+
+    async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
+        let spec = ctx.spec;
+        self.options.validate(spec.private)?;
+        let identity = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| errors::map("sts:GetCallerIdentity", &self.region, e))?;
+        let identity = format!(
+            "{} (account {})",
+            identity.arn().unwrap_or("?"),
+            identity.account().unwrap_or("?")
+        );
+        let _ = self.identity.set(identity.clone());
+        if self
+            .describe(Some(&spec.name), LIVE_STATES)
+            .await?
+            .iter()
+            .any(|n| n.state.is_alive())
+        {
+            return Err(Error::AlreadyExists {
+                name: spec.name.to_string(),
+                provider: ProviderKind::Aws,
+            });
+        }
+        let r = self.resolve(spec).await?;
+        let layout = Self::layout();
+        let vm = self.vm_options(spec, r);
+        let s = scheduler_intent(spec, &layout, ctx.tls);
+        let address = format!(
+            "{}://<scheduler private IP>:{}",
+            bootstrap::scheme(spec),
+            bootstrap::SCHEDULER_PORT
+        );
+        let w = worker_intent(spec, &layout, ctx.tls, &address, None);
+        let redact = |text: String| redact_keys(&text);
+        let mut plan = Plan {
+            identity: Some(identity),
+            ..Default::default()
+        };
+        plan.resources.push(format!(
+            "security group {} in {}: all traffic between members; tcp {}-{} from {}",
+            network::group_name(&spec.name),
+            r.network.vpc_id,
+            bootstrap::SCHEDULER_PORT,
+            bootstrap::DASHBOARD_PORT,
+            self.allowed_cidrs(r).join(", ")
+        ));
+        plan.resources.push(format!(
+            "1 scheduler instance {} (on-demand) in {}",
+            r.scheduler_type, r.network.subnets[0]
+        ));
+        plan.resources.push(format!(
+            "{} worker instance(s) {} ({}) in {}",
+            spec.workers,
+            r.worker_types.join(" or "),
+            if self.options.spot {
+                "spot, falling back to on-demand"
+            } else {
+                "on-demand"
+            },
+            r.network.subnets.join(", ")
+        ));
+        plan.notes.push(format!(
+            "image {} from {}; containers run {}",
+            r.ami, r.ami_source, spec.image
+        ));
+        plan.notes.push(format!(
+            "instances terminate on shutdown; they power off at the TTL ({})",
+            humanize(spec.ttl)
+        ));
+        if !spec.private {
+            plan.notes
+                .push("the scheduler gets a public address; clients connect to it".into());
+        }
+        plan.bootstraps.push(RenderedBootstrap {
+            role: Role::Scheduler,
+            format: "cloud-init".into(),
+            text: redact(render_cloud_init(spec, &s, &layout, &vm)?),
+        });
+        plan.bootstraps.push(RenderedBootstrap {
+            role: Role::Worker,
+            format: "cloud-init".into(),
+            text: redact(render_cloud_init(spec, &w, &layout, &vm)?),
+        });
+        Ok(plan)
+    }
+
+    async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        let r = self.resolve(ctx.spec).await?;
+        network::ensure_group(
+            &self.ec2,
+            &self.region,
+            &ctx.spec.name,
+            &r.network,
+            &tags::cluster_tags(ctx.spec),
+            &self.allowed_cidrs(r),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
+        let spec = ctx.spec;
+        let r = self.resolve(spec).await?;
+        let group = self.group_id(&spec.name).await?;
+        let layout = Self::layout();
+        let user_data = render_cloud_init(
+            spec,
+            &scheduler_intent(spec, &layout, ctx.tls),
+            &layout,
+            &self.vm_options(spec, r),
+        )?;
+        let mut last = None;
+        for (attempt, subnet) in r.network.subnets.iter().enumerate() {
+            // One token per distinct request: a retry of the same request (by the SDK) reuses
+            // it, so EC2 never launches twice; a different subnet is a different request.
+            let token = Self::token(spec, &format!("s{attempt}"));
+            match self
+                .run(
+                    spec,
+                    r,
+                    Role::Scheduler,
+                    &user_data,
+                    &r.scheduler_type,
+                    subnet,
+                    &group,
+                    1,
+                    false,
+                    &token,
+                )
+                .await
+            {
+                Ok(nodes) => {
+                    let node = nodes.into_iter().next().ok_or_else(|| Error::Provider {
+                        provider: ProviderKind::Aws,
+                        operation: "ec2:RunInstances".into(),
+                        message: "no instance in the response".into(),
+                    })?;
+                    let address = node.private_ip.as_ref().map(|ip| {
+                        format!(
+                            "{}://{ip}:{}",
+                            bootstrap::scheme(spec),
+                            bootstrap::SCHEDULER_PORT
+                        )
+                    });
+                    return Ok(SchedulerLaunch { node, address });
+                }
+                Err(e) if errors::is_capacity(&e) => {
+                    ctx.progress.note(&format!(
+                        "no capacity for the scheduler ({}) in {subnet}; trying the next subnet",
+                        r.scheduler_type
+                    ));
+                    last = Some(self.map("ec2:RunInstances", e));
+                }
+                Err(e) => return Err(self.map("ec2:RunInstances", e)),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| Error::invalid("--subnet", "", "no subnet to launch into", None)))
+    }
+
+    async fn worker_facing_address(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler: &Node,
+    ) -> Result<Option<String>> {
+        Ok(scheduler.private_ip.as_ref().map(|ip| {
+            format!(
+                "{}://{ip}:{}",
+                bootstrap::scheme(ctx.spec),
+                bootstrap::SCHEDULER_PORT
+            )
+        }))
+    }
+
+    async fn launch_workers(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler_address: &str,
+        batch: WorkerBatch,
+    ) -> Result<Vec<Node>> {
+        let spec = ctx.spec;
+        let r = self.resolve(spec).await?;
+        let group = self.group_id(&spec.name).await?;
+        let layout = Self::layout();
+        let intent = worker_intent(spec, &layout, ctx.tls, scheduler_address, None);
+        let user_data = render_cloud_init(spec, &intent, &layout, &self.vm_options(spec, r))?;
+        let markets: &[bool] = if self.options.spot {
+            &[true, false]
+        } else {
+            &[false]
+        };
+        let mut launched: Vec<Node> = Vec::new();
+        let mut last = None;
+        let mut attempt = 0;
+        'outer: for &spot in markets {
+            for itype in &r.worker_types {
+                for subnet in &r.network.subnets {
+                    let remaining = batch.count - launched.len() as u32;
+                    if remaining == 0 {
+                        break 'outer;
+                    }
+                    attempt += 1;
+                    let token = Self::token(spec, &format!("w{attempt}"));
+                    match self
+                        .run(
+                            spec,
+                            r,
+                            Role::Worker,
+                            &user_data,
+                            itype,
+                            subnet,
+                            &group,
+                            remaining,
+                            spot,
+                            &token,
+                        )
+                        .await
+                    {
+                        Ok(nodes) => launched.extend(nodes),
+                        Err(e) if errors::is_capacity(&e) => {
+                            ctx.progress.note(&format!(
+                                "no {} capacity for {itype} in {subnet}; trying the next option",
+                                if spot { "spot" } else { "on-demand" }
+                            ));
+                            last = Some(self.map("ec2:RunInstances", e));
+                        }
+                        Err(e) => return Err(self.map("ec2:RunInstances", e)),
+                    }
+                }
+            }
+        }
+        if (launched.len() as u32) < batch.count {
+            return Err(last.unwrap_or_else(|| Error::CapacityUnavailable {
+                provider: ProviderKind::Aws,
+                location: self.region.clone(),
+                message: format!("launched {} of {} workers", launched.len(), batch.count),
+            }));
+        }
+        Ok(launched)
+    }
+
+    async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
+        self.describe(cluster, LIVE_STATES).await
+    }
+
+    async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {
+        let host = if private {
+            scheduler.private_ip.as_deref()
+        } else {
+            scheduler.public_ip.as_deref()
+        };
+        let host = host.ok_or_else(|| Error::Provider {
+            provider: ProviderKind::Aws,
+            operation: "endpoints".into(),
+            message: format!(
+                "the scheduler {} has no {} address",
+                scheduler.id,
+                if private { "private" } else { "public" }
+            ),
+        })?;
+        Ok(Endpoints {
+            scheduler_address: format!(
+                "{}://{host}:{}",
+                tags::protocol(&scheduler.tags),
+                bootstrap::SCHEDULER_PORT
+            ),
+            dashboard_url: format!("http://{host}:{}/status", bootstrap::DASHBOARD_PORT),
+        })
+    }
+
+    async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+        for chunk in ids.chunks(1000) {
+            match self
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if errors::code(&e) == Some("InvalidInstanceID.NotFound") => {}
+                Err(e) => return Err(self.map("ec2:TerminateInstances", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
+        let started = std::time::Instant::now();
+        for (id, _) in network::groups(&self.ec2, &self.region, Some(cluster)).await? {
+            let mut delay = Duration::from_secs(2);
+            loop {
+                match self.ec2.delete_security_group().group_id(&id).send().await {
+                    Ok(_) => break,
+                    Err(e) if errors::code(&e) == Some("InvalidGroup.NotFound") => break,
+                    // Network interfaces of terminated instances detach a little after
+                    // termination; until then the group is in use.
+                    Err(e)
+                        if errors::code(&e) == Some("DependencyViolation")
+                            && started.elapsed() < GROUP_DELETE_TIMEOUT =>
+                    {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(15));
+                    }
+                    Err(e) => return Err(self.map("ec2:DeleteSecurityGroup", e)),
+                }
+            }
+        }
+        let mut left: Vec<String> = self
+            .describe(Some(cluster), LIVE_STATES)
+            .await?
+            .into_iter()
+            .map(|n| format!("instance {} ({})", n.id, n.state))
+            .collect();
+        left.extend(
+            network::groups(&self.ec2, &self.region, Some(cluster))
+                .await?
+                .into_iter()
+                .map(|(id, name)| format!("security group {id} ({name})")),
+        );
+        Ok(left)
+    }
+
+    async fn logs(
+        &self,
+        cluster: &ClusterName,
+        role: Option<Role>,
+        tail: usize,
+    ) -> Result<Vec<NodeLog>> {
+        let nodes = self.describe(Some(cluster), &[]).await?;
+        let mut logs = Vec::new();
+        for n in nodes
+            .into_iter()
+            .filter(|n| role.is_none_or(|r| r == n.role))
+        {
+            let out = self
+                .ec2
+                .get_console_output()
+                .instance_id(&n.id)
+                .latest(true)
+                .send()
+                .await
+                .map_err(|e| self.map("ec2:GetConsoleOutput", e))?;
+            let text = out
+                .output()
+                .and_then(|o| base64::engine::general_purpose::STANDARD.decode(o).ok())
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            let lines = lines[lines.len().saturating_sub(tail)..].to_vec();
+            logs.push(NodeLog {
+                node: n.name,
+                role: n.role,
+                lines,
+            });
+        }
+        Ok(logs)
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let m = d.as_secs() / 60;
+    if m.is_multiple_of(60) {
+        format!("{}h", m / 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// Replace the base64 content of private key files in rendered user-data, for `--dry-run`.
+fn redact_keys(user_data: &str) -> String {
+    let mut out = String::new();
+    let mut hide_next = false;
+    for line in user_data.lines() {
+        if line.trim_start().starts_with("- path:") {
+            hide_next = line.contains("-key.pem");
+        }
+        if hide_next && line.trim_start().starts_with("content:") {
+            out.push_str("    content: \"<private key, generated per cluster, not shown>\"\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! What a user can choose for EC2 (network, image, instance types, market), validated before
+//! anything is created, and the defaults when they choose nothing.
+
+use clusterctl_core::{Error, Result, model::NodeSize};
+use serde::{Deserialize, Serialize};
+
+/// EC2 settings beyond the common cluster spec. Serialized into the local record so that
+/// `scale` launches workers like the first ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ec2Options {
+    /// Region (else the AWS configuration's).
+    pub region: Option<String>,
+    /// VPC to use (else the subnets' VPC, else the default VPC).
+    pub vpc: Option<String>,
+    /// Subnets, in order of preference; workers fall back to the next on capacity errors.
+    pub subnets: Vec<String>,
+    /// CIDRs allowed to reach the scheduler and dashboard ports.
+    pub allow_cidrs: Vec<String>,
+    /// AMI (else the SSM parameter of the ECS-optimized Amazon Linux 2023 image).
+    pub ami: Option<String>,
+    /// Scheduler instance type.
+    pub scheduler_instance_type: Option<String>,
+    /// Worker instance types, in order of preference (fallback on capacity errors).
+    pub worker_instance_types: Vec<String>,
+    /// Root volume size in GiB.
+    pub root_volume_gib: Option<u32>,
+    /// Workers on spot capacity (falling back to on-demand).
+    pub spot: bool,
+    /// Instance profile name for the nodes.
+    pub instance_profile: Option<String>,
+    /// Key pair for SSH access.
+    pub key_name: Option<String>,
+}
+
+/// Default scheduler type: 2 vCPU, 8 GiB, current generation.
+pub const DEFAULT_SCHEDULER_TYPE: &str = "m7i.large";
+/// Default worker type: 4 vCPU, 16 GiB.
+pub const DEFAULT_WORKER_TYPE: &str = "m7i.xlarge";
+/// Default root volume: room for the Dask image and spilled data.
+pub const DEFAULT_ROOT_GIB: u32 = 40;
+
+/// Current general-purpose (m7i), compute (c7i) and memory (r7i) types, smallest first within
+/// each family: (name, vCPUs, MiB). Used to pick a type from `--worker-cpus/--worker-memory`.
+const SIZES: &[(&str, u32, u64)] = &[
+    ("m7i.large", 2, 8192),
+    ("c7i.xlarge", 4, 8192),
+    ("m7i.xlarge", 4, 16384),
+    ("r7i.xlarge", 4, 32768),
+    ("c7i.2xlarge", 8, 16384),
+    ("m7i.2xlarge", 8, 32768),
+    ("r7i.2xlarge", 8, 65536),
+    ("c7i.4xlarge", 16, 32768),
+    ("m7i.4xlarge", 16, 65536),
+    ("r7i.4xlarge", 16, 131072),
+    ("m7i.8xlarge", 32, 131072),
+    ("r7i.8xlarge", 32, 262144),
+    ("m7i.16xlarge", 64, 262144),
+    ("r7i.16xlarge", 64, 524288),
+];
+
+/// The cheapest listed type with at least the requested vCPUs and memory.
+pub fn type_for(size: &NodeSize, default: &str) -> Result<String> {
+    if size.cpus.is_none() && size.memory_mib.is_none() {
+        return Ok(default.to_string());
+    }
+    let cpus = size.cpus.unwrap_or(1);
+    let mib = size.memory_mib.unwrap_or(0);
+    // The table is ordered by size within a price band; the first fit is the smallest.
+    SIZES
+        .iter()
+        .filter(|(_, c, m)| *c >= cpus && *m >= mib)
+        .min_by_key(|(_, c, m)| (*c, *m))
+        .map(|(n, _, _)| n.to_string())
+        .ok_or_else(|| {
+            Error::invalid(
+                "node size",
+                format!("{cpus} vCPUs, {mib} MiB"),
+                "no listed EC2 instance type is that large",
+                Some("name a type with `--worker-instance-type`".into()),
+            )
+        })
+}
+
+/// The SSM parameter that names the default AMI: the ECS-optimized Amazon Linux 2023 image,
+/// which has Docker installed (nodes start Dask without installing anything), is patched by AWS,
+/// and has GPU and arm64 variants with the NVIDIA container runtime or Graviton support.
+pub fn ami_parameter(gpu: bool, arm64: bool) -> &'static str {
+    match (gpu, arm64) {
+        (true, _) => "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+        (false, true) => {
+            "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
+        }
+        (false, false) => "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+    }
+}
+
+/// Validate a CIDR like `203.0.113.7/32`.
+pub fn validate_cidr(cidr: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Error::invalid(
+            "--allow-cidr",
+            cidr,
+            why,
+            Some("use an IPv4 CIDR like `203.0.113.7/32`".into()),
+        )
+    };
+    let (ip, bits) = cidr
+        .split_once('/')
+        .ok_or_else(|| refuse("it has no prefix length"))?;
+    ip.parse::<std::net::Ipv4Addr>()
+        .map_err(|_| refuse("not an IPv4 address"))?;
+    let bits: u8 = bits.parse().map_err(|_| refuse("not a prefix length"))?;
+    if bits > 32 {
+        return Err(refuse("prefix longer than 32"));
+    }
+    Ok(())
+}
+
+impl Ec2Options {
+    /// Check the values that can be checked without AWS.
+    pub fn validate(&self, private: bool) -> Result<()> {
+        for c in &self.allow_cidrs {
+            validate_cidr(c)?;
+        }
+        if self.allow_cidrs.is_empty() && !private {
+            return Err(Error::invalid(
+                "--allow-cidr",
+                "",
+                "no address may reach the scheduler: its ports are never opened to the world by default",
+                Some("pass your address, e.g. `--allow-cidr $(curl -s https://checkip.amazonaws.com)/32`, or `--private` when the client runs in the VPC".into()),
+            ));
+        }
+        let id = |what: &'static str, v: &str, prefix: &str| {
+            if v.starts_with(prefix)
+                && v.len() > prefix.len()
+                && v[prefix.len()..].chars().all(|c| c.is_ascii_hexdigit())
+            {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    what,
+                    v,
+                    format!("not an id of the form {prefix}<hex>"),
+                    None,
+                ))
+            }
+        };
+        for s in &self.subnets {
+            id("--subnet", s, "subnet-")?;
+        }
+        if let Some(v) = &self.vpc {
+            id("--vpc", v, "vpc-")?;
+        }
+        if let Some(a) = &self.ami {
+            id("--ami", a, "ami-")?;
+        }
+        if let Some(g) = self.root_volume_gib
+            && !(8..=16384).contains(&g)
+        {
+            return Err(Error::invalid(
+                "--root-volume-size",
+                g.to_string(),
+                "outside 8 to 16384 GiB",
+                None,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_from_sizes() {
+        let t = |cpus, mib| {
+            type_for(
+                &NodeSize {
+                    cpus,
+                    memory_mib: mib,
+                },
+                DEFAULT_WORKER_TYPE,
+            )
+            .unwrap()
+        };
+        assert_eq!(t(None, None), DEFAULT_WORKER_TYPE);
+        assert_eq!(t(Some(2), None), "m7i.large");
+        assert_eq!(t(Some(4), Some(8192)), "c7i.xlarge");
+        assert_eq!(t(Some(4), Some(16384)), "m7i.xlarge");
+        assert_eq!(t(None, Some(60_000)), "r7i.2xlarge");
+        assert!(
+            type_for(
+                &NodeSize {
+                    cpus: Some(500),
+                    memory_mib: None
+                },
+                "x"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn world_is_never_open_by_default() {
+        let err = Ec2Options::default().validate(false).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.hints()[0].contains("--allow-cidr"));
+        Ec2Options::default().validate(true).unwrap();
+        let o = Ec2Options {
+            allow_cidrs: vec!["203.0.113.7/32".into()],
+            ..Default::default()
+        };
+        o.validate(false).unwrap();
+        let o = Ec2Options {
+            allow_cidrs: vec!["203.0.113.7".into()],
+            ..Default::default()
+        };
+        assert!(o.validate(false).is_err());
+        let o = Ec2Options {
+            subnets: vec!["sub-1".into()],
+            ..Default::default()
+        };
+        assert!(o.validate(true).is_err());
+    }
+}

@@ -1,0 +1,433 @@
+//! Error paths moto cannot produce, against the SDK's own mocks: capacity fallback across
+//! markets and subnets, quota errors reported without fallback, throttling retried, pagination,
+//! and DependencyViolation retried while interfaces detach.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::{
+    Client,
+    error::ErrorMetadata,
+    operation::{
+        delete_security_group::{DeleteSecurityGroupError, DeleteSecurityGroupOutput},
+        describe_images::DescribeImagesOutput,
+        describe_instance_types::DescribeInstanceTypesOutput,
+        describe_instances::{DescribeInstancesError, DescribeInstancesOutput},
+        describe_security_groups::DescribeSecurityGroupsOutput,
+        describe_subnets::DescribeSubnetsOutput,
+        describe_vpcs::DescribeVpcsOutput,
+        run_instances::{RunInstancesError, RunInstancesOutput},
+    },
+    types::{
+        Image, Instance, InstanceState, InstanceStateName, InstanceTypeInfo, MarketType,
+        Reservation, SecurityGroup, Subnet, Tag, Vpc,
+    },
+};
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use clusterctl_core::{
+    Error,
+    lifecycle::Silent,
+    model::{ClusterName, ClusterSpec, NodeSize, Role},
+    provider::{ClusterProvider, LaunchContext, WorkerBatch},
+};
+
+use crate::{Ec2Options, Ec2Provider};
+
+fn spec() -> ClusterSpec {
+    ClusterSpec {
+        name: ClusterName::new("m").unwrap(),
+        workers: 3,
+        dask_version: clusterctl_core::DASK_VERSION.into(),
+        image: clusterctl_core::default_image(clusterctl_core::DASK_VERSION),
+        scheduler_size: NodeSize::default(),
+        worker_size: NodeSize::default(),
+        env: Default::default(),
+        tags: Default::default(),
+        owner: "me".into(),
+        created_at: 1,
+        ttl: Duration::from_secs(3600),
+        idle_timeout: Duration::ZERO,
+        death_timeout: Duration::from_secs(60),
+        tls: false,
+        private: true,
+    }
+}
+
+/// A client of `$sdk` answered by mock `rules`. Built by hand rather than with
+/// `mock_client!`, which needs the SDK crates' `test-util` feature: that feature would make
+/// Cargo build the (large) EC2 crate twice, once with it for tests and once without for the
+/// binary.
+macro_rules! mocked {
+    ($sdk:ident, $mode:expr, $rules:expr) => {{
+        let mut interceptor = MockResponseInterceptor::new().rule_mode($mode);
+        for rule in $rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider($sdk::config::Credentials::new("a", "b", None, None, "test"))
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(4)
+                        .with_initial_backoff(Duration::from_millis(1)),
+                )
+                .build(),
+        )
+    }};
+}
+
+/// Rules for the read-only calls `resolve` and `group_id` make, with subnets a and b.
+fn network_rules() -> Vec<Rule> {
+    vec![
+        mock!(Client::describe_subnets).then_output(|| {
+            DescribeSubnetsOutput::builder()
+                .subnets(
+                    Subnet::builder()
+                        .subnet_id("subnet-a")
+                        .vpc_id("vpc-1")
+                        .availability_zone("us-east-1a")
+                        .build(),
+                )
+                .subnets(
+                    Subnet::builder()
+                        .subnet_id("subnet-b")
+                        .vpc_id("vpc-1")
+                        .availability_zone("us-east-1b")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::describe_vpcs).then_output(|| {
+            DescribeVpcsOutput::builder()
+                .vpcs(
+                    Vpc::builder()
+                        .vpc_id("vpc-1")
+                        .cidr_block("10.0.0.0/16")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::describe_instance_types).then_output(|| {
+            DescribeInstanceTypesOutput::builder()
+                .instance_types(
+                    InstanceTypeInfo::builder()
+                        .instance_type("m7i.xlarge".into())
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::describe_images).then_output(|| {
+            DescribeImagesOutput::builder()
+                .images(
+                    Image::builder()
+                        .image_id("ami-1")
+                        .root_device_name("/dev/xvda")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::describe_security_groups).then_output(|| {
+            DescribeSecurityGroupsOutput::builder()
+                .security_groups(
+                    SecurityGroup::builder()
+                        .group_id("sg-1")
+                        .group_name("clusterctl-m")
+                        .build(),
+                )
+                .build()
+        }),
+    ]
+}
+
+fn provider(ec2: Client, options: Ec2Options) -> Ec2Provider {
+    let ssm = mocked!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let sts = mocked!(aws_sdk_sts, RuleMode::MatchAny, Vec::<&Rule>::new());
+    Ec2Provider::from_clients(ec2, ssm, sts, "us-east-1".into(), options)
+}
+
+fn options(spot: bool) -> Ec2Options {
+    Ec2Options {
+        subnets: vec!["subnet-a".into(), "subnet-b".into()],
+        ami: Some("ami-1".into()),
+        spot,
+        ..Default::default()
+    }
+}
+
+fn worker(id: &str) -> Instance {
+    Instance::builder()
+        .instance_id(id)
+        .private_ip_address("10.0.0.9")
+        .state(
+            InstanceState::builder()
+                .name(InstanceStateName::Pending)
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key("clusterctl-role")
+                .value("worker")
+                .build(),
+        )
+        .tags(Tag::builder().key("clusterctl-cluster").value("m").build())
+        .build()
+}
+
+fn capacity() -> RunInstancesError {
+    RunInstancesError::generic(
+        ErrorMetadata::builder()
+            .code("InsufficientInstanceCapacity")
+            .message("none left")
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn capacity_errors_fall_back_across_subnets_then_to_on_demand() {
+    // Spot in a: none; spot in b: one of three; on-demand in a: the other two.
+    let run = mock!(Client::run_instances)
+        .sequence()
+        .error(capacity)
+        .output(|| {
+            RunInstancesOutput::builder()
+                .instances(worker("i-1"))
+                .build()
+        })
+        .output(|| {
+            RunInstancesOutput::builder()
+                .instances(worker("i-2"))
+                .instances(worker("i-3"))
+                .build()
+        })
+        .build();
+    let mut rules = network_rules();
+    rules.push(run.clone());
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
+    let p = provider(ec2, options(true));
+    let s = spec();
+    let ctx = LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &Silent,
+    };
+    let nodes = p
+        .launch_workers(
+            &ctx,
+            "tcp://10.0.0.5:8786",
+            WorkerBatch {
+                count: 3,
+                first_index: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["i-1", "i-2", "i-3"]);
+    assert!(nodes.iter().all(|n| n.role == Role::Worker));
+    assert_eq!(
+        run.num_calls(),
+        3,
+        "one call per (market, subnet) tried, no blind retries"
+    );
+}
+
+#[tokio::test]
+async fn spot_and_subnet_are_what_each_attempt_asks_for() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let run = mock!(Client::run_instances)
+        .match_requests(move |r| {
+            let spot = r.instance_market_options().and_then(|m| m.market_type())
+                == Some(&MarketType::Spot);
+            let subnet = r
+                .network_interfaces()
+                .first()
+                .and_then(|n| n.subnet_id())
+                .unwrap_or_default()
+                .to_string();
+            log.lock().unwrap().push((spot, subnet, r.max_count()));
+            true
+        })
+        .sequence()
+        .error(capacity)
+        .times(2)
+        .output(|| {
+            RunInstancesOutput::builder()
+                .instances(worker("i-1"))
+                .instances(worker("i-2"))
+                .instances(worker("i-3"))
+                .build()
+        })
+        .build();
+    let mut rules = network_rules();
+    rules.push(run);
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
+    let p = provider(ec2, options(true));
+    let s = spec();
+    let ctx = LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &Silent,
+    };
+    p.launch_workers(
+        &ctx,
+        "tcp://10.0.0.5:8786",
+        WorkerBatch {
+            count: 3,
+            first_index: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (true, "subnet-a".into(), Some(3)),
+            (true, "subnet-b".into(), Some(3)),
+            (false, "subnet-a".into(), Some(3))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn quota_errors_are_reported_without_fallback() {
+    let run = mock!(Client::run_instances).then_error(|| {
+        RunInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("VcpuLimitExceeded")
+                .message("limit 32")
+                .build(),
+        )
+    });
+    let mut rules = network_rules();
+    rules.push(run.clone());
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
+    let p = provider(ec2, options(true));
+    let s = spec();
+    let ctx = LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &Silent,
+    };
+    let err = p
+        .launch_workers(
+            &ctx,
+            "tcp://10.0.0.5:8786",
+            WorkerBatch {
+                count: 3,
+                first_index: 0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QuotaExceeded { .. }), "{err}");
+    assert!(err.to_string().contains("VcpuLimitExceeded"), "{err}");
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(run.num_calls(), 1);
+}
+
+fn running(id: &str) -> Instance {
+    Instance::builder()
+        .instance_id(id)
+        .state(
+            InstanceState::builder()
+                .name(InstanceStateName::Running)
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key("clusterctl-role")
+                .value("worker")
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_pages_are_followed() {
+    let throttled = || {
+        DescribeInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("RequestLimitExceeded")
+                .message("slow down")
+                .build(),
+        )
+    };
+    let describe = mock!(Client::describe_instances)
+        .sequence()
+        .error(throttled)
+        .times(2)
+        .output(|| {
+            DescribeInstancesOutput::builder()
+                .reservations(Reservation::builder().instances(running("i-1")).build())
+                .next_token("page-2")
+                .build()
+        })
+        .output(|| {
+            DescribeInstancesOutput::builder()
+                .reservations(Reservation::builder().instances(running("i-2")).build())
+                .build()
+        })
+        .build();
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::Sequential, [&describe]);
+    let p = provider(ec2, options(false));
+    let nodes = p
+        .list_nodes(Some(&ClusterName::new("m").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        ["i-1", "i-2"]
+    );
+    assert_eq!(
+        describe.num_calls(),
+        4,
+        "two throttled attempts, then two pages"
+    );
+}
+
+#[tokio::test]
+async fn security_group_deletion_waits_out_dependency_violations() {
+    let groups = mock!(Client::describe_security_groups)
+        .sequence()
+        .output(|| {
+            DescribeSecurityGroupsOutput::builder()
+                .security_groups(
+                    SecurityGroup::builder()
+                        .group_id("sg-1")
+                        .group_name("clusterctl-m")
+                        .build(),
+                )
+                .build()
+        })
+        .output(|| DescribeSecurityGroupsOutput::builder().build())
+        .build();
+    let delete = mock!(Client::delete_security_group)
+        .sequence()
+        .error(|| {
+            DeleteSecurityGroupError::generic(
+                ErrorMetadata::builder()
+                    .code("DependencyViolation")
+                    .message("resource sg-1 has a dependent object")
+                    .build(),
+            )
+        })
+        .output(|| DeleteSecurityGroupOutput::builder().build())
+        .build();
+    let describe = mock!(Client::describe_instances)
+        .then_output(|| DescribeInstancesOutput::builder().build());
+    let ec2 = mocked!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&groups, &delete, &describe]
+    );
+    let p = provider(ec2, options(false));
+    let left = p.cleanup(&ClusterName::new("m").unwrap()).await.unwrap();
+    assert_eq!(left, Vec::<String>::new());
+    assert_eq!(delete.num_calls(), 2);
+}

@@ -1,0 +1,326 @@
+//! End-to-end tests of the `aws` provider against the moto emulator: what moto holds after each
+//! command, and a real cluster booted from the instances' user-data by the boot agent, reached
+//! by a real Dask client through the address `up` printed.
+
+mod common;
+
+use common::{
+    Env, client,
+    moto::{BootAgent, Moto},
+};
+use serde_json::Value;
+
+struct Aws {
+    env: Env,
+    moto: Moto,
+    subnets: Vec<String>,
+    ami: String,
+}
+
+impl Aws {
+    fn new() -> Self {
+        let env = Env::new();
+        let moto = Moto::start(env.dir.path());
+        let setup = moto.agent(&["setup"]);
+        let subnets = setup["subnet_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        let ami = setup["ami_id"].as_str().unwrap().to_string();
+        Aws {
+            env,
+            moto,
+            subnets,
+            ami,
+        }
+    }
+
+    /// `clusterctl ... --output json` against moto.
+    fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let mut cmd = self.env.cmd();
+        cmd.args(args)
+            .args(["--output", "json"])
+            .envs(self.moto.env());
+        let out = cmd.output().unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn up_args<'a>(&'a self, name: &'a str, workers: &'a str) -> Vec<&'a str> {
+        vec![
+            "up",
+            "--provider",
+            "aws",
+            "--name",
+            name,
+            "--workers",
+            workers,
+            "--private",
+            "--subnet",
+            &self.subnets[0],
+            "--ami",
+            &self.ami,
+            "--timeout",
+            "90s",
+        ]
+    }
+}
+
+fn live(instances: &Value) -> Vec<&Value> {
+    instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "terminated")
+        .collect()
+}
+
+#[test]
+fn private_cluster_boots_from_user_data_computes_scales_and_leaves_nothing() {
+    let aws = Aws::new();
+    let mut agent = BootAgent::start(&aws.moto, &aws.env.dir.path().join("agent"));
+    let (code, up, err) = aws.json(&aws.up_args("ec2e", "2"));
+    assert_eq!(
+        code,
+        Some(0),
+        "up failed: {err}\nagent errors: {}",
+        agent.errors()
+    );
+    assert_eq!(up["ready"], true);
+    assert_eq!(up["workers"]["joined"], 2);
+    assert_eq!(up["provider"], "aws");
+    assert_eq!(up["location"], "us-east-1");
+    let address = up["scheduler_address"].as_str().unwrap();
+    assert!(
+        address.starts_with("tls://127.0.1."),
+        "TLS is on by default for AWS: {address}"
+    );
+
+    // What moto holds.
+    let held = aws.moto.inspect("ec2e");
+    let instances = live(&held["instances"]);
+    assert_eq!(instances.len(), 3);
+    for i in &instances {
+        assert_eq!(i["state"], "running");
+        assert_eq!(i["tags"]["clusterctl-managed"], "true");
+        assert_eq!(i["tags"]["clusterctl-cluster"], "ec2e");
+        assert_eq!(i["tags"]["clusterctl-protocol"], "tls");
+        assert!(
+            i["tags"]["clusterctl-expires"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .is_ok()
+        );
+        assert_eq!(
+            i["shutdown_behavior"], "terminate",
+            "powering off must end billing"
+        );
+        assert_eq!(i["metadata_http_tokens"], "required");
+        assert_eq!(i["public_ip"], Value::Null, "--private: no public address");
+        assert_eq!(i["subnet_id"], aws.subnets[0].as_str());
+        let ud = i["user_data"].as_str().unwrap();
+        assert!(ud.starts_with("#cloud-config\n"), "{ud}");
+        assert!(
+            !ud.contains("testing"),
+            "credentials must never be in user-data"
+        );
+        assert!(
+            !ud.contains("PRIVATE KEY"),
+            "keys travel base64-encoded as files, not inline"
+        );
+    }
+    let roles: Vec<&str> = instances
+        .iter()
+        .map(|i| i["tags"]["clusterctl-role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.iter().filter(|r| **r == "scheduler").count(), 1);
+    assert_eq!(
+        instances
+            .iter()
+            .find(|i| i["tags"]["clusterctl-role"] == "scheduler")
+            .unwrap()["instance_type"],
+        "m7i.large"
+    );
+    assert_eq!(
+        instances
+            .iter()
+            .find(|i| i["tags"]["clusterctl-role"] == "worker")
+            .unwrap()["instance_type"],
+        "m7i.xlarge"
+    );
+    let groups = held["security_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    let rules = groups[0]["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["referenced_group_id"] == groups[0]["id"] && r["protocol"] == "-1"),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r["cidr_ipv4"] == "127.0.0.0/16"
+            && r["from_port"] == 8786
+            && r["to_port"] == 8787),
+        "--private opens the scheduler ports to the VPC only: {rules:?}"
+    );
+    assert!(
+        rules.iter().all(|r| r["cidr_ipv4"] != "0.0.0.0/0"),
+        "world-open rule: {rules:?}"
+    );
+
+    // A real client computes through the printed address and TLS bundle.
+    let (code, env, _) = aws.json(&["env", "ec2e"]);
+    assert_eq!(code, Some(0));
+    let r = client(&env["env"], &["compute", "300"]);
+    assert_eq!(r["result"], (0..300u64).map(|x| x * x).sum::<u64>());
+    assert_eq!(r["workers"], 2);
+    assert_eq!(client(&env["env"], &["refuse-plain"])["refused"], true);
+
+    let (code, st, _) = aws.json(&["status", "ec2e"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(st["state"], "ready", "{st}");
+    assert_eq!(st["workers"]["joined"], 2);
+
+    let (code, logs, err) = aws.json(&["logs", "ec2e", "--role", "scheduler"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 1);
+
+    // Scale up in one batch, then down (retire by address, then terminate).
+    let (code, s, err) = aws.json(&["scale", "ec2e", "--workers", "3"]);
+    assert_eq!(code, Some(0), "{err}\nagent errors: {}", agent.errors());
+    assert_eq!(s["added"].as_array().unwrap().len(), 1);
+    assert_eq!(client(&env["env"], &["workers"])["workers"], 3);
+    let (code, s, err) = aws.json(&["scale", "ec2e", "--workers", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["removed"].as_array().unwrap().len(), 2);
+    assert_eq!(client(&env["env"], &["workers"])["workers"], 1);
+    assert_eq!(live(&aws.moto.inspect("ec2e")["instances"]).len(), 2);
+
+    let (code, _, err) = aws.json(&["down", "ec2e"]);
+    assert_eq!(code, Some(0), "{err}");
+    let held = aws.moto.inspect("ec2e");
+    assert!(live(&held["instances"]).is_empty(), "{held}");
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert!(aws.env.records().is_empty());
+    assert!(agent.alive(), "the boot agent died");
+    assert_eq!(
+        agent.errors(),
+        "",
+        "the agent could not run what the user-data says"
+    );
+}
+
+#[test]
+fn down_and_list_work_from_tags_without_the_record() {
+    let aws = Aws::new();
+    let mut args = aws.up_args("orphan", "3");
+    args.push("--no-wait");
+    let (code, up, err) = aws.json(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(up["ready"], false);
+    assert_eq!(live(&aws.moto.inspect("orphan")["instances"]).len(), 4);
+    std::fs::remove_dir_all(aws.env.state_dir().join("clusters/orphan")).unwrap();
+
+    let (code, list, err) = aws.json(&["list", "--provider", "aws", "--region", "us-east-1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let found = list["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "orphan")
+        .unwrap()
+        .clone();
+    assert_eq!(found["workers_running"], 3);
+    assert_eq!(found["recorded_here"], false);
+
+    let (code, _, err) = aws.json(&[
+        "down",
+        "orphan",
+        "--provider",
+        "aws",
+        "--region",
+        "us-east-1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let held = aws.moto.inspect("orphan");
+    assert!(live(&held["instances"]).is_empty(), "{held}");
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+    // Idempotent.
+    let (code, _, err) = aws.json(&[
+        "down",
+        "orphan",
+        "--provider",
+        "aws",
+        "--region",
+        "us-east-1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn dry_run_shows_identity_and_cloud_init_and_creates_nothing() {
+    let aws = Aws::new();
+    let mut args = aws.up_args("dry", "5");
+    args.push("--dry-run");
+    let (code, v, err) = aws.json(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        v["plan"]["identity"]
+            .as_str()
+            .unwrap()
+            .contains("123456789012"),
+        "{v}"
+    );
+    let boots = v["plan"]["bootstraps"].as_array().unwrap();
+    assert_eq!(boots.len(), 2);
+    for b in boots {
+        assert_eq!(b["format"], "cloud-init");
+        let text = b["text"].as_str().unwrap();
+        assert!(text.starts_with("#cloud-config"));
+        assert!(
+            text.contains("not shown"),
+            "private keys are redacted in dry runs"
+        );
+    }
+    let held = aws.moto.inspect("dry");
+    assert_eq!(held["instances"], serde_json::json!([]));
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert!(aws.env.records().is_empty());
+}
+
+#[test]
+fn a_timeout_rolls_back_everything() {
+    // No boot agent: the instances never run Dask, so readiness must time out and roll back.
+    let aws = Aws::new();
+    let mut args = aws.up_args("stuck", "2");
+    let timeout_at = args.iter().position(|a| *a == "90s").unwrap();
+    args[timeout_at] = "3s";
+    let (code, v, err) = aws.json(&args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 3s"),
+        "{v}"
+    );
+    let held = aws.moto.inspect("stuck");
+    assert_eq!(
+        held["instances"].as_array().unwrap().len(),
+        3,
+        "the instances were created"
+    );
+    assert!(
+        live(&held["instances"]).is_empty(),
+        "and terminated by the rollback: {held}"
+    );
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert!(aws.env.records().is_empty());
+}

@@ -1,0 +1,167 @@
+//! A moto server (AWS emulator) per test, on a free loopback port, and the EC2 boot agent
+//! (`tests/aws/ec2_agent.py`) that boots moto's instances as local Dask processes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::python;
+
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server; killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start(log_dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(log_dir.join("moto.log")).unwrap();
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("moto starts");
+        let moto = Moto { child, port };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment that points the AWS SDK (of clusterctl and of the agent) at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// Run an agent subcommand that prints JSON.
+    pub fn agent(&self, args: &[&str]) -> Value {
+        let out = Command::new(python())
+            .arg(agent_script())
+            .args(args)
+            .args(["--endpoint", &self.url(), "--region", REGION])
+            .envs(self.env())
+            .output()
+            .expect("agent runs");
+        assert!(
+            out.status.success(),
+            "agent {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("agent {args:?} printed no JSON ({e})"))
+    }
+
+    /// What moto holds for `cluster`.
+    pub fn inspect(&self, cluster: &str) -> Value {
+        self.agent(&["inspect", "--cluster", cluster])
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/ec2_agent.py")
+}
+
+/// The boot agent, running in the background; stopped on drop.
+pub struct BootAgent {
+    child: Child,
+    pub workdir: PathBuf,
+}
+
+impl BootAgent {
+    pub fn start(moto: &Moto, workdir: &Path) -> Self {
+        std::fs::create_dir_all(workdir).unwrap();
+        let log = std::fs::File::create(workdir.join("agent.log")).unwrap();
+        let child = Command::new(python())
+            .arg(agent_script())
+            .args([
+                "boot",
+                "--python",
+                python().to_str().unwrap(),
+                "--workdir",
+                workdir.to_str().unwrap(),
+            ])
+            .args(["--endpoint", &moto.url(), "--region", REGION])
+            .envs(moto.env())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("agent starts");
+        BootAgent {
+            child,
+            workdir: workdir.to_path_buf(),
+        }
+    }
+
+    /// Interpretation errors the agent logged (a mismatch between bootstrap and agent).
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.workdir.join("agent-errors.jsonl")).unwrap_or_default()
+    }
+
+    /// Whether the agent is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for BootAgent {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
