@@ -126,7 +126,11 @@ impl Ec2Provider {
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         match errors::map(operation, &self.region, err) {
-            Error::PermissionDenied { provider, action, message } => Error::PermissionDenied {
+            Error::PermissionDenied {
+                provider,
+                action,
+                message,
+            } => Error::PermissionDenied {
                 provider,
                 action,
                 message: match self.identity.get() {
