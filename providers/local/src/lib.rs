@@ -154,6 +154,17 @@ impl LocalProvider {
         })
     }
 
+    /// Refuse to create a cluster whose nodes are running already.
+    fn ensure_absent(&self, cluster: &ClusterName) -> Result<()> {
+        if self.processes(Some(cluster)).iter().any(|p| p.leader) {
+            return Err(Error::AlreadyExists {
+                name: cluster.to_string(),
+                provider: ProviderKind::Local,
+            });
+        }
+        Ok(())
+    }
+
     fn reap(&self) {
         self.children
             .lock()
@@ -231,16 +242,7 @@ impl ClusterProvider for LocalProvider {
             plan.notes
                 .push(format!("Dask runtime: {}", runtime.description));
         }
-        if self
-            .processes(Some(&ctx.spec.name))
-            .iter()
-            .any(|p| p.leader)
-        {
-            return Err(Error::AlreadyExists {
-                name: ctx.spec.name.to_string(),
-                provider: ProviderKind::Local,
-            });
-        }
+        self.ensure_absent(&ctx.spec.name)?;
         let dir = self.cluster_dir(&ctx.spec.name);
         plan.resources
             .push(format!("directory {} (boot files and logs)", dir.display()));
@@ -274,16 +276,7 @@ impl ClusterProvider for LocalProvider {
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
-        if self
-            .processes(Some(&ctx.spec.name))
-            .iter()
-            .any(|p| p.leader)
-        {
-            return Err(Error::AlreadyExists {
-                name: ctx.spec.name.to_string(),
-                provider: ProviderKind::Local,
-            });
-        }
+        self.ensure_absent(&ctx.spec.name)?;
         self.runtime(ctx.progress).await?;
         create_private_dir(&self.cluster_dir(&ctx.spec.name))
     }
