@@ -662,8 +662,7 @@ impl ClusterProvider for Ec2Provider {
                 .and_then(|o| base64::engine::general_purpose::STANDARD.decode(o).ok())
                 .map(|b| String::from_utf8_lossy(&b).to_string())
                 .unwrap_or_default();
-            let lines: Vec<String> = text.lines().map(str::to_string).collect();
-            let lines = lines[lines.len().saturating_sub(tail)..].to_vec();
+            let lines = clusterctl_core::provider::last_lines(&text, tail);
             logs.push(NodeLog {
                 node: n.name,
                 role: n.role,

@@ -158,6 +158,23 @@ fn options(spot: bool) -> Ec2Options {
     }
 }
 
+/// Launch 3 workers (spot preferred, subnets a then b) against `rules`.
+async fn launch_three(rules: &[Rule]) -> clusterctl_core::Result<Vec<clusterctl_core::Node>> {
+    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, rules);
+    let p = provider(ec2, options(true));
+    let s = spec();
+    let ctx = LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &Silent,
+    };
+    let batch = WorkerBatch {
+        count: 3,
+        first_index: 0,
+    };
+    p.launch_workers(&ctx, "tcp://10.0.0.5:8786", batch).await
+}
+
 fn worker(id: &str) -> Instance {
     Instance::builder()
         .instance_id(id)
@@ -206,25 +223,7 @@ async fn capacity_errors_fall_back_across_subnets_then_to_on_demand() {
         .build();
     let mut rules = network_rules();
     rules.push(run.clone());
-    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
-    let p = provider(ec2, options(true));
-    let s = spec();
-    let ctx = LaunchContext {
-        spec: &s,
-        tls: None,
-        progress: &Silent,
-    };
-    let nodes = p
-        .launch_workers(
-            &ctx,
-            "tcp://10.0.0.5:8786",
-            WorkerBatch {
-                count: 3,
-                first_index: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let nodes = launch_three(&rules).await.unwrap();
     let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["i-1", "i-2", "i-3"]);
     assert!(nodes.iter().all(|n| n.role == Role::Worker));
@@ -306,25 +305,7 @@ async fn quota_errors_are_reported_without_fallback() {
     });
     let mut rules = network_rules();
     rules.push(run.clone());
-    let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
-    let p = provider(ec2, options(true));
-    let s = spec();
-    let ctx = LaunchContext {
-        spec: &s,
-        tls: None,
-        progress: &Silent,
-    };
-    let err = p
-        .launch_workers(
-            &ctx,
-            "tcp://10.0.0.5:8786",
-            WorkerBatch {
-                count: 3,
-                first_index: 0,
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = launch_three(&rules).await.unwrap_err();
     assert!(matches!(err, Error::QuotaExceeded { .. }), "{err}");
     assert!(err.to_string().contains("VcpuLimitExceeded"), "{err}");
     assert_eq!(err.exit_code(), 1);

@@ -109,6 +109,15 @@ pub struct NodeLog {
     pub lines: Vec<String>,
 }
 
+/// The last `n` lines of `text`, oldest first: the one way every provider cuts a log tail.
+pub fn last_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
 /// One platform that can run a Dask cluster.
 ///
 /// Implementations must tag every resource they create with [`crate::tags::cluster_tags`] or

@@ -164,9 +164,5 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(text) = fs::read_to_string(path) else {
         return Vec::new();
     };
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
+    clusterctl_core::provider::last_lines(&text, n)
 }
