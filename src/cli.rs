@@ -155,6 +155,39 @@ pub struct UpArgs {
     pub python: Option<PathBuf>,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub fargate: FargateArgs,
+}
+
+/// Options of the Fargate provider (it also takes --vpc, --subnet, --allow-cidr and --spot).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Fargate options")]
+pub struct FargateArgs {
+    /// Run the tasks in this existing ECS cluster (default: one is created for the cluster).
+    #[arg(long, value_name = "NAME")]
+    pub ecs_cluster: Option<String>,
+    /// Existing task execution role (default: one is created, with
+    /// AmazonECSTaskExecutionRolePolicy and read access to the cluster's TLS keys in SSM).
+    #[arg(long, value_name = "ARN")]
+    pub execution_role_arn: Option<String>,
+    /// Existing task role: the AWS identity of the Dask code.
+    #[arg(long, value_name = "ARN")]
+    pub task_role_arn: Option<String>,
+    /// Policy ARN for a task role created for the cluster (repeatable).
+    #[arg(long = "task-role-policy", value_name = "ARN", value_delimiter = ',')]
+    pub task_role_policies: Vec<String>,
+    /// Existing CloudWatch log group (default: /clusterctl/<name> is created).
+    #[arg(long, value_name = "NAME")]
+    pub log_group: Option<String>,
+    /// Retention of the created log group, in days.
+    #[arg(long, value_name = "DAYS")]
+    pub log_retention_days: Option<i32>,
+    /// Keep the created log group when the cluster is torn down.
+    #[arg(long)]
+    pub keep_logs: bool,
+    /// CPU architecture of the tasks: x86_64 or arm64.
+    #[arg(long, value_name = "ARCH")]
+    pub cpu_architecture: Option<String>,
 }
 
 /// Options of the AWS provider.

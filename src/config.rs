@@ -74,6 +74,27 @@ pub struct AwsSection {
     pub key_name: Option<String>,
 }
 
+/// Settings of the Fargate provider (the same names as the flags).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FargateSection {
+    pub vpc: Option<String>,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub spot: Option<bool>,
+    pub ecs_cluster: Option<String>,
+    pub execution_role_arn: Option<String>,
+    pub task_role_arn: Option<String>,
+    #[serde(default)]
+    pub task_role_policies: Vec<String>,
+    pub log_group: Option<String>,
+    pub log_retention_days: Option<i32>,
+    pub keep_logs: Option<bool>,
+    pub cpu_architecture: Option<String>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -96,6 +117,7 @@ pub struct FileConfig {
     pub private: Option<bool>,
     pub local: Option<LocalSection>,
     pub aws: Option<AwsSection>,
+    pub fargate: Option<FargateSection>,
 }
 
 /// A config file and its contents.
@@ -151,6 +173,16 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<LoadedConfig>, ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../examples/clusterctl.yaml");
+        let c = parse(Path::new("examples/clusterctl.yaml"), text).unwrap();
+        let f = c.fargate.unwrap();
+        assert_eq!(f.spot, Some(true));
+        assert_eq!(f.log_retention_days, Some(14));
+        assert_eq!(f.allow_cidrs, vec!["203.0.113.7/32".to_string()]);
+    }
 
     #[test]
     fn parses_a_full_file() {

@@ -131,6 +131,7 @@ impl Progress for Reporter {
             st.phase = Some(phase);
             st.workers = None;
             drop(st);
+            mark_api_log(phase);
             self.line(phase.describe());
         }
     }
@@ -165,4 +166,24 @@ pub fn shell_quote(value: &str) -> String {
         return value.to_string();
     }
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Append `<unix ms> phase:<phase>` to the API call log of `CLUSTERCTL_API_LOG` (written by the
+/// AWS providers), so that benchmarks can split a command's calls and time by lifecycle phase.
+fn mark_api_log(phase: Phase) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("CLUSTERCTL_API_LOG") else {
+        return;
+    };
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{ms} phase:{}", phase.describe().replace(' ', "-"));
+    }
 }

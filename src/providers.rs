@@ -57,6 +57,9 @@ pub fn available() -> Vec<ProviderKind> {
     if cfg!(feature = "aws") {
         kinds.push(ProviderKind::Aws);
     }
+    if cfg!(feature = "fargate") {
+        kinds.push(ProviderKind::Fargate);
+    }
     kinds
 }
 
@@ -104,6 +107,27 @@ pub async fn build(
                 o.region = opts.region.clone();
             }
             Ok(Arc::new(clusterctl_aws::Ec2Provider::from_env(o).await?))
+        }
+        #[cfg(feature = "fargate")]
+        ProviderKind::Fargate => {
+            let mut o: clusterctl_aws::FargateOptions = if opts.extra.is_null() {
+                Default::default()
+            } else {
+                serde_json::from_value(opts.extra.clone()).map_err(|e| {
+                    Error::invalid(
+                        "Fargate options",
+                        opts.extra.to_string(),
+                        e.to_string(),
+                        None,
+                    )
+                })?
+            };
+            if opts.region.is_some() {
+                o.region = opts.region.clone();
+            }
+            Ok(Arc::new(
+                clusterctl_aws::FargateProvider::from_env(o).await?,
+            ))
         }
         other => Err(Error::ProviderUnavailable {
             kind: other,

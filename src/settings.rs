@@ -399,6 +399,34 @@ fn aws_options(
     })
 }
 
+/// The Fargate options: flags beat the file's `fargate:` section. The keys are those of
+/// `clusterctl_aws::FargateOptions`; network and market flags are shared with `aws`.
+fn fargate_options(
+    args: &UpArgs,
+    file: Option<&crate::config::FargateSection>,
+    region: Option<&str>,
+) -> serde_json::Value {
+    let f = file.cloned().unwrap_or_default();
+    let (a, g) = (&args.aws, &args.fargate);
+    let list =
+        |flag: &Vec<String>, file: Vec<String>| if flag.is_empty() { file } else { flag.clone() };
+    serde_json::json!({
+        "region": region,
+        "vpc": a.vpc.clone().or(f.vpc),
+        "subnets": list(&a.subnets, f.subnets),
+        "allow_cidrs": list(&a.allow_cidrs, f.allow_cidrs),
+        "spot": a.spot || f.spot.unwrap_or(false),
+        "ecs_cluster": g.ecs_cluster.clone().or(f.ecs_cluster),
+        "execution_role_arn": g.execution_role_arn.clone().or(f.execution_role_arn),
+        "task_role_arn": g.task_role_arn.clone().or(f.task_role_arn),
+        "task_role_policies": list(&g.task_role_policies, f.task_role_policies),
+        "log_group": g.log_group.clone().or(f.log_group),
+        "log_retention_days": g.log_retention_days.or(f.log_retention_days),
+        "keep_logs": g.keep_logs || f.keep_logs.unwrap_or(false),
+        "architecture": g.cpu_architecture.clone().or(f.cpu_architecture),
+    })
+}
+
 /// Resolve everything `up` takes.
 pub fn resolve_up(
     args: &UpArgs,
@@ -670,13 +698,22 @@ pub fn resolve_up(
         )
         .map(PathBuf::from);
 
-    let provider_options = aws_options(&args.aws, fc.aws.as_ref(), region.as_deref());
-    if provider == ProviderKind::Aws {
-        r.shown.push(Shown {
+    let provider_options = match provider {
+        ProviderKind::Fargate => fargate_options(args, fc.fargate.as_ref(), region.as_deref()),
+        _ => aws_options(&args.aws, fc.aws.as_ref(), region.as_deref()),
+    };
+    match provider {
+        ProviderKind::Aws => r.shown.push(Shown {
             key: "aws",
             value: provider_options.to_string(),
             source: "flags and file section `aws`".into(),
-        });
+        }),
+        ProviderKind::Fargate => r.shown.push(Shown {
+            key: "fargate",
+            value: provider_options.to_string(),
+            source: "flags and file section `fargate`".into(),
+        }),
+        _ => {}
     }
 
     let spec = ClusterSpec {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod sandbox;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,5 +1,7 @@
-//! A moto server (AWS emulator) per test, on a free loopback port, and the EC2 boot agent
-//! (`tests/aws/ec2_agent.py`) that boots moto's instances as local Dask processes.
+//! A moto server (AWS emulator) per test, on a free loopback port, and the boot agents that make
+//! moto's machines real: `tests/aws/ec2_agent.py` boots instances from their user-data,
+//! `tests/aws/ecs_agent.py` boots Fargate tasks from their task definitions (inside the test's
+//! sandbox network namespace, see `common::sandbox`).
 
 use std::{
     path::{Path, PathBuf},
@@ -39,6 +41,8 @@ impl Moto {
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
             .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+            // AmazonECSTaskExecutionRolePolicy and the other AWS-managed policies.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -70,10 +74,15 @@ impl Moto {
         ]
     }
 
-    /// Run an agent subcommand that prints JSON.
+    /// Run an EC2 agent subcommand that prints JSON.
     pub fn agent(&self, args: &[&str]) -> Value {
+        self.run_agent(Agent::Ec2, args)
+    }
+
+    /// Run a subcommand of `agent` that prints JSON.
+    pub fn run_agent(&self, agent: Agent, args: &[&str]) -> Value {
         let out = Command::new(python())
-            .arg(agent_script())
+            .arg(agent.script())
             .args(args)
             .args(["--endpoint", &self.url(), "--region", REGION])
             .envs(self.env())
@@ -101,8 +110,25 @@ impl Drop for Moto {
     }
 }
 
-fn agent_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/ec2_agent.py")
+/// Which boot agent.
+#[derive(Debug, Clone, Copy)]
+pub enum Agent {
+    /// EC2 instances from their user-data.
+    Ec2,
+    /// ECS (Fargate) tasks from their task definitions.
+    Ecs,
+}
+
+impl Agent {
+    fn script(self) -> PathBuf {
+        let name = match self {
+            Agent::Ec2 => "ec2_agent.py",
+            Agent::Ecs => "ecs_agent.py",
+        };
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/aws")
+            .join(name)
+    }
 }
 
 /// The boot agent, running in the background; stopped on drop.
@@ -113,10 +139,14 @@ pub struct BootAgent {
 
 impl BootAgent {
     pub fn start(moto: &Moto, workdir: &Path) -> Self {
+        Self::start_agent(Agent::Ec2, moto, workdir)
+    }
+
+    pub fn start_agent(agent: Agent, moto: &Moto, workdir: &Path) -> Self {
         std::fs::create_dir_all(workdir).unwrap();
         let log = std::fs::File::create(workdir.join("agent.log")).unwrap();
         let child = Command::new(python())
-            .arg(agent_script())
+            .arg(agent.script())
             .args([
                 "boot",
                 "--python",

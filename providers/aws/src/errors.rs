@@ -27,6 +27,10 @@ pub const QUOTA_CODES: &[&str] = &[
     "SecurityGroupLimitExceeded",
     "RulesPerSecurityGroupLimitExceeded",
     "InsufficientAddressCapacity",
+    // ECS, CloudWatch Logs, IAM and SSM account limits.
+    "LimitExceededException",
+    "LimitExceeded",
+    "ParameterLimitExceeded",
 ];
 
 const PERMISSION_CODES: &[&str] = &[
@@ -57,13 +61,46 @@ pub fn is_capacity<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     code(err).is_some_and(|c| CAPACITY_CODES.contains(&c))
 }
 
-/// Map an SDK error of `operation` (e.g. "ec2:RunInstances") to a clusterctl error.
+/// Map an SDK error of `operation` (e.g. "ec2:RunInstances") to a clusterctl error of the
+/// `aws` provider.
 pub fn map<E, R>(operation: &str, location: &str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let provider = ProviderKind::Aws;
+    map_for(ProviderKind::Aws, operation, location, err)
+}
+
+/// Name the acting identity in a permission error, so the user knows whose policy to change.
+pub fn with_identity(err: Error, identity: Option<&str>) -> Error {
+    match (err, identity) {
+        (
+            Error::PermissionDenied {
+                provider,
+                action,
+                message,
+            },
+            Some(id),
+        ) => Error::PermissionDenied {
+            provider,
+            action,
+            message: format!("{message} (acting as {id})"),
+        },
+        (other, _) => other,
+    }
+}
+
+/// Map an SDK error of `operation` to a clusterctl error of `provider` (`aws` or `fargate`).
+pub fn map_for<E, R>(
+    provider: ProviderKind,
+    operation: &str,
+    location: &str,
+    err: SdkError<E, R>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
     let (code, message) = match &err {
         SdkError::ServiceError(e) => (
             e.err().code().map(str::to_string),

@@ -9,8 +9,14 @@
 //! throttling and transient errors, up to [`MAX_ATTEMPTS`]); capacity errors are not retried but
 //! move the launch to the next subnet, instance type or market.
 
-mod api_log;
+#[cfg(test)]
+#[macro_use]
+mod test_support;
+
+pub(crate) mod api_log;
 pub mod errors;
+#[cfg(feature = "fargate")]
+pub mod fargate;
 mod instances;
 pub mod network;
 pub mod options;
@@ -37,6 +43,8 @@ use clusterctl_core::{
     },
     tags,
 };
+#[cfg(feature = "fargate")]
+pub use fargate::{FargateOptions, FargateProvider};
 use instances::{LIVE_STATES, node_of};
 pub use options::Ec2Options;
 use resolve::Resolved;
@@ -46,8 +54,6 @@ use tokio::sync::OnceCell;
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Where node files go on the instance.
 const ROOT: &str = "/etc/clusterctl";
-/// How long `cleanup` retries deleting the security group while interfaces detach.
-const GROUP_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The EC2 provider.
 #[derive(Debug)]
@@ -66,28 +72,12 @@ impl Ec2Provider {
     /// Build from the standard AWS configuration chain (environment, profiles, SSO, web
     /// identity, instance metadata), honouring `AWS_ENDPOINT_URL`.
     pub async fn from_env(options: Ec2Options) -> Result<Self> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(Duration::from_millis(200))
-                .with_max_backoff(Duration::from_secs(20)),
-        );
-        if let Some(r) = &options.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        let config = loader.load().await;
-        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
-            Error::invalid(
-                "--region",
-                "",
-                "no AWS region is configured",
-                Some("pass `--region us-east-1`, or set AWS_REGION or a profile region".into()),
-            )
-        })?;
+        let (config, region) = load_config(options.region.as_deref()).await?;
+        let log = api_log::ApiLog::from_env();
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
         let mut sts = aws_sdk_sts::config::Builder::from(&config);
-        if let Some(log) = api_log::ApiLog::from_env() {
+        if let Some(log) = log {
             ec2 = ec2.interceptor(log.clone());
             ssm = ssm.interceptor(log.clone());
             sts = sts.interceptor(log);
@@ -125,21 +115,10 @@ impl Ec2Provider {
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        match errors::map(operation, &self.region, err) {
-            Error::PermissionDenied {
-                provider,
-                action,
-                message,
-            } => Error::PermissionDenied {
-                provider,
-                action,
-                message: match self.identity.get() {
-                    Some(id) => format!("{message} (acting as {id})"),
-                    None => message,
-                },
-            },
-            other => other,
-        }
+        errors::with_identity(
+            errors::map(operation, &self.region, err),
+            self.identity.get().map(String::as_str),
+        )
     }
 
     fn layout() -> BootLayout {
@@ -300,6 +279,54 @@ impl Ec2Provider {
     }
 }
 
+/// The shared AWS configuration of every client: the standard chain (environment, profiles, SSO,
+/// web identity, instance metadata; `AWS_ENDPOINT_URL` honoured), the standard retry mode with
+/// jittered exponential backoff, and the region (`region`, else the chain's).
+pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::SdkConfig, String)> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+        RetryConfig::standard()
+            .with_max_attempts(MAX_ATTEMPTS)
+            .with_initial_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(20)),
+    );
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    let config = loader.load().await;
+    let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+        Error::invalid(
+            "--region",
+            "",
+            "no AWS region is configured",
+            Some("pass `--region us-east-1`, or set AWS_REGION or a profile region".into()),
+        )
+    })?;
+    Ok((config, region))
+}
+
+/// The caller's identity as shown in plans and permission errors, and its account and
+/// partition (for ARNs clusterctl builds).
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub shown: String,
+    pub account: String,
+    pub partition: String,
+}
+
+pub(crate) async fn identity(sts: &aws_sdk_sts::Client, region: &str) -> Result<Identity> {
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| errors::map("sts:GetCallerIdentity", region, e))?;
+    let arn = out.arn().unwrap_or("?");
+    Ok(Identity {
+        shown: format!("{arn} (account {})", out.account().unwrap_or("?")),
+        account: out.account().unwrap_or_default().to_string(),
+        partition: arn.split(':').nth(1).unwrap_or("aws").to_string(),
+    })
+}
+
 #[async_trait]
 impl ClusterProvider for Ec2Provider {
     fn kind(&self) -> ProviderKind {
@@ -313,17 +340,7 @@ impl ClusterProvider for Ec2Provider {
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let spec = ctx.spec;
         self.options.validate(spec.private)?;
-        let identity = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| errors::map("sts:GetCallerIdentity", &self.region, e))?;
-        let identity = format!(
-            "{} (account {})",
-            identity.arn().unwrap_or("?"),
-            identity.account().unwrap_or("?")
-        );
+        let identity = identity(&self.sts, &self.region).await?.shown;
         let _ = self.identity.set(identity.clone());
         if self
             .describe(Some(&spec.name), LIVE_STATES)
@@ -602,26 +619,7 @@ impl ClusterProvider for Ec2Provider {
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
-        let started = std::time::Instant::now();
-        for (id, _) in network::groups(&self.ec2, &self.region, Some(cluster)).await? {
-            let mut delay = Duration::from_secs(2);
-            loop {
-                match self.ec2.delete_security_group().group_id(&id).send().await {
-                    Ok(_) => break,
-                    Err(e) if errors::code(&e) == Some("InvalidGroup.NotFound") => break,
-                    // Network interfaces of terminated instances detach a little after
-                    // termination; until then the group is in use.
-                    Err(e)
-                        if errors::code(&e) == Some("DependencyViolation")
-                            && started.elapsed() < GROUP_DELETE_TIMEOUT =>
-                    {
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(15));
-                    }
-                    Err(e) => return Err(self.map("ec2:DeleteSecurityGroup", e)),
-                }
-            }
-        }
+        network::delete_groups(&self.ec2, &self.region, cluster).await?;
         let mut left: Vec<String> = self
             .describe(Some(cluster), LIVE_STATES)
             .await?

@@ -255,3 +255,31 @@ pub async fn ensure_group(
     }
     Ok(group_id)
 }
+
+/// How long [`delete_groups`] retries while network interfaces detach.
+const GROUP_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Delete the security groups tagged for `cluster`, retrying `DependencyViolation` (interfaces
+/// of terminated instances or stopped tasks detach a little after they end) for up to
+/// [`GROUP_DELETE_TIMEOUT`].
+pub async fn delete_groups(ec2: &Client, region: &str, cluster: &ClusterName) -> Result<()> {
+    let started = std::time::Instant::now();
+    for (id, _) in groups(ec2, region, Some(cluster)).await? {
+        let mut delay = std::time::Duration::from_secs(2);
+        loop {
+            match ec2.delete_security_group().group_id(&id).send().await {
+                Ok(_) => break,
+                Err(e) if code(&e) == Some("InvalidGroup.NotFound") => break,
+                Err(e)
+                    if code(&e) == Some("DependencyViolation")
+                        && started.elapsed() < GROUP_DELETE_TIMEOUT =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                }
+                Err(e) => return Err(errors::map("ec2:DeleteSecurityGroup", region, e)),
+            }
+        }
+    }
+    Ok(())
+}

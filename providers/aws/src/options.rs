@@ -116,6 +116,23 @@ pub fn validate_cidr(cidr: &str) -> Result<()> {
     Ok(())
 }
 
+/// Validate an AWS resource id like `subnet-0abc123` (`prefix` is `subnet-`).
+pub fn validate_id(what: &'static str, v: &str, prefix: &str) -> Result<()> {
+    if v.starts_with(prefix)
+        && v.len() > prefix.len()
+        && v[prefix.len()..].chars().all(|c| c.is_ascii_hexdigit())
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            v,
+            format!("not an id of the form {prefix}<hex>"),
+            None,
+        ))
+    }
+}
+
 impl Ec2Options {
     /// Check the values that can be checked without AWS.
     pub fn validate(&self, private: bool) -> Result<()> {
@@ -130,21 +147,7 @@ impl Ec2Options {
                 Some("pass your address, e.g. `--allow-cidr $(curl -s https://checkip.amazonaws.com)/32`, or `--private` when the client runs in the VPC".into()),
             ));
         }
-        let id = |what: &'static str, v: &str, prefix: &str| {
-            if v.starts_with(prefix)
-                && v.len() > prefix.len()
-                && v[prefix.len()..].chars().all(|c| c.is_ascii_hexdigit())
-            {
-                Ok(())
-            } else {
-                Err(Error::invalid(
-                    what,
-                    v,
-                    format!("not an id of the form {prefix}<hex>"),
-                    None,
-                ))
-            }
-        };
+        let id = validate_id;
         for s in &self.subnets {
             id("--subnet", s, "subnet-")?;
         }

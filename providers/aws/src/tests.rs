@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::{
     Client,
     error::ErrorMetadata,
@@ -23,7 +22,7 @@ use aws_sdk_ec2::{
         Reservation, SecurityGroup, Subnet, Tag, Vpc,
     },
 };
-use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{Rule, RuleMode, mock};
 use clusterctl_core::{
     Error,
     lifecycle::Silent,
@@ -51,33 +50,6 @@ fn spec() -> ClusterSpec {
         tls: false,
         private: true,
     }
-}
-
-/// A client of `$sdk` answered by mock `rules`. Built by hand rather than with
-/// `mock_client!`, which needs the SDK crates' `test-util` feature: that feature would make
-/// Cargo build the (large) EC2 crate twice, once with it for tests and once without for the
-/// binary.
-macro_rules! mocked {
-    ($sdk:ident, $mode:expr, $rules:expr) => {{
-        let mut interceptor = MockResponseInterceptor::new().rule_mode($mode);
-        for rule in $rules {
-            interceptor = interceptor.with_rule(rule);
-        }
-        $sdk::Client::from_conf(
-            $sdk::Config::builder()
-                .behavior_version($sdk::config::BehaviorVersion::latest())
-                .region($sdk::config::Region::new("us-east-1"))
-                .credentials_provider($sdk::config::Credentials::new("a", "b", None, None, "test"))
-                .http_client(create_mock_http_client())
-                .interceptor(interceptor)
-                .retry_config(
-                    RetryConfig::standard()
-                        .with_max_attempts(4)
-                        .with_initial_backoff(Duration::from_millis(1)),
-                )
-                .build(),
-        )
-    }};
 }
 
 /// Rules for the read-only calls `resolve` and `group_id` make, with subnets a and b.

@@ -7,6 +7,7 @@
 //! - [`model`]: what a cluster is (spec in, nodes and endpoints out) and its validated names;
 //! - [`tags`]: the tag set that makes `down`, `status` and `list` work from the platform alone;
 //! - [`bootstrap`]: the boot intent of a node (command, env, files) and its rendering to cloud-init;
+//! - [`container`]: the same intent as a container command, environment and secret environment;
 //! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
 //! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
 //! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
@@ -15,6 +16,7 @@
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
 
 pub mod bootstrap;
+pub mod container;
 pub mod error;
 pub mod health;
 pub mod lifecycle;

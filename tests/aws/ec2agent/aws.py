@@ -132,6 +132,47 @@ def tag_dict(tags):
     return {t["Key"]: t["Value"] for t in tags or []}
 
 
+def inspect_security_groups(ec2, cluster):
+    """The security groups tagged `clusterctl-cluster=<cluster>`, with their ingress `rules`
+    (flattened from DescribeSecurityGroupRules) and `egress` apart.  The ECS agent reports
+    them the same way."""
+    cluster_filter = [{"Name": "tag:clusterctl-cluster", "Values": [cluster]}]
+    groups = list(paginate(ec2, "describe_security_groups", "SecurityGroups",
+                           Filters=cluster_filter))
+    rules_by_group = {}
+    if groups:
+        for rule in paginate(ec2, "describe_security_group_rules", "SecurityGroupRules",
+                             Filters=[{"Name": "group-id",
+                                       "Values": [g["GroupId"] for g in groups]}]):
+            rules_by_group.setdefault(rule["GroupId"], []).append(rule)
+
+    def flat(rule):
+        return {
+            "rule_id": rule.get("SecurityGroupRuleId"),
+            "protocol": rule.get("IpProtocol"),
+            "from_port": rule.get("FromPort"),
+            "to_port": rule.get("ToPort"),
+            "cidr_ipv4": rule.get("CidrIpv4"),
+            "cidr_ipv6": rule.get("CidrIpv6"),
+            "referenced_group_id": (rule.get("ReferencedGroupInfo") or {}).get("GroupId"),
+            "description": rule.get("Description"),
+        }
+
+    out_groups = []
+    for g in sorted(groups, key=lambda g: g["GroupId"]):
+        rules = rules_by_group.get(g["GroupId"], [])
+        out_groups.append({
+            "id": g["GroupId"],
+            "name": g.get("GroupName"),
+            "description": g.get("Description"),
+            "vpc_id": g.get("VpcId"),
+            "tags": tag_dict(g.get("Tags")),
+            "rules": [flat(r) for r in rules if not r.get("IsEgress")],  # ingress only
+            "egress": [flat(r) for r in rules if r.get("IsEgress")],
+        })
+    return out_groups
+
+
 def cmd_inspect(args):
     ec2 = make_client(args, "ec2")
     cluster_filter = [{"Name": "tag:clusterctl-cluster", "Values": [args.cluster]}]
@@ -200,39 +241,7 @@ def cmd_inspect(args):
             "user_data": user_data,
         })
 
-    groups = list(paginate(ec2, "describe_security_groups", "SecurityGroups",
-                           Filters=cluster_filter))
-    rules_by_group = {}
-    if groups:
-        for rule in paginate(ec2, "describe_security_group_rules", "SecurityGroupRules",
-                             Filters=[{"Name": "group-id",
-                                       "Values": [g["GroupId"] for g in groups]}]):
-            rules_by_group.setdefault(rule["GroupId"], []).append(rule)
-
-    def flat(rule):
-        return {
-            "rule_id": rule.get("SecurityGroupRuleId"),
-            "protocol": rule.get("IpProtocol"),
-            "from_port": rule.get("FromPort"),
-            "to_port": rule.get("ToPort"),
-            "cidr_ipv4": rule.get("CidrIpv4"),
-            "cidr_ipv6": rule.get("CidrIpv6"),
-            "referenced_group_id": (rule.get("ReferencedGroupInfo") or {}).get("GroupId"),
-            "description": rule.get("Description"),
-        }
-
-    out_groups = []
-    for g in sorted(groups, key=lambda g: g["GroupId"]):
-        rules = rules_by_group.get(g["GroupId"], [])
-        out_groups.append({
-            "id": g["GroupId"],
-            "name": g.get("GroupName"),
-            "description": g.get("Description"),
-            "vpc_id": g.get("VpcId"),
-            "tags": tag_dict(g.get("Tags")),
-            "rules": [flat(r) for r in rules if not r.get("IsEgress")],  # ingress only
-            "egress": [flat(r) for r in rules if r.get("IsEgress")],
-        })
+    out_groups = inspect_security_groups(ec2, args.cluster)
 
     tagged = [
         {"resource_id": t["ResourceId"], "resource_type": t["ResourceType"]}

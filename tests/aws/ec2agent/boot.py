@@ -93,6 +93,22 @@ def process_group_alive(pgid):
     return False
 
 
+def probe_python(python_arg, base_env):
+    """`--python` -> (its absolute path, the `distributed.__version__` it imports)."""
+    python = shutil.which(python_arg, path=base_env.get("PATH"))
+    if python is None:
+        raise SystemExit(f"--python {python_arg!r} is not an executable")
+    python = os.path.abspath(python)
+    probe = subprocess.run(
+        [python, "-c", "import distributed; print(distributed.__version__)"],
+        env=base_env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=300,
+    )
+    if probe.returncode != 0:
+        raise SystemExit(f"{python} cannot import distributed:\n{probe.stderr}")
+    return python, probe.stdout.strip()
+
+
 class Agent:
     def __init__(self, args):
         self.ec2 = make_client(args, "ec2")
@@ -102,18 +118,7 @@ class Agent:
         self.errors_path = os.path.join(self.workdir, "agent-errors.jsonl")
         self.poll_interval = args.poll
         self.base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-        python = shutil.which(args.python, path=self.base_env.get("PATH"))
-        if python is None:
-            raise SystemExit(f"--python {args.python!r} is not an executable")
-        self.python = os.path.abspath(python)
-        probe = subprocess.run(
-            [self.python, "-c", "import distributed; print(distributed.__version__)"],
-            env=self.base_env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=300,
-        )
-        if probe.returncode != 0:
-            raise SystemExit(f"{self.python} cannot import distributed:\n{probe.stderr}")
-        self.distributed_version = probe.stdout.strip()
+        self.python, self.distributed_version = probe_python(args.python, self.base_env)
         self.seen = set()
         self.booted = {}
         self.stop = threading.Event()

@@ -6,7 +6,7 @@ Pure functions, words -> DockerRun / local Dask argv, or Refusal.
 import ipaddress
 import re
 
-from .common import LOOPBACK, Refusal
+from .common import LOOPBACK, Refusal, networks_text
 
 IMAGE_RE = re.compile(r"^ghcr\.io/dask/dask:(?P<version>[^:@/\s]+)-py3\.12$")
 ADDRESS_RE = re.compile(r"^(?:(?:tcp|tls)://)?(?P<host>[0-9.]+):(?P<port>[0-9]+)$")
@@ -150,7 +150,8 @@ def interpret_docker_run(words, files_by_path, written_dirs):
     return run
 
 
-def parse_address(value, what):
+def parse_address(value, what, networks=(LOOPBACK,)):
+    """A `[tcp://|tls://]IP:PORT` whose IP is in `networks` (default: loopback only)."""
     m = ADDRESS_RE.match(value)
     if not m:
         raise Refusal(f"{what} {value!r} is not [tcp://|tls://]IP:PORT")
@@ -158,13 +159,18 @@ def parse_address(value, what):
         host = ipaddress.ip_address(m.group("host"))
     except ValueError:
         raise Refusal(f"{what} {value!r}: {m.group('host')!r} is not an IP address")
-    if host not in LOOPBACK:
-        raise Refusal(f"{what} {value!r} is not in 127.0.0.0/8; the agent only dials loopback")
+    if not any(host in net for net in networks):
+        scope = "loopback" if tuple(networks) == (LOOPBACK,) else "addresses local to its sandbox"
+        raise Refusal(f"{what} {value!r} is not in {networks_text(networks)}; the agent only"
+                      f" dials {scope}")
     return value
 
 
-def translate_dask_args(role, args, private_ip, root_path):
-    """Container argv after `dask ROLE` -> (local argv after `-m dask ROLE`, notes)."""
+def translate_dask_args(role, args, private_ip, root_path, networks=(LOOPBACK,)):
+    """Container argv after `dask ROLE` -> (local argv after `-m dask ROLE`, notes).
+
+    `networks` are where a dialled address (the worker's scheduler, `--contact-address`) may
+    be: loopback for the EC2 agent, loopback and 10.0.0.0/8 for the ECS agent's sandbox."""
     spec = DASK_OPTIONS[role]
     out, positionals, seen, notes = [], [], {}, []
 
@@ -209,7 +215,7 @@ def translate_dask_args(role, args, private_ip, root_path):
                     raise Refusal(f"dask {role}: --dashboard-address {value!r} is not HOST:PORT")
                 value = f"{map_bind_host(host, '--dashboard-address host')}:{port}"
             elif name == "--contact-address":
-                parse_address(value, f"dask {role} --contact-address")
+                parse_address(value, f"dask {role} --contact-address", networks)
             elif name == "--protocol" and value not in ("tcp", "tls"):
                 raise Refusal(f"dask {role}: --protocol {value!r} is not tcp or tls")
             value = root_path(value)
@@ -235,5 +241,5 @@ def translate_dask_args(role, args, private_ip, root_path):
     if role == "worker":
         if len(positionals) != 1:
             raise Refusal(f"dask worker: expected exactly one scheduler address, got {positionals}")
-        parse_address(positionals[0], "dask worker scheduler address")
+        parse_address(positionals[0], "dask worker scheduler address", networks)
     return out, notes

@@ -1,0 +1,135 @@
+"""Fargate provider benchmark against the moto emulator (see docs/benchmarks.md).
+
+For 1, 10 and 100 workers, each in a fresh moto server: `clusterctl up --provider fargate
+--no-wait` (every resource created and every task started; Dask not awaited, since 100 Dask
+processes do not fit this machine), then `clusterctl down` (stop the tasks, wait until stopped,
+delete task definitions, parameters, roles, log group, security group and ECS cluster, verify).
+Reports wall time and AWS API calls of each command, and of `up` per lifecycle phase, from the
+SDK interceptor log (`CLUSTERCTL_API_LOG`, which also carries the phase marks).
+
+moto gives tasks random 10.x addresses, so the script re-runs itself in a private network
+namespace (`unshare --net`, root) where lo holds 127.0.0.0/8 and 10.0.0.0/8 and nothing else is
+reachable, as the tests do.
+
+Usage:  sudo python benches/fargate_up.py --clusterctl target/release/clusterctl [--sizes 1,10,100]
+The Python running this script needs moto[server]==5.2.5 and boto3 (as tests/run.sh installs).
+"""
+
+import argparse
+import collections
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+AGENT = os.path.join(HERE, "..", "tests", "aws", "ecs_agent.py")
+SANDBOX = "CLUSTERCTL_BENCH_SANDBOX"
+
+
+def enter_sandbox():
+    if os.environ.get(SANDBOX) == "1":
+        return
+    script = "ip link set lo up && ip addr add 10.0.0.0/8 dev lo && exec \"$@\""
+    os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, *sys.argv],
+               dict(os.environ, **{SANDBOX: "1"}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto(log):
+    port = free_port()
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=log, env=env)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("moto did not start")
+
+
+def run(binary, args, env, api_log):
+    if os.path.exists(api_log):
+        os.remove(api_log)
+    start = time.time()
+    out = subprocess.run([binary, *args, "--output", "json", "--quiet"],
+                         env=dict(env, CLUSTERCTL_API_LOG=api_log), capture_output=True, text=True)
+    end = time.time()
+    if out.returncode != 0:
+        raise SystemExit(f"{args[0]} failed: {out.stderr}")
+    # Phases: "plan" until the first mark, then each marked phase until the next mark.
+    phases = [["plan", start * 1000, collections.Counter()]]
+    with open(api_log) as f:
+        for line in f:
+            ms, what = line.split()
+            if what.startswith("phase:"):
+                phases.append([what[len("phase:"):], float(ms), collections.Counter()])
+            else:
+                phases[-1][2][what] += 1
+    timed = []
+    for i, (name, begin, calls) in enumerate(phases):
+        until = phases[i + 1][1] if i + 1 < len(phases) else end * 1000
+        timed.append((name, (until - begin) / 1000, calls))
+    total = collections.Counter()
+    for _, _, c in timed:
+        total.update(c)
+    return end - start, total, timed
+
+
+def fmt(calls):
+    return ", ".join(f"{k.split(':')[1]} {v}" for k, v in sorted(calls.items()))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--clusterctl", required=True)
+    p.add_argument("--sizes", default="1,10,100")
+    opts = p.parse_args()
+    enter_sandbox()
+    binary = os.path.abspath(opts.clusterctl)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(x) for x in opts.sizes.split(",")]:
+            with open(os.path.join(tmp, f"moto-{n}.log"), "w") as log:
+                moto, url = start_moto(log)
+                try:
+                    env = dict(os.environ, AWS_ENDPOINT_URL=url, AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
+                               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+                               CLUSTERCTL_STATE_DIR=os.path.join(tmp, f"state-{n}"))
+                    subprocess.run([sys.executable, AGENT, "setup", "--endpoint", url], env=env, check=True,
+                                   capture_output=True, text=True)
+                    name = f"bench-{n}"
+                    api = os.path.join(tmp, "api.log")
+                    up = run(binary, ["up", "--provider", "fargate", "--private", "--name", name, "--workers", str(n),
+                                      "--no-wait"], env, api)
+                    down = run(binary, ["down", name], env, api)
+                    rows.append((n, up, down))
+                finally:
+                    moto.terminate()
+                    moto.wait()
+
+    print("| workers | command | wall time | API calls | by operation |")
+    print("|---|---|---|---|---|")
+    for n, up, down in rows:
+        for cmd, (t, calls, _) in (("up --no-wait", up), ("down", down)):
+            print(f"| {n} | {cmd} | {t:.2f} s | {sum(calls.values())} | {fmt(calls)} |")
+    print()
+    print("| workers | `up` phase | wall time | API calls | by operation |")
+    print("|---|---|---|---|---|")
+    for n, (_, _, phases), _ in rows:
+        for name, t, calls in phases:
+            print(f"| {n} | {name} | {t:.2f} s | {sum(calls.values())} | {fmt(calls)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+//! Fargate paths moto cannot produce, against the SDK's own mocks: RunTask in batches of ten,
+//! Fargate Spot capacity falling back to on-demand, account limits reported as quota errors,
+//! and RunTask retried while a new execution role propagates.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
+};
+
+use aws_sdk_ecs::{
+    Client,
+    error::ErrorMetadata,
+    operation::{
+        describe_task_definition::DescribeTaskDefinitionError,
+        register_task_definition::RegisterTaskDefinitionOutput,
+        run_task::{RunTaskError, RunTaskOutput},
+    },
+    types::{Attachment, Failure, KeyValuePair, Tag, Task, TaskDefinition},
+};
+use aws_smithy_mocks::{Rule, RuleMode, mock};
+use clusterctl_core::{
+    Error,
+    lifecycle::Silent,
+    model::{ClusterName, ClusterSpec, NodeSize},
+    provider::{ClusterProvider, LaunchContext, WorkerBatch},
+};
+
+use super::{FargateClients, FargateOptions, FargateProvider};
+
+fn spec() -> ClusterSpec {
+    ClusterSpec {
+        name: ClusterName::new("m").unwrap(),
+        workers: 3,
+        dask_version: clusterctl_core::DASK_VERSION.into(),
+        image: clusterctl_core::default_image(clusterctl_core::DASK_VERSION),
+        scheduler_size: NodeSize::default(),
+        worker_size: NodeSize::default(),
+        env: Default::default(),
+        tags: Default::default(),
+        owner: "me".into(),
+        created_at: 1,
+        ttl: std::time::Duration::from_secs(3600),
+        idle_timeout: std::time::Duration::ZERO,
+        death_timeout: std::time::Duration::from_secs(60),
+        tls: false,
+        private: true,
+    }
+}
+
+fn worker_task(n: u32) -> Task {
+    Task::builder()
+        .task_arn(format!(
+            "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/t{n}"
+        ))
+        .last_status("PROVISIONING")
+        .desired_status("RUNNING")
+        .tags(
+            Tag::builder()
+                .key("clusterctl-managed")
+                .value("true")
+                .build(),
+        )
+        .tags(Tag::builder().key("clusterctl-cluster").value("m").build())
+        .tags(
+            Tag::builder()
+                .key("clusterctl-role")
+                .value("worker")
+                .build(),
+        )
+        .attachments(
+            Attachment::builder()
+                .r#type("ElasticNetworkInterface")
+                .details(
+                    KeyValuePair::builder()
+                        .name("privateIPv4Address")
+                        .value(format!("10.0.0.{n}"))
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// ECS rules every worker launch needs besides RunTask: no task definition yet, then one
+/// registered.
+fn task_definition_rules() -> Vec<Rule> {
+    vec![
+        mock!(Client::describe_task_definition).then_error(|| {
+            DescribeTaskDefinitionError::generic(
+                ErrorMetadata::builder()
+                    .code("ClientException")
+                    .message("Unable to describe task definition.")
+                    .build(),
+            )
+        }),
+        mock!(Client::register_task_definition).then_output(|| {
+            RegisterTaskDefinitionOutput::builder()
+                .task_definition(
+                    TaskDefinition::builder()
+                        .task_definition_arn(
+                            "arn:aws:ecs:us-east-1:123456789012:task-definition/clusterctl-m-worker:1",
+                        )
+                        .build(),
+                )
+                .build()
+        }),
+    ]
+}
+
+fn provider(ecs_rules: &[Rule], spot: bool) -> FargateProvider {
+    use aws_sdk_ec2::{
+        Client as Ec2,
+        operation::{
+            describe_security_groups::DescribeSecurityGroupsOutput,
+            describe_subnets::DescribeSubnetsOutput, describe_vpcs::DescribeVpcsOutput,
+        },
+        types::{SecurityGroup, Subnet, Vpc},
+    };
+    let ec2_rules = [
+        mock!(Ec2::describe_subnets).then_output(|| {
+            DescribeSubnetsOutput::builder()
+                .subnets(
+                    Subnet::builder()
+                        .subnet_id("subnet-a")
+                        .vpc_id("vpc-1")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Ec2::describe_vpcs).then_output(|| {
+            DescribeVpcsOutput::builder()
+                .vpcs(
+                    Vpc::builder()
+                        .vpc_id("vpc-1")
+                        .cidr_block("10.0.0.0/16")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Ec2::describe_security_groups).then_output(|| {
+            DescribeSecurityGroupsOutput::builder()
+                .security_groups(
+                    SecurityGroup::builder()
+                        .group_id("sg-1")
+                        .group_name("clusterctl-m")
+                        .build(),
+                )
+                .build()
+        }),
+    ];
+    let sts_rules = [
+        mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+            aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+                .arn("arn:aws:iam::123456789012:user/t")
+                .account("123456789012")
+                .build()
+        }),
+    ];
+    let none = Vec::<&Rule>::new();
+    let clients = FargateClients {
+        ec2: mocked!(aws_sdk_ec2, RuleMode::MatchAny, &ec2_rules),
+        ecs: mocked!(aws_sdk_ecs, RuleMode::MatchAny, ecs_rules),
+        iam: mocked!(aws_sdk_iam, RuleMode::MatchAny, none.clone()),
+        logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, none.clone()),
+        ssm: mocked!(aws_sdk_ssm, RuleMode::MatchAny, none),
+        sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, &sts_rules),
+    };
+    let options = FargateOptions {
+        subnets: vec!["subnet-a".into()],
+        spot,
+        ..Default::default()
+    };
+    FargateProvider::from_clients(clients, "us-east-1".into(), options)
+}
+
+async fn launch(
+    p: &FargateProvider,
+    count: u32,
+) -> clusterctl_core::Result<Vec<clusterctl_core::Node>> {
+    let s = spec();
+    let ctx = LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &Silent,
+    };
+    p.launch_workers(
+        &ctx,
+        "tcp://10.0.0.5:8786",
+        WorkerBatch {
+            count,
+            first_index: 0,
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn workers_start_in_run_task_batches_of_ten() {
+    let next = Arc::new(AtomicU32::new(0));
+    let counts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (n, c) = (next.clone(), counts.clone());
+    let run = mock!(Client::run_task).then_compute_output(move |req| {
+        let count = req.count().unwrap_or(1) as u32;
+        c.lock().unwrap().push(count);
+        let mut out = RunTaskOutput::builder();
+        for _ in 0..count {
+            out = out.tasks(worker_task(n.fetch_add(1, Ordering::SeqCst)));
+        }
+        out.build()
+    });
+    let mut rules = task_definition_rules();
+    rules.push(run);
+    let p = provider(&rules, false);
+    let nodes = launch(&p, 25).await.unwrap();
+    assert_eq!(nodes.len(), 25);
+    let mut counts = counts.lock().unwrap().clone();
+    counts.sort();
+    assert_eq!(counts, vec![5, 10, 10], "three RunTask calls");
+    let mut ids: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 25, "every worker is its own task");
+}
+
+#[tokio::test]
+async fn spot_capacity_falls_back_to_on_demand() {
+    let spot = mock!(Client::run_task)
+        .match_requests(|r| !r.capacity_provider_strategy().is_empty())
+        .then_output(|| {
+            RunTaskOutput::builder()
+                .tasks(worker_task(1))
+                .tasks(worker_task(2))
+                .failures(
+                    Failure::builder()
+                        .reason("Capacity is unavailable at this time. Please try again later or in a different availability zone")
+                        .build(),
+                )
+                .build()
+        });
+    let on_demand = mock!(Client::run_task)
+        .match_requests(|r| {
+            r.launch_type() == Some(&aws_sdk_ecs::types::LaunchType::Fargate)
+                && r.count() == Some(1)
+        })
+        .then_output(|| RunTaskOutput::builder().tasks(worker_task(3)).build());
+    let mut rules = task_definition_rules();
+    rules.extend([spot, on_demand]);
+    let p = provider(&rules, true);
+    let nodes = launch(&p, 3).await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(rules[2].num_calls(), 1, "one spot call");
+    assert_eq!(
+        rules[3].num_calls(),
+        1,
+        "one on-demand call for the missing worker"
+    );
+}
+
+#[tokio::test]
+async fn account_limits_are_quota_errors_and_capacity_is_reported() {
+    let quota = mock!(Client::run_task).then_output(|| {
+        RunTaskOutput::builder()
+            .tasks(worker_task(1))
+            .failures(
+                Failure::builder()
+                    .reason(
+                        "You've reached the limit on the number of vCPUs you can run concurrently",
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let mut rules = task_definition_rules();
+    rules.push(quota);
+    let err = launch(&provider(&rules, false), 2).await.unwrap_err();
+    assert!(matches!(err, Error::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(err.exit_code(), 1);
+    assert!(
+        err.to_string()
+            .contains("1 of 2 worker task(s) did not start"),
+        "{err}"
+    );
+
+    let capacity = mock!(Client::run_task).then_output(|| {
+        RunTaskOutput::builder()
+            .failures(
+                Failure::builder()
+                    .reason("Capacity is unavailable at this time.")
+                    .build(),
+            )
+            .build()
+    });
+    let mut rules = task_definition_rules();
+    rules.push(capacity);
+    let err = launch(&provider(&rules, false), 1).await.unwrap_err();
+    assert!(matches!(err, Error::CapacityUnavailable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn run_task_waits_for_a_new_role_to_propagate() {
+    let run = mock!(Client::run_task)
+        .sequence()
+        .error(|| {
+            RunTaskError::generic(
+                ErrorMetadata::builder()
+                    .code("InvalidParameterException")
+                    .message("ECS was unable to assume the role 'arn:aws:iam::123456789012:role/clusterctl/clusterctl-m-exec'")
+                    .build(),
+            )
+        })
+        .output(|| RunTaskOutput::builder().tasks(worker_task(1)).build())
+        .build();
+    let mut rules = task_definition_rules();
+    rules.push(run);
+    let nodes = launch(&provider(&rules, false), 1).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(rules[2].num_calls(), 2);
+
+    // Other parameter errors are reported at once.
+    let bad = mock!(Client::run_task).then_error(|| {
+        RunTaskError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidParameterException")
+                .message("subnet not found")
+                .build(),
+        )
+    });
+    let mut rules = task_definition_rules();
+    rules.push(bad);
+    let err = launch(&provider(&rules, false), 1).await.unwrap_err();
+    assert!(err.to_string().contains("subnet not found"), "{err}");
+    assert_eq!(rules[2].num_calls(), 1);
+}

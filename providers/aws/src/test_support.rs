@@ -1,0 +1,28 @@
+//! Test support: SDK clients answered by aws-smithy-mocks rules, for the providers' unit tests.
+
+/// A client of `$sdk` answered by mock `rules`. Built by hand rather than with
+/// `mock_client!`, which needs the SDK crates' `test-util` feature: that feature would make
+/// Cargo build the (large) EC2 crate twice, once with it for tests and once without for the
+/// binary.
+macro_rules! mocked {
+    ($sdk:ident, $mode:expr, $rules:expr) => {{
+        let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new().rule_mode($mode);
+        for rule in $rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new("us-east-1"))
+                .credentials_provider($sdk::config::Credentials::new("a", "b", None, None, "test"))
+                .http_client(aws_smithy_mocks::create_mock_http_client())
+                .interceptor(interceptor)
+                .retry_config(
+                    aws_config::retry::RetryConfig::standard()
+                        .with_max_attempts(4)
+                        .with_initial_backoff(std::time::Duration::from_millis(1)),
+                )
+                .build(),
+        )
+    }};
+}
