@@ -71,7 +71,7 @@ def run(binary, args, env, api_log):
     phases = [["plan", start * 1000, collections.Counter()]]
     with open(api_log) as f:
         for line in f:
-            ms, what = line.split()
+            ms, what = line.rstrip("\n").split(" ", 1)
             if what.startswith("phase:"):
                 phases.append([what[len("phase:"):], float(ms), collections.Counter()])
             else:

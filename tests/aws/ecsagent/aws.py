@@ -32,6 +32,9 @@ def cmd_setup(args):
     with opener.open(req, timeout=30) as resp:
         if not 200 <= resp.status < 300:  # moto answers 201
             raise SystemExit(f"set-transition answered HTTP {resp.status}")
+    # Task ARNs in the long format AWS uses today (arn:...:task/<cluster>/<id>); moto's default
+    # is the old short one.
+    make_client(args, "ecs").put_account_setting(name="taskLongArnFormat", value="enabled")
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
         raise SystemExit(f"region {args.region} has no default VPC")

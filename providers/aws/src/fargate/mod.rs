@@ -906,23 +906,25 @@ impl ClusterProvider for FargateProvider {
     }
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
-        // Task ARNs name their ECS cluster only in the long ARN format; the listing knows it.
-        let known: BTreeMap<String, String> = self
-            .describe(Some(cluster))
-            .await?
-            .into_iter()
-            .map(|t| (t.node.id, t.cluster_arn))
-            .collect();
+        // Task ARNs name their ECS cluster in the long ARN format; for old short ARNs, the
+        // listing knows it.
+        let known: BTreeMap<String, String> = if nodes.iter().all(|n| cluster_of(&n.id).is_some()) {
+            BTreeMap::new()
+        } else {
+            self.describe(Some(cluster))
+                .await?
+                .into_iter()
+                .map(|t| (t.node.id, t.cluster_arn))
+                .collect()
+        };
         let own = self.ecs_cluster_name(cluster);
         let targets: Vec<(String, String)> = nodes
             .iter()
             .filter(|n| n.state != NodeState::Terminated)
             .map(|n| {
-                let ecs_cluster = known
-                    .get(&n.id)
-                    .filter(|c| !c.is_empty())
-                    .cloned()
-                    .or_else(|| cluster_of(&n.id).map(str::to_string))
+                let ecs_cluster = cluster_of(&n.id)
+                    .map(str::to_string)
+                    .or_else(|| known.get(&n.id).filter(|c| !c.is_empty()).cloned())
                     .unwrap_or_else(|| own.clone());
                 (ecs_cluster, n.id.clone())
             })
