@@ -357,11 +357,8 @@ impl ClusterProvider for Ec2Provider {
         let layout = Self::layout();
         let vm = self.vm_options(spec, r);
         let s = scheduler_intent(spec, &layout, ctx.tls);
-        let address = format!(
-            "{}://<scheduler private IP>:{}",
-            bootstrap::scheme(spec),
-            bootstrap::SCHEDULER_PORT
-        );
+        let address =
+            bootstrap::scheduler_address(bootstrap::scheme(spec), "<scheduler private IP>");
         let w = worker_intent(spec, &layout, ctx.tls, &address, None);
         let redact = |text: String| redact_keys(&text);
         let mut plan = Plan {
@@ -467,13 +464,10 @@ impl ClusterProvider for Ec2Provider {
                         operation: "ec2:RunInstances".into(),
                         message: "no instance in the response".into(),
                     })?;
-                    let address = node.private_ip.as_ref().map(|ip| {
-                        format!(
-                            "{}://{ip}:{}",
-                            bootstrap::scheme(spec),
-                            bootstrap::SCHEDULER_PORT
-                        )
-                    });
+                    let address = node
+                        .private_ip
+                        .as_ref()
+                        .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(spec), ip));
                     return Ok(SchedulerLaunch { node, address });
                 }
                 Err(e) if errors::is_capacity(&e) => {
@@ -495,13 +489,10 @@ impl ClusterProvider for Ec2Provider {
         ctx: &LaunchContext<'_>,
         scheduler: &Node,
     ) -> Result<Option<String>> {
-        Ok(scheduler.private_ip.as_ref().map(|ip| {
-            format!(
-                "{}://{ip}:{}",
-                bootstrap::scheme(ctx.spec),
-                bootstrap::SCHEDULER_PORT
-            )
-        }))
+        Ok(scheduler
+            .private_ip
+            .as_ref()
+            .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(ctx.spec), ip)))
     }
 
     async fn launch_workers(
@@ -590,14 +581,7 @@ impl ClusterProvider for Ec2Provider {
                 if private { "private" } else { "public" }
             ),
         })?;
-        Ok(Endpoints {
-            scheduler_address: format!(
-                "{}://{host}:{}",
-                tags::protocol(&scheduler.tags),
-                bootstrap::SCHEDULER_PORT
-            ),
-            dashboard_url: format!("http://{host}:{}/status", bootstrap::DASHBOARD_PORT),
-        })
+        Ok(Endpoints::on_host(tags::protocol(&scheduler.tags), host))
     }
 
     async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {

@@ -133,27 +133,45 @@ pub fn validate_id(what: &'static str, v: &str, prefix: &str) -> Result<()> {
     }
 }
 
+/// Check the network settings both AWS providers share: the CIDRs that may reach the scheduler
+/// (required unless `private`: nothing is open to the world by default) and the VPC and subnet
+/// ids.
+pub fn validate_network(
+    allow_cidrs: &[String],
+    private: bool,
+    vpc: Option<&str>,
+    subnets: &[String],
+) -> Result<()> {
+    for c in allow_cidrs {
+        validate_cidr(c)?;
+    }
+    if allow_cidrs.is_empty() && !private {
+        return Err(Error::invalid(
+            "--allow-cidr",
+            "",
+            "no address may reach the scheduler: its ports are never opened to the world by default",
+            Some("pass your address, e.g. `--allow-cidr $(curl -s https://checkip.amazonaws.com)/32`, or `--private` when the client runs in the VPC".into()),
+        ));
+    }
+    for s in subnets {
+        validate_id("--subnet", s, "subnet-")?;
+    }
+    if let Some(v) = vpc {
+        validate_id("--vpc", v, "vpc-")?;
+    }
+    Ok(())
+}
+
 impl Ec2Options {
     /// Check the values that can be checked without AWS.
     pub fn validate(&self, private: bool) -> Result<()> {
-        for c in &self.allow_cidrs {
-            validate_cidr(c)?;
-        }
-        if self.allow_cidrs.is_empty() && !private {
-            return Err(Error::invalid(
-                "--allow-cidr",
-                "",
-                "no address may reach the scheduler: its ports are never opened to the world by default",
-                Some("pass your address, e.g. `--allow-cidr $(curl -s https://checkip.amazonaws.com)/32`, or `--private` when the client runs in the VPC".into()),
-            ));
-        }
+        validate_network(
+            &self.allow_cidrs,
+            private,
+            self.vpc.as_deref(),
+            &self.subnets,
+        )?;
         let id = validate_id;
-        for s in &self.subnets {
-            id("--subnet", s, "subnet-")?;
-        }
-        if let Some(v) = &self.vpc {
-            id("--vpc", v, "vpc-")?;
-        }
         if let Some(a) = &self.ami {
             id("--ami", a, "ami-")?;
         }

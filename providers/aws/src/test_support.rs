@@ -26,3 +26,24 @@ macro_rules! mocked {
         )
     }};
 }
+
+/// A small spec: cluster `m`, 3 workers, plain TCP, private.
+pub(crate) fn spec() -> clusterctl_core::model::ClusterSpec {
+    clusterctl_core::model::ClusterSpec {
+        name: clusterctl_core::model::ClusterName::new("m").unwrap(),
+        workers: 3,
+        dask_version: clusterctl_core::DASK_VERSION.into(),
+        image: clusterctl_core::default_image(clusterctl_core::DASK_VERSION),
+        scheduler_size: clusterctl_core::model::NodeSize::default(),
+        worker_size: clusterctl_core::model::NodeSize::default(),
+        env: Default::default(),
+        tags: Default::default(),
+        owner: "me".into(),
+        created_at: 1,
+        ttl: std::time::Duration::from_secs(3600),
+        idle_timeout: std::time::Duration::ZERO,
+        death_timeout: std::time::Duration::from_secs(60),
+        tls: false,
+        private: true,
+    }
+}

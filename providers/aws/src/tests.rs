@@ -2,8 +2,6 @@
 //! markets and subnets, quota errors reported without fallback, throttling retried, pagination,
 //! and DependencyViolation retried while interfaces detach.
 
-use std::time::Duration;
-
 use aws_sdk_ec2::{
     Client,
     error::ErrorMetadata,
@@ -26,31 +24,11 @@ use aws_smithy_mocks::{Rule, RuleMode, mock};
 use clusterctl_core::{
     Error,
     lifecycle::Silent,
-    model::{ClusterName, ClusterSpec, NodeSize, Role},
+    model::{ClusterName, Role},
     provider::{ClusterProvider, LaunchContext, WorkerBatch},
 };
 
-use crate::{Ec2Options, Ec2Provider};
-
-fn spec() -> ClusterSpec {
-    ClusterSpec {
-        name: ClusterName::new("m").unwrap(),
-        workers: 3,
-        dask_version: clusterctl_core::DASK_VERSION.into(),
-        image: clusterctl_core::default_image(clusterctl_core::DASK_VERSION),
-        scheduler_size: NodeSize::default(),
-        worker_size: NodeSize::default(),
-        env: Default::default(),
-        tags: Default::default(),
-        owner: "me".into(),
-        created_at: 1,
-        ttl: Duration::from_secs(3600),
-        idle_timeout: Duration::ZERO,
-        death_timeout: Duration::from_secs(60),
-        tls: false,
-        private: true,
-    }
-}
+use crate::{Ec2Options, Ec2Provider, test_support::spec};
 
 /// Rules for the read-only calls `resolve` and `group_id` make, with subnets a and b.
 fn network_rules() -> Vec<Rule> {

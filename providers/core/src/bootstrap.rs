@@ -111,6 +111,11 @@ pub fn scheme(spec: &ClusterSpec) -> &'static str {
     if spec.tls { "tls" } else { "tcp" }
 }
 
+/// The address of a scheduler listening on the default port of `host`: `tls://10.0.1.5:8786`.
+pub fn scheduler_address(scheme: &str, host: &str) -> String {
+    format!("{scheme}://{host}:{SCHEDULER_PORT}")
+}
+
 fn tls_files(role: Role, layout: &BootLayout, tls: &TlsBundle) -> (Vec<BootFile>, Vec<String>) {
     let root = &layout.files_root;
     let pair = tls.for_role(role);

@@ -432,6 +432,15 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// The endpoints of a scheduler reached at `host` on the default ports, speaking
+    /// `protocol` (`tls` or `tcp`).
+    pub fn on_host(protocol: &str, host: &str) -> Self {
+        Endpoints {
+            scheduler_address: crate::bootstrap::scheduler_address(protocol, host),
+            dashboard_url: format!("http://{host}:{}/status", crate::bootstrap::DASHBOARD_PORT),
+        }
+    }
+
     /// The dashboard's base URL (without `/status`), where `/health` and `/json/*` live.
     pub fn dashboard_base(&self) -> &str {
         self.dashboard_url

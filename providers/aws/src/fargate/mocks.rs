@@ -21,31 +21,11 @@ use aws_smithy_mocks::{Rule, RuleMode, mock};
 use clusterctl_core::{
     Error,
     lifecycle::Silent,
-    model::{ClusterName, ClusterSpec, NodeSize},
     provider::{ClusterProvider, LaunchContext, WorkerBatch},
 };
 
 use super::{FargateClients, FargateOptions, FargateProvider};
-
-fn spec() -> ClusterSpec {
-    ClusterSpec {
-        name: ClusterName::new("m").unwrap(),
-        workers: 3,
-        dask_version: clusterctl_core::DASK_VERSION.into(),
-        image: clusterctl_core::default_image(clusterctl_core::DASK_VERSION),
-        scheduler_size: NodeSize::default(),
-        worker_size: NodeSize::default(),
-        env: Default::default(),
-        tags: Default::default(),
-        owner: "me".into(),
-        created_at: 1,
-        ttl: std::time::Duration::from_secs(3600),
-        idle_timeout: std::time::Duration::ZERO,
-        death_timeout: std::time::Duration::from_secs(60),
-        tls: false,
-        private: true,
-    }
-}
+use crate::test_support::spec;
 
 fn worker_task(n: u32) -> Task {
     Task::builder()

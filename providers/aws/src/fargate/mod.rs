@@ -473,26 +473,32 @@ impl FargateProvider {
                 "{} of {count} worker task(s) did not start: {reason}",
                 failures.len()
             );
-            return Err(if failures.iter().any(|f| tasks::is_quota_failure(f)) {
-                Error::QuotaExceeded {
-                    provider: ProviderKind::Fargate,
-                    message,
-                }
-            } else if failures.iter().any(|f| tasks::is_capacity_failure(f)) {
-                Error::CapacityUnavailable {
-                    provider: ProviderKind::Fargate,
-                    location: self.region.clone(),
-                    message,
-                }
-            } else {
-                Error::Provider {
-                    provider: ProviderKind::Fargate,
-                    operation: "ecs:RunTask".into(),
-                    message,
-                }
-            });
+            return Err(self.run_task_failure(&failures, message));
         }
         Ok(started)
+    }
+
+    /// The error for tasks RunTask did not start: an account limit, no capacity, or another
+    /// reason ECS gave.
+    fn run_task_failure(&self, failures: &[String], message: String) -> Error {
+        if failures.iter().any(|f| tasks::is_quota_failure(f)) {
+            Error::QuotaExceeded {
+                provider: ProviderKind::Fargate,
+                message,
+            }
+        } else if failures.iter().any(|f| tasks::is_capacity_failure(f)) {
+            Error::CapacityUnavailable {
+                provider: ProviderKind::Fargate,
+                location: self.region.clone(),
+                message,
+            }
+        } else {
+            Error::Provider {
+                provider: ProviderKind::Fargate,
+                operation: "ecs:RunTask".into(),
+                message,
+            }
+        }
     }
 
     /// Task definition families of the cluster with revisions of `status`: (family, ARN).
@@ -631,11 +637,8 @@ impl ClusterProvider for FargateProvider {
                 Some("create it first, or drop --ecs-cluster to have one made".into()),
             ));
         }
-        let placeholder = format!(
-            "{}://<scheduler task IP>:{}",
-            bootstrap::scheme(spec),
-            bootstrap::SCHEDULER_PORT
-        );
+        let placeholder =
+            bootstrap::scheduler_address(bootstrap::scheme(spec), "<scheduler task IP>");
         let s = Self::boot(ctx, Role::Scheduler, "")?;
         let w = Self::boot(ctx, Role::Worker, &placeholder)?;
         let name = &spec.name;
@@ -808,25 +811,8 @@ impl ClusterProvider for FargateProvider {
             .run_tasks(&run, 1, false, &Self::token(spec, "s"))
             .await?;
         let Some(node) = nodes.into_iter().next() else {
-            let reason = failures.join("; ");
-            return Err(if tasks::is_quota_failure(&reason) {
-                Error::QuotaExceeded {
-                    provider: ProviderKind::Fargate,
-                    message: format!("the scheduler task did not start: {reason}"),
-                }
-            } else if tasks::is_capacity_failure(&reason) {
-                Error::CapacityUnavailable {
-                    provider: ProviderKind::Fargate,
-                    location: self.region.clone(),
-                    message: format!("the scheduler task did not start: {reason}"),
-                }
-            } else {
-                Error::Provider {
-                    provider: ProviderKind::Fargate,
-                    operation: "ecs:RunTask".into(),
-                    message: format!("the scheduler task did not start: {reason}"),
-                }
-            });
+            let message = format!("the scheduler task did not start: {}", failures.join("; "));
+            return Err(self.run_task_failure(&failures, message));
         };
         let address = self.worker_facing_address(ctx, &node).await?;
         Ok(SchedulerLaunch { node, address })
@@ -837,13 +823,10 @@ impl ClusterProvider for FargateProvider {
         ctx: &LaunchContext<'_>,
         scheduler: &Node,
     ) -> Result<Option<String>> {
-        Ok(scheduler.private_ip.as_ref().map(|ip| {
-            format!(
-                "{}://{ip}:{}",
-                bootstrap::scheme(ctx.spec),
-                bootstrap::SCHEDULER_PORT
-            )
-        }))
+        Ok(scheduler
+            .private_ip
+            .as_ref()
+            .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(ctx.spec), ip)))
     }
 
     async fn launch_workers(
@@ -895,14 +878,7 @@ impl ClusterProvider for FargateProvider {
                 if private { "private" } else { "public" }
             ),
         })?;
-        Ok(Endpoints {
-            scheduler_address: format!(
-                "{}://{host}:{}",
-                tags::protocol(&scheduler.tags),
-                bootstrap::SCHEDULER_PORT
-            ),
-            dashboard_url: format!("http://{host}:{}/status", bootstrap::DASHBOARD_PORT),
-        })
+        Ok(Endpoints::on_host(tags::protocol(&scheduler.tags), &host))
     }
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {

@@ -4,7 +4,7 @@
 use clusterctl_core::{Error, Result, model::NodeSize};
 use serde::{Deserialize, Serialize};
 
-use crate::options::validate_cidr;
+use crate::options::validate_network;
 
 /// Fargate settings beyond the common cluster spec. Serialized into the local record so that
 /// `scale` and `down` act like `up` did.
@@ -223,23 +223,12 @@ fn validate_arn(what: &'static str, arn: &str, service: &str, resource: &str) ->
 impl FargateOptions {
     /// Check the values that can be checked without AWS.
     pub fn validate(&self, private: bool) -> Result<()> {
-        for c in &self.allow_cidrs {
-            validate_cidr(c)?;
-        }
-        if self.allow_cidrs.is_empty() && !private {
-            return Err(Error::invalid(
-                "--allow-cidr",
-                "",
-                "no address may reach the scheduler: its ports are never opened to the world by default",
-                Some("pass your address, e.g. `--allow-cidr $(curl -s https://checkip.amazonaws.com)/32`, or `--private` when the client runs in the VPC".into()),
-            ));
-        }
-        for s in &self.subnets {
-            crate::options::validate_id("--subnet", s, "subnet-")?;
-        }
-        if let Some(v) = &self.vpc {
-            crate::options::validate_id("--vpc", v, "vpc-")?;
-        }
+        validate_network(
+            &self.allow_cidrs,
+            private,
+            self.vpc.as_deref(),
+            &self.subnets,
+        )?;
         if let Some(a) = &self.execution_role_arn {
             validate_arn("--execution-role-arn", a, "iam", "role/")?;
         }

@@ -27,6 +27,16 @@ fn ours(found: &BTreeMap<String, String>, cluster: &ClusterName) -> bool {
         && found.get(tags::CLUSTER).map(String::as_str) == Some(cluster.as_str())
 }
 
+fn role_tags(role: Option<&aws_sdk_iam::types::Role>) -> BTreeMap<String, String> {
+    role.map(|r| {
+        r.tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 fn trust_policy() -> String {
     json!({
         "Version": "2012-10-17",
@@ -239,14 +249,7 @@ impl FargateProvider {
                     .await
                     .map_err(|e| self.map("iam:GetRole", e))?;
                 let role = role.role();
-                let found: BTreeMap<String, String> = role
-                    .map(|r| {
-                        r.tags()
-                            .iter()
-                            .map(|t| (t.key().to_string(), t.value().to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let found = role_tags(role);
                 if !ours(&found, cluster) {
                     return Err(Error::invalid(
                         "--name",
@@ -320,15 +323,7 @@ impl FargateProvider {
             Err(e) if code(&e) == Some("NoSuchEntity") => return Ok(()),
             Err(e) => return Err(self.map("iam:GetRole", e)),
         };
-        let found: BTreeMap<String, String> = role
-            .role()
-            .map(|r| {
-                r.tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let found = role_tags(role.role());
         if !ours(&found, cluster) {
             return Ok(());
         }
@@ -379,15 +374,7 @@ impl FargateProvider {
         for name in names::roles(cluster) {
             match self.iam.get_role().role_name(&name).send().await {
                 Ok(r) => {
-                    let found: BTreeMap<String, String> = r
-                        .role()
-                        .map(|r| {
-                            r.tags()
-                                .iter()
-                                .map(|t| (t.key().to_string(), t.value().to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let found = role_tags(r.role());
                     if ours(&found, cluster) {
                         left.push(name);
                     }
