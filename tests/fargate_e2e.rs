@@ -520,3 +520,61 @@ fn a_timeout_rolls_back_everything() {
     assert_nothing_left(&held);
     assert!(fg.env.records().is_empty());
 }
+
+#[test]
+fn a_fargate_cluster_ends_itself_at_its_ttl() {
+    let fg = Fargate::new();
+    let agent = BootAgent::start_agent(Agent::Ecs, &fg.moto, &fg.env.dir.path().join("agent"));
+    let mut args = fg.up_args("ttl", "1");
+    args.extend(["--ttl", "1m", "--idle-timeout", "0"]);
+    let (code, up, err) = fg.json(&args);
+    assert_eq!(code, Some(0), "{err}\nagent errors: {}", agent.errors());
+    assert_eq!(up["ready"], true);
+    let expires = up["expires_at"].as_u64().unwrap();
+
+    // Nothing but the cluster itself ends it: the scheduler closes at the expiry, its container
+    // exits, and ECS stops the task.
+    let started = std::time::Instant::now();
+    let scheduler = loop {
+        let held = fg.inspect("ttl");
+        let s = held["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tags"]["clusterctl-role"] == "scheduler")
+            .unwrap()
+            .clone();
+        if s["last_status"] == "STOPPED" {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(150),
+            "still running: {held}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now >= expires, "the scheduler stopped before the TTL");
+    assert!(
+        scheduler["stopped_reason"]
+            .to_string()
+            .contains("Essential container"),
+        "{scheduler}"
+    );
+    let (code, logs, err) = fg.json(&["logs", "ttl", "--role", "scheduler"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = logs["logs"][0]["lines"].to_string();
+    assert!(lines.contains("cluster TTL reached"), "{lines}");
+    assert!(
+        lines.contains("[ecs] task stopped: Essential container"),
+        "{lines}"
+    );
+
+    let (code, _, err) = fg.json(&["down", "ttl"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_nothing_left(&fg.inspect("ttl"));
+    assert_eq!(agent.errors(), "");
+}

@@ -91,10 +91,11 @@ fn provider(ecs_rules: &[Rule], spot: bool) -> FargateProvider {
     use aws_sdk_ec2::{
         Client as Ec2,
         operation::{
+            describe_network_interfaces::DescribeNetworkInterfacesOutput,
             describe_security_groups::DescribeSecurityGroupsOutput,
             describe_subnets::DescribeSubnetsOutput, describe_vpcs::DescribeVpcsOutput,
         },
-        types::{SecurityGroup, Subnet, Vpc},
+        types::{NetworkInterface, NetworkInterfaceAssociation, SecurityGroup, Subnet, Vpc},
     };
     let ec2_rules = [
         mock!(Ec2::describe_subnets).then_output(|| {
@@ -113,6 +114,20 @@ fn provider(ecs_rules: &[Rule], spot: bool) -> FargateProvider {
                     Vpc::builder()
                         .vpc_id("vpc-1")
                         .cidr_block("10.0.0.0/16")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Ec2::describe_network_interfaces).then_output(|| {
+            DescribeNetworkInterfacesOutput::builder()
+                .network_interfaces(
+                    NetworkInterface::builder()
+                        .network_interface_id("eni-1")
+                        .association(
+                            NetworkInterfaceAssociation::builder()
+                                .public_ip("203.0.113.9")
+                                .build(),
+                        )
                         .build(),
                 )
                 .build()
@@ -309,4 +324,82 @@ async fn run_task_waits_for_a_new_role_to_propagate() {
     let err = launch(&provider(&rules, false), 1).await.unwrap_err();
     assert!(err.to_string().contains("subnet not found"), "{err}");
     assert_eq!(rules[2].num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_client_reaches_the_scheduler_at_its_public_address() {
+    use aws_sdk_ecs::{
+        operation::{
+            describe_clusters::DescribeClustersOutput, describe_tasks::DescribeTasksOutput,
+            list_tasks::ListTasksOutput,
+        },
+        types::Cluster,
+    };
+    const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/s1";
+    let scheduler = || {
+        Task::builder()
+            .task_arn(ARN)
+            .last_status("RUNNING")
+            .desired_status("RUNNING")
+            .tags(
+                Tag::builder()
+                    .key("clusterctl-managed")
+                    .value("true")
+                    .build(),
+            )
+            .tags(Tag::builder().key("clusterctl-cluster").value("m").build())
+            .tags(
+                Tag::builder()
+                    .key("clusterctl-role")
+                    .value("scheduler")
+                    .build(),
+            )
+            .tags(
+                Tag::builder()
+                    .key("clusterctl-protocol")
+                    .value("tls")
+                    .build(),
+            )
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(
+                        KeyValuePair::builder()
+                            .name("privateIPv4Address")
+                            .value("10.0.0.5")
+                            .build(),
+                    )
+                    .details(
+                        KeyValuePair::builder()
+                            .name("networkInterfaceId")
+                            .value("eni-1")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    };
+    let rules = [
+        mock!(Client::describe_clusters).then_output(|| {
+            DescribeClustersOutput::builder()
+                .clusters(
+                    Cluster::builder()
+                        .cluster_name("clusterctl-m")
+                        .status("ACTIVE")
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().task_arns(ARN).build()),
+        mock!(Client::describe_tasks)
+            .then_output(move || DescribeTasksOutput::builder().tasks(scheduler()).build()),
+    ];
+    let p = provider(&rules, false);
+    let node = p.list_nodes(Some(&spec().name)).await.unwrap().remove(0);
+    assert_eq!(node.name, "scheduler");
+    let public = p.endpoints(&node, false).await.unwrap();
+    assert_eq!(public.scheduler_address, "tls://203.0.113.9:8786");
+    assert_eq!(public.dashboard_url, "http://203.0.113.9:8787/status");
+    let private = p.endpoints(&node, true).await.unwrap();
+    assert_eq!(private.scheduler_address, "tls://10.0.0.5:8786");
 }
