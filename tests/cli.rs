@@ -195,3 +195,49 @@ fn down_status_without_clusters() {
     assert_eq!(code, Some(0));
     assert_eq!(v["clusters"], serde_json::json!([]));
 }
+
+#[test]
+fn fargate_options_come_from_flags_then_the_file_section() {
+    let e = Env::new();
+    std::fs::write(
+        e.dir.path().join("clusterctl.yaml"),
+        "provider: fargate\nfargate:\n  log_retention_days: 30\n  ecs_cluster: shared\n  spot: true\n",
+    )
+    .unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "config",
+            "show",
+            "--ecs-cluster",
+            "mine",
+            "--subnet",
+            "subnet-0a1",
+        ])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fargate = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "fargate")
+        .unwrap_or_else(|| panic!("{v}"));
+    let options: serde_json::Value =
+        serde_json::from_str(fargate["value"].as_str().unwrap()).unwrap();
+    assert_eq!(options["ecs_cluster"], "mine", "the flag wins: {options}");
+    assert_eq!(
+        options["log_retention_days"], 30,
+        "the file fills in: {options}"
+    );
+    assert_eq!(options["spot"], true);
+    assert_eq!(options["subnets"], serde_json::json!(["subnet-0a1"]));
+    assert_eq!(options["keep_logs"], false);
+}

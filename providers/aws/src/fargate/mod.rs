@@ -12,25 +12,25 @@
 //! entry script's `timeout` stops the container a minute later in any case, workers exit at
 //! their death timeout, and a task whose essential container exited stops (and stops billing).
 
+mod logs;
 #[cfg(test)]
 mod mocks;
 mod options;
+mod plan;
 mod resources;
 mod tasks;
+mod teardown;
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use async_trait::async_trait;
-use aws_sdk_ecs::{error::SdkError, types::TaskDefinitionStatus};
+use aws_sdk_ecs::error::SdkError;
 use clusterctl_core::{
     Error, Result,
     bootstrap::{self, BootLayout, scheduler_intent, worker_intent},
     container::{ContainerBoot, render_container},
-    model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
-    provider::{
-        ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
-        WorkerBatch, last_lines,
-    },
+    model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
+    provider::{ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch},
     tags,
 };
 use futures_util::{StreamExt, stream};
@@ -377,7 +377,7 @@ impl FargateProvider {
         t
     }
 
-    async fn run_input<'a>(
+    fn run_input<'a>(
         &self,
         spec: &'a ClusterSpec,
         role: Role,
@@ -500,65 +500,6 @@ impl FargateProvider {
             }
         }
     }
-
-    /// Task definition families of the cluster with revisions of `status`: (family, ARN).
-    async fn task_definitions(
-        &self,
-        cluster: &ClusterName,
-        status: TaskDefinitionStatus,
-    ) -> Result<Vec<String>> {
-        let families = [
-            names::family(cluster, Role::Scheduler),
-            names::family(cluster, Role::Worker),
-        ];
-        let mut arns = Vec::new();
-        for family in &families {
-            let mut pages = self
-                .ecs
-                .list_task_definitions()
-                .family_prefix(family)
-                .status(status.clone())
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.map("ecs:ListTaskDefinitions", e))?;
-                // `family_prefix` is a prefix: keep exactly this family's revisions.
-                arns.extend(
-                    page.task_definition_arns()
-                        .iter()
-                        .filter(|a| {
-                            a.rsplit_once('/')
-                                .and_then(|(_, fr)| fr.rsplit_once(':'))
-                                .is_some_and(|(f, _)| f == family)
-                        })
-                        .cloned(),
-                );
-            }
-        }
-        Ok(arns)
-    }
-
-    /// The log group and stream prefix a task definition sends logs to.
-    async fn log_target(&self, task_definition: &str) -> Result<Option<(String, String)>> {
-        let out = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(task_definition)
-            .send()
-            .await
-            .map_err(|e| self.map("ecs:DescribeTaskDefinition", e))?;
-        Ok(out
-            .task_definition()
-            .and_then(|t| t.container_definitions().first())
-            .and_then(|c| c.log_configuration())
-            .and_then(|l| l.options())
-            .and_then(|o| {
-                Some((
-                    o.get("awslogs-group")?.clone(),
-                    o.get("awslogs-stream-prefix")?.clone(),
-                ))
-            }))
-    }
 }
 
 /// The ECS cluster of a task, from its ARN (`arn:…:task/<cluster>/<id>`).
@@ -569,34 +510,6 @@ fn cluster_of(task_arn: &str) -> Option<&str> {
         (Some("task"), Some(cluster), Some(_)) => Some(cluster),
         _ => None,
     }
-}
-
-/// Shown files of a container for `--dry-run`: certificates and keys elided.
-fn shown_container(boot: &ContainerBoot, secrets: &BTreeMap<String, String>) -> String {
-    let env: BTreeMap<&String, String> = boot
-        .env
-        .iter()
-        .map(|(k, v)| {
-            let shown = if !k.starts_with("CLUSTERCTL_FILE_") {
-                v.clone()
-            } else if v.contains("CERTIFICATE") {
-                "<certificate>".into()
-            } else {
-                format!("<{} bytes>", v.len())
-            };
-            (k, shown)
-        })
-        .collect();
-    let secrets: Vec<serde_json::Value> = secrets
-        .iter()
-        .map(|(k, arn)| serde_json::json!({"name": k, "valueFrom": arn}))
-        .collect();
-    serde_json::to_string_pretty(&serde_json::json!({
-        "command": boot.command,
-        "environment": env,
-        "secrets": secrets,
-    }))
-    .unwrap_or_default()
 }
 
 #[async_trait]
@@ -610,134 +523,7 @@ impl ClusterProvider for FargateProvider {
     }
 
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
-        let spec = ctx.spec;
-        self.options.validate(spec.private)?;
-        let (scheduler_size, worker_size) = Self::sizes(spec)?;
-        let architecture = options::architecture(self.options.architecture.as_deref())?;
-        let identity = self.identity().await?.shown.clone();
-        if self
-            .describe(Some(&spec.name))
-            .await?
-            .iter()
-            .any(|t| t.node.state.is_alive())
-        {
-            return Err(Error::AlreadyExists {
-                name: spec.name.to_string(),
-                provider: ProviderKind::Fargate,
-            });
-        }
-        let net = self.network().await?;
-        if let Some(c) = &self.options.ecs_cluster
-            && !self.ecs_cluster_active(c).await?
-        {
-            return Err(Error::invalid(
-                "--ecs-cluster",
-                c,
-                "no active ECS cluster of this name in the region",
-                Some("create it first, or drop --ecs-cluster to have one made".into()),
-            ));
-        }
-        let placeholder =
-            bootstrap::scheduler_address(bootstrap::scheme(spec), "<scheduler task IP>");
-        let s = Self::boot(ctx, Role::Scheduler, "")?;
-        let w = Self::boot(ctx, Role::Worker, &placeholder)?;
-        let name = &spec.name;
-        let mut plan = Plan {
-            identity: Some(identity),
-            ..Default::default()
-        };
-        let r = &mut plan.resources;
-        match &self.options.ecs_cluster {
-            Some(c) => r.push(format!("tasks in the existing ECS cluster {c}")),
-            None => r.push(format!(
-                "ECS cluster {} (capacity providers FARGATE, FARGATE_SPOT)",
-                names::ecs_cluster(name)
-            )),
-        }
-        match &self.options.execution_role_arn {
-            Some(a) => r.push(format!("tasks use the existing execution role {a}")),
-            None => r.push(format!(
-                "IAM role {}{} (task execution: AmazonECSTaskExecutionRolePolicy, read {}*)",
-                names::ROLE_PATH,
-                names::execution_role(name),
-                names::secrets_path(name)
-            )),
-        }
-        if self.options.task_role_arn.is_none() && !self.options.task_role_policies.is_empty() {
-            r.push(format!(
-                "IAM role {}{} (task role: {})",
-                names::ROLE_PATH,
-                names::task_role(name),
-                self.options.task_role_policies.join(", ")
-            ));
-        }
-        match &self.options.log_group {
-            Some(g) => r.push(format!("logs to the existing log group {g}")),
-            None => r.push(format!(
-                "log group {} (retention {} days{})",
-                names::log_group(name),
-                self.options
-                    .log_retention_days
-                    .unwrap_or(options::DEFAULT_LOG_RETENTION_DAYS),
-                if self.options.keep_logs {
-                    ", kept after down"
-                } else {
-                    ""
-                }
-            )),
-        }
-        let secrets: Vec<String> = s
-            .secret_env
-            .values()
-            .chain(w.secret_env.values())
-            .map(|f| names::secret(name, &f.file_name))
-            .collect();
-        if !secrets.is_empty() {
-            r.push(format!(
-                "SSM SecureString parameters {} (TLS keys)",
-                secrets.join(", ")
-            ));
-        }
-        r.push(format!(
-            "security group {} in {}: all traffic between members; tcp {}-{} from {}",
-            network::group_name(name),
-            net.vpc_id,
-            bootstrap::SCHEDULER_PORT,
-            bootstrap::DASHBOARD_PORT,
-            self.allowed_cidrs(net).join(", ")
-        ));
-        r.push(format!(
-            "task definitions {} ({scheduler_size}) and {} ({worker_size}), {architecture}",
-            names::family(name, Role::Scheduler),
-            names::family(name, Role::Worker),
-        ));
-        r.push(format!(
-            "1 scheduler task (FARGATE) and {} worker task(s) ({}) in {}",
-            spec.workers,
-            if self.options.spot {
-                "FARGATE_SPOT, falling back to FARGATE"
-            } else {
-                "FARGATE"
-            },
-            net.subnets.join(", ")
-        ));
-        plan.notes.push(format!(
-            "tasks run {}; the scheduler closes at the TTL ({}s) and the container stops a minute later at the latest",
-            spec.image,
-            spec.ttl.as_secs()
-        ));
-        if !spec.private {
-            plan.notes
-                .push("the scheduler task gets a public address; clients connect to it".into());
-        }
-        for (role, boot) in [(Role::Scheduler, &s), (Role::Worker, &w)] {
-            plan.bootstraps.push(RenderedBootstrap {
-                role,
-                format: "ecs-container-definition".into(),
-                text: shown_container(boot, &self.secret_arns(name, boot).await?),
-            });
-        }
-        Ok(plan)
+        self.make_plan(ctx).await
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
@@ -797,16 +583,14 @@ impl ClusterProvider for FargateProvider {
         let group = self.group_id(&spec.name).await?;
         let net = self.network().await?;
         let ecs_cluster = self.ecs_cluster_name(&spec.name);
-        let run = self
-            .run_input(
-                spec,
-                Role::Scheduler,
-                &task_definition,
-                &ecs_cluster,
-                &group,
-                &net.subnets,
-            )
-            .await;
+        let run = self.run_input(
+            spec,
+            Role::Scheduler,
+            &task_definition,
+            &ecs_cluster,
+            &group,
+            &net.subnets,
+        );
         let (nodes, failures) = self
             .run_tasks(&run, 1, false, &Self::token(spec, "s"))
             .await?;
@@ -841,16 +625,14 @@ impl ClusterProvider for FargateProvider {
         let group = self.group_id(&spec.name).await?;
         let net = self.network().await?;
         let ecs_cluster = self.ecs_cluster_name(&spec.name);
-        let run = self
-            .run_input(
-                spec,
-                Role::Worker,
-                &task_definition,
-                &ecs_cluster,
-                &group,
-                &net.subnets,
-            )
-            .await;
+        let run = self.run_input(
+            spec,
+            Role::Worker,
+            &task_definition,
+            &ecs_cluster,
+            &group,
+            &net.subnets,
+        );
         self.start_workers(ctx, &run, batch.count).await
     }
 
@@ -882,131 +664,11 @@ impl ClusterProvider for FargateProvider {
     }
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
-        // Task ARNs name their ECS cluster in the long ARN format; for old short ARNs, the
-        // listing knows it.
-        let known: BTreeMap<String, String> = if nodes.iter().all(|n| cluster_of(&n.id).is_some()) {
-            BTreeMap::new()
-        } else {
-            self.describe(Some(cluster))
-                .await?
-                .into_iter()
-                .map(|t| (t.node.id, t.cluster_arn))
-                .collect()
-        };
-        let own = self.ecs_cluster_name(cluster);
-        let targets: Vec<(String, String)> = nodes
-            .iter()
-            .filter(|n| n.state != NodeState::Terminated)
-            .map(|n| {
-                let ecs_cluster = cluster_of(&n.id)
-                    .map(str::to_string)
-                    .or_else(|| known.get(&n.id).filter(|c| !c.is_empty()).cloned())
-                    .unwrap_or_else(|| own.clone());
-                (ecs_cluster, n.id.clone())
-            })
-            .collect();
-        for chunk in targets.chunks(10) {
-            let stops = chunk.iter().map(|(c, id)| self.stop_task(c, id));
-            for r in futures_util::future::join_all(stops).await {
-                r?;
-            }
-        }
-        Ok(())
+        self.stop_nodes(cluster, nodes).await
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
-        for arn in self
-            .task_definitions(cluster, TaskDefinitionStatus::Active)
-            .await?
-        {
-            self.ecs
-                .deregister_task_definition()
-                .task_definition(&arn)
-                .send()
-                .await
-                .map_err(|e| self.map("ecs:DeregisterTaskDefinition", e))?;
-        }
-        let inactive = self
-            .task_definitions(cluster, TaskDefinitionStatus::Inactive)
-            .await?;
-        for chunk in inactive.chunks(10) {
-            self.ecs
-                .delete_task_definitions()
-                .set_task_definitions(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| self.map("ecs:DeleteTaskDefinitions", e))?;
-        }
-        let secrets = self.secret_names(cluster).await?;
-        for chunk in secrets.chunks(10) {
-            self.ssm
-                .delete_parameters()
-                .set_names(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| self.map("ssm:DeleteParameters", e))?;
-        }
-        for role in names::roles(cluster) {
-            self.delete_role(&role, cluster).await?;
-        }
-        if let Some((group, found)) = self.own_log_group(cluster).await?
-            && !found.contains_key(resources::KEEP_LOGS_TAG)
-        {
-            match self
-                .logs
-                .delete_log_group()
-                .log_group_name(&group)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if errors::code(&e) == Some("ResourceNotFoundException") => {}
-                Err(e) => return Err(self.map("logs:DeleteLogGroup", e)),
-            }
-        }
-        network::delete_groups(&self.ec2, &self.region, cluster).await?;
-        self.delete_ecs_cluster(cluster).await?;
-
-        let mut left: Vec<String> = self
-            .describe(Some(cluster))
-            .await?
-            .into_iter()
-            .filter(|t| t.node.state != NodeState::Terminated)
-            .map(|t| format!("task {} ({})", task_id(&t.node.id), t.node.state))
-            .collect();
-        left.extend(
-            self.task_definitions(cluster, TaskDefinitionStatus::Active)
-                .await?
-                .into_iter()
-                .map(|a| format!("task definition {a}")),
-        );
-        left.extend(
-            self.secret_names(cluster)
-                .await?
-                .into_iter()
-                .map(|n| format!("SSM parameter {n}")),
-        );
-        left.extend(
-            self.roles_left(cluster)
-                .await?
-                .into_iter()
-                .map(|r| format!("IAM role {r}")),
-        );
-        if let Some((group, found)) = self.own_log_group(cluster).await?
-            && !found.contains_key(resources::KEEP_LOGS_TAG)
-        {
-            left.push(format!("log group {group}"));
-        }
-        left.extend(
-            network::groups(&self.ec2, &self.region, Some(cluster))
-                .await?
-                .into_iter()
-                .map(|(id, name)| format!("security group {id} ({name})")),
-        );
-        if let Some(c) = self.ecs_cluster_left(cluster).await? {
-            left.push(format!("ECS cluster {c}"));
-        }
-        Ok(left)
+        self.remove_resources(cluster).await
     }
 
     async fn logs(
@@ -1015,73 +677,11 @@ impl ClusterProvider for FargateProvider {
         role: Option<Role>,
         tail: usize,
     ) -> Result<Vec<NodeLog>> {
-        let mut targets: BTreeMap<String, Option<(String, String)>> = BTreeMap::new();
-        let mut logs = Vec::new();
-        for t in self
-            .describe(Some(cluster))
-            .await?
-            .into_iter()
-            .filter(|t| role.is_none_or(|r| r == t.node.role))
-        {
-            let mut lines = Vec::new();
-            if let Some(td) = &t.task_definition_arn {
-                if !targets.contains_key(td) {
-                    targets.insert(td.clone(), self.log_target(td).await?);
-                }
-                if let Some(Some((group, prefix))) = targets.get(td) {
-                    let stream = format!("{prefix}/{}/{}", tasks::CONTAINER, task_id(&t.node.id));
-                    match self
-                        .logs
-                        .get_log_events()
-                        .log_group_name(group)
-                        .log_stream_name(&stream)
-                        .limit(tail.clamp(1, 10_000) as i32)
-                        .start_from_head(false)
-                        .send()
-                        .await
-                    {
-                        Ok(out) => {
-                            let text: Vec<&str> =
-                                out.events().iter().filter_map(|e| e.message()).collect();
-                            lines = last_lines(&text.join("\n"), tail);
-                        }
-                        // The container has not written anything yet.
-                        Err(e) if errors::code(&e) == Some("ResourceNotFoundException") => {}
-                        Err(e) => return Err(self.map("logs:GetLogEvents", e)),
-                    }
-                }
-            }
-            if let Some(reason) = &t.stopped_reason {
-                lines.push(format!("[ecs] task stopped: {reason}"));
-            }
-            logs.push(NodeLog {
-                node: t.node.name,
-                role: t.node.role,
-                lines,
-            });
-        }
-        Ok(logs)
+        self.task_logs(cluster, role, tail).await
     }
 }
 
 impl FargateProvider {
-    async fn stop_task(&self, ecs_cluster: &str, task: &str) -> Result<()> {
-        match self
-            .ecs
-            .stop_task()
-            .cluster(ecs_cluster)
-            .task(task)
-            .reason("clusterctl: stopped by down or scale")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Already gone (stopped tasks age out of ECS).
-            Err(e) if errors::code(&e) == Some("InvalidParameterException") => Ok(()),
-            Err(e) => Err(self.map("ecs:StopTask", e)),
-        }
-    }
-
     /// The public address of a task: ECS tells only its network interface, EC2 the address.
     async fn public_ip(&self, node: &Node) -> Result<Option<String>> {
         let Some(cluster) = node
