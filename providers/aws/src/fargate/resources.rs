@@ -128,16 +128,15 @@ impl FargateProvider {
         Ok(name)
     }
 
-    /// Store the secret files as SecureString parameters; returns variable → parameter ARN.
+    /// Store the secret files as SecureString parameters `/clusterctl/NAME/<file>` (task
+    /// definitions refer to them by ARN, see `FargateProvider::secret_arns`).
     pub(crate) async fn put_secrets(
         &self,
         cluster: &ClusterName,
         secrets: &BTreeMap<String, SecretFile>,
         cluster_tags: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>> {
-        let id = self.identity().await?;
-        let mut arns = BTreeMap::new();
-        for (var, file) in secrets {
+    ) -> Result<()> {
+        for file in secrets.values() {
             let name = names::secret(cluster, &file.file_name);
             let mut req = self
                 .ssm
@@ -174,15 +173,8 @@ impl FargateProvider {
                 }
                 Err(e) => return Err(self.map("ssm:PutParameter", e)),
             }
-            arns.insert(
-                var.clone(),
-                format!(
-                    "arn:{}:ssm:{}:{}:parameter{name}",
-                    id.partition, self.region, id.account
-                ),
-            );
         }
-        Ok(arns)
+        Ok(())
     }
 
     /// The names of the cluster's secret parameters.
