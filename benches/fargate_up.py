@@ -17,15 +17,17 @@ The Python running this script needs moto[server]==5.2.5 and boto3 (as tests/run
 
 import argparse
 import collections
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from moto_server import aws_env, start_moto  # noqa: E402
+
 AGENT = os.path.join(HERE, "..", "tests", "aws", "ecs_agent.py")
 SANDBOX = "CLUSTERCTL_BENCH_SANDBOX"
 
@@ -36,26 +38,6 @@ def enter_sandbox():
     script = "ip link set lo up && ip addr add 10.0.0.0/8 dev lo && exec \"$@\""
     os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, *sys.argv],
                dict(os.environ, **{SANDBOX: "1"}))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto(log):
-    port = free_port()
-    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=log, env=env)
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("moto did not start")
 
 
 def run(binary, args, env, api_log):
@@ -101,11 +83,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(x) for x in opts.sizes.split(",")]:
             with open(os.path.join(tmp, f"moto-{n}.log"), "w") as log:
-                moto, url = start_moto(log)
+                moto, url = start_moto(log, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
                 try:
-                    env = dict(os.environ, AWS_ENDPOINT_URL=url, AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-                               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
-                               CLUSTERCTL_STATE_DIR=os.path.join(tmp, f"state-{n}"))
+                    env = aws_env(url, os.path.join(tmp, f"state-{n}"))
                     subprocess.run([sys.executable, AGENT, "setup", "--endpoint", url], env=env, check=True,
                                    capture_output=True, text=True)
                     name = f"bench-{n}"
