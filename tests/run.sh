@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: prepares the Python side of the tests (a virtual environment
 # with the pinned Dask, used by the test Dask client and as the local provider's runtime, and the
-# pinned moto AWS emulator with boto3 for the AWS tests) and runs the whole test suite. Extra arguments go to `cargo test`.
+# pinned moto AWS emulator with boto3 for the AWS tests, and iproute2 for the Fargate tests'
+# network namespaces) and runs the whole test suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,11 @@ if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "dask[distributed,diagnostics]==$dask_version" "moto[server]==$moto_version" boto3
+fi
+# The Fargate tests run each test in a private network namespace made with `ip` (iproute2).
+if ! command -v ip >/dev/null 2>&1; then
+  echo "tests/run.sh: installing iproute2 for the Fargate tests' network namespaces" >&2
+  (apt-get update -q && apt-get install -yq iproute2) >/dev/null
 fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 exec cargo test --workspace --locked "$@"
