@@ -78,8 +78,9 @@ AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set) and instance metadata lookups a
 
 Layout: this file is the command line only; the work is done by the ``ec2agent`` package next
 to it (``aws``: clients, setup, inspect; ``userdata``, ``runscript``, ``dockerrun``: the strict
-interpretation of the user-data; ``boot``: the agent loop), imported relative to this file's
-directory because the tool is run as a script, not installed.
+interpretation of the user-data; ``agent``: the loop and logs both agents share; ``boot``:
+booting and powering off instances), imported relative to this file's directory because the
+tool is run as a script, not installed.
 """
 
 import argparse

@@ -1,22 +1,19 @@
-"""The `boot` subcommand: the agent loop, the local Dask process groups, and power-off.
+"""The `boot` subcommand: booting instances, power-off, and when a process group is killed.
 
 It polls moto, boots each new clusterctl-managed instance by turning its user-data (read
 through userdata, runscript and dockerrun) into a local Dask process bound to the instance's
 loopback IP, powers the instance off through the API when the run script would, and kills the
-process group when the instance goes down.
+process group when the instance goes down.  The loop, the event logs and the kills themselves
+are agent.BaseAgent's.
 """
 
 import ipaddress
 import json
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
-import traceback
 
+from .agent import BaseAgent, process_group_alive, refusal_detail, run_agent, tail
 from .aws import all_instances, launch_order, make_client
 from .common import LOOPBACK, Refusal
 from .dockerrun import (
@@ -28,19 +25,6 @@ from .userdata import decode_user_data, parse_runcmd, parse_write_files
 ACTIVE_STATES = ("pending", "running")
 DOWN_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 KILL_GRACE_SECONDS = 5.0
-BASE_ENV_KEYS = ("PATH", "HOME", "LANG")
-
-
-def tail(path, lines=30):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            data = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return data.splitlines()[-lines:]
 
 
 class Booted:
@@ -68,89 +52,16 @@ class Booted:
         return process_group_alive(self.pgid)
 
 
-def process_group_alive(pgid):
-    """Whether any non-zombie process is left in the group.  kill(-pgid, 0) alone also counts
-    zombies, which linger until a (possibly lazy) init reaps the orphans."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read().decode("ascii", errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
+class Agent(BaseAgent):
+    name = "ec2_agent"
+    subject = "instance"
+    stop_grace = KILL_GRACE_SECONDS
 
-
-def probe_python(python_arg, base_env):
-    """`--python` -> (its absolute path, the `distributed.__version__` it imports)."""
-    python = shutil.which(python_arg, path=base_env.get("PATH"))
-    if python is None:
-        raise SystemExit(f"--python {python_arg!r} is not an executable")
-    python = os.path.abspath(python)
-    probe = subprocess.run(
-        [python, "-c", "import distributed; print(distributed.__version__)"],
-        env=base_env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=300,
-    )
-    if probe.returncode != 0:
-        raise SystemExit(f"{python} cannot import distributed:\n{probe.stderr}")
-    return python, probe.stdout.strip()
-
-
-class Agent:
     def __init__(self, args):
         self.ec2 = make_client(args, "ec2")
-        self.workdir = os.path.abspath(args.workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        self.events_path = os.path.join(self.workdir, "agent-events.jsonl")
-        self.errors_path = os.path.join(self.workdir, "agent-errors.jsonl")
-        self.poll_interval = args.poll
-        self.base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-        self.python, self.distributed_version = probe_python(args.python, self.base_env)
-        self.seen = set()
-        self.booted = {}
-        self.stop = threading.Event()
-
-    # -- logging ---------------------------------------------------------------------------
-
-    def event(self, iid, kind, detail, error=False):
-        record = {"t": time.time(), "instance": iid, "event": kind, "detail": detail}
-        line = json.dumps(record, default=str) + "\n"
-        with open(self.events_path, "a", encoding="utf-8") as f:
-            f.write(line)
-        if error:
-            with open(self.errors_path, "a", encoding="utf-8") as f:
-                f.write(line)
-        print(f"ec2_agent: {iid or '-'} {kind}: {json.dumps(detail, default=str)}",
-              file=sys.stderr, flush=True)
+        super().__init__(args)
 
     # -- main loop --------------------------------------------------------------------------
-
-    def run(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
-        print(json.dumps({"ready": True, "distributed_version": self.distributed_version,
-                          "python": self.python, "workdir": self.workdir}), flush=True)
-        next_poll = 0.0
-        while not self.stop.is_set():
-            if time.monotonic() >= next_poll:
-                self.poll()
-                next_poll = time.monotonic() + self.poll_interval
-            self.tick()
-            self.stop.wait(min(0.1, self.poll_interval))
-        self.shutdown()
 
     def poll(self):
         try:
@@ -175,42 +86,22 @@ class Agent:
                     b.machine_down = True
                     b.ttl_deadline = None
                     b.power_off_on_exit = False
-                    self.start_kill(b, f"instance is {state}")
+                    self.start_kill(b, f"instance is {state}", KILL_GRACE_SECONDS)
         for iid, b in self.booted.items():
             if iid not in present and not b.machine_down:
                 b.machine_down = True
                 b.ttl_deadline = None
                 b.power_off_on_exit = False
-                self.start_kill(b, "instance disappeared from DescribeInstances")
+                self.start_kill(b, "instance disappeared from DescribeInstances",
+                                KILL_GRACE_SECONDS)
 
-    def tick(self):
-        for b in list(self.booted.values()):
-            try:
-                if b.kill is not None:
-                    self.progress_kill(b)
-                    continue
-                if b.proc is not None and not b.exited and b.proc.poll() is not None:
-                    self.on_exit(b, b.proc.returncode)
-                if (b.ttl_deadline is not None and not b.powered_off
-                        and time.monotonic() >= b.ttl_deadline):
-                    b.ttl_deadline = None
-                    self.power_off(b, "TTL timer of 'shutdown -P +N' fired")
-            except Exception as e:
-                self.event(b.id, "error", {"error": repr(e), "trace": traceback.format_exc()},
-                           error=True)
-
-    def shutdown(self):
-        for b in self.booted.values():
-            if b.kill is None:
-                self.start_kill(b, "agent stopping")
-        deadline = time.monotonic() + KILL_GRACE_SECONDS + 2
-        while any(b.kill is not None for b in self.booted.values()):
-            for b in self.booted.values():
-                if b.kill is not None:
-                    self.progress_kill(b)
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+    def tick_one(self, b):
+        if b.proc is not None and not b.exited and b.proc.poll() is not None:
+            self.on_exit(b, b.proc.returncode)
+        if (b.ttl_deadline is not None and not b.powered_off
+                and time.monotonic() >= b.ttl_deadline):
+            b.ttl_deadline = None
+            self.power_off(b, "TTL timer of 'shutdown -P +N' fired")
 
     # -- booting ----------------------------------------------------------------------------
 
@@ -218,12 +109,8 @@ class Agent:
         iid = inst["InstanceId"]
         try:
             b = self.prepare_and_spawn(inst)
-        except Refusal as e:
-            self.event(iid, "refused", {"reason": str(e)}, error=True)
-            return
         except Exception as e:
-            self.event(iid, "refused", {"reason": f"agent failure: {e!r}",
-                                        "trace": traceback.format_exc()}, error=True)
+            self.event(iid, "refused", refusal_detail(e), error=True)
             return
         self.booted[iid] = b
         self.event(iid, "booted", {"private_ip": b.ip, "pid": b.proc.pid,
@@ -354,7 +241,7 @@ class Agent:
             b.ttl_deadline = time.monotonic() + 60.0 * plan.ttl_minutes
         return b
 
-    # -- exits, power-off and kills ---------------------------------------------------------
+    # -- exits and power-off ----------------------------------------------------------------
 
     def on_exit(self, b, returncode):
         b.exited = True
@@ -366,7 +253,7 @@ class Agent:
         if b.power_off_on_exit and not b.powered_off and not b.machine_down:
             self.power_off(b, "Dask exited; the run script runs 'shutdown -P now'")
         elif b.group_alive() and b.powered_off:
-            self.start_kill(b, "powered off")
+            self.start_kill(b, "powered off", KILL_GRACE_SECONDS)
 
     def power_off(self, b, reason):
         b.powered_off = True
@@ -395,38 +282,8 @@ class Agent:
             self.event(b.id, "error", {"while": f"powering off ({reason})", "error": repr(e)},
                        error=True)
         if b.group_alive():
-            self.start_kill(b, "powered off")
-
-    def start_kill(self, b, reason):
-        if b.kill is not None or not b.group_alive():
-            return
-        try:
-            os.killpg(b.pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        b.kill = {"reason": reason, "deadline": time.monotonic() + KILL_GRACE_SECONDS,
-                  "escalated": False}
-
-    def progress_kill(self, b):
-        if b.proc is not None and b.proc.poll() is not None and not b.exited:
-            b.exited = True
-            b.returncode = b.proc.returncode
-        if not b.group_alive():
-            self.event(b.id, "killed", {"reason": b.kill["reason"], "returncode": b.returncode,
-                                        "sigkill": b.kill["escalated"]})
-            b.kill = None
-            return
-        if time.monotonic() >= b.kill["deadline"] and not b.kill["escalated"]:
-            b.kill["escalated"] = True
-            try:
-                os.killpg(b.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.start_kill(b, "powered off", KILL_GRACE_SECONDS)
 
 
 def cmd_boot(args):
-    if args.poll <= 0:
-        raise SystemExit("--poll must be positive")
-    agent = Agent(args)
-    agent.run()
-    return 0
+    return run_agent(Agent, args)

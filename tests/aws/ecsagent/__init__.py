@@ -8,11 +8,12 @@ Modules:
 ``entry``     the container command `sh -c SCRIPT clusterctl-node ARGV`, read line by line
 ``cwlogs``    the awslogs driver: dask.log plus PutLogEvents to the task's stream
 ``aws``       the ``setup``, ``inspect`` and ``log-lines`` subcommands
-``boot``      the ``boot`` subcommand: the agent loop, process groups, StopTask and kills
+``boot``      the ``boot`` subcommand: booting tasks, StopTask, when to kill a group
 ``selfcheck`` a by-hand end-to-end check in a throwaway namespace (not run by CI)
 
 It reuses the EC2 agent's package (`ec2agent`): Refusal and the address networks (common),
 the loopback-only clients and the security-group inspection (aws), the Dask option parser
-and image check (dockerrun), and the process-group helpers (boot).  taskdef, entry and the
-policy evaluation in roles are pure; boot acts on what they return.
+and image check (dockerrun), and the agent skeleton: loop, event logs, process groups and
+kills (agent).  taskdef, entry and the policy evaluation in roles are pure; boot acts on what
+they return.
 """

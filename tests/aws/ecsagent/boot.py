@@ -1,23 +1,21 @@
-"""The `boot` subcommand: the agent loop, the Dask process groups, and the task lifecycle.
+"""The `boot` subcommand: booting tasks, the task lifecycle, and when a process group is killed.
 
 It polls moto's ECS, boots each new clusterctl-managed RUNNING task by reading its task
 definition (taskdef), roles and secrets (roles) and command (entry) into a local Dask process
 bound to the task's private IP, ships its output to CloudWatch Logs (cwlogs), stops the task
 through the API when Dask exits (the essential container exited), and kills the process group
-when the task is stopped.
+when the task is stopped.  The loop, the event logs and the kills themselves are
+ec2agent.agent.BaseAgent's.
 """
 
 import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
-import traceback
 
+from ec2agent.agent import BaseAgent, process_group_alive, refusal_detail, run_agent, tail
 from ec2agent.aws import make_client, paginate
-from ec2agent.boot import BASE_ENV_KEYS, probe_python, process_group_alive, tail
 from ec2agent.common import Refusal
 from ec2agent.dockerrun import DASK_OPTIONS, translate_dask_args
 
@@ -83,55 +81,29 @@ class Booted:
         return self.pgid is not None and process_group_alive(self.pgid)
 
 
-class Agent:
+class Agent(BaseAgent):
+    name = "ecs_agent"
+    subject = "task"
+    stop_grace = AGENT_STOP_GRACE
+
     def __init__(self, args):
         self.region = args.region
         self.ecs = make_client(args, "ecs")
         self.iam = make_client(args, "iam")
         self.ssm = make_client(args, "ssm")
         self.logs = make_client(args, "logs")
-        self.workdir = os.path.abspath(args.workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        self.events_path = os.path.join(self.workdir, "agent-events.jsonl")
-        self.errors_path = os.path.join(self.workdir, "agent-errors.jsonl")
-        self.poll_interval = args.poll
+        super().__init__(args)
+
+    def preflight(self):
         self.sandbox = check_sandbox()
-        self.base_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-        self.python, self.distributed_version = probe_python(args.python, self.base_env)
-        self.seen = set()
-        self.booted = {}
-        self.stop = threading.Event()
-
-    # -- logging ---------------------------------------------------------------------------
-
-    def event(self, task_id, kind, detail, error=False):
-        record = {"t": time.time(), "task": task_id, "event": kind, "detail": detail}
-        line = json.dumps(record, default=str) + "\n"
-        with open(self.events_path, "a", encoding="utf-8") as f:
-            f.write(line)
-        if error:
-            with open(self.errors_path, "a", encoding="utf-8") as f:
-                f.write(line)
-        print(f"ecs_agent: {task_id or '-'} {kind}: {json.dumps(detail, default=str)}",
-              file=sys.stderr, flush=True)
 
     # -- main loop --------------------------------------------------------------------------
 
-    def run(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
-        print(json.dumps({"ready": True, "distributed_version": self.distributed_version,
-                          "python": self.python, "workdir": self.workdir,
-                          "sandbox": self.sandbox}), flush=True)
-        next_poll = 0.0
-        while not self.stop.is_set():
-            if time.monotonic() >= next_poll:
-                self.poll()
-                self.ship_logs()
-                next_poll = time.monotonic() + self.poll_interval
-            self.tick()
-            self.stop.wait(min(0.1, self.poll_interval))
-        self.shutdown()
+    def ready_record(self):
+        return {**super().ready_record(), "sandbox": self.sandbox}
+
+    def after_poll(self):
+        self.ship_logs()
 
     def list_running(self):
         """Every task with desiredStatus RUNNING, described with its tags, by ARN."""
@@ -207,46 +179,28 @@ class Agent:
             else:
                 self.event(b.id, "task-stopped", {"reason": why})
 
-    def tick(self):
+    def tick_one(self, b):
         now = time.monotonic()
-        for b in list(self.booted.values()):
-            try:
-                if b.kill is not None:
-                    self.progress_kill(b)
-                    continue
-                if b.proc is not None and not b.exited and b.proc.poll() is not None:
-                    self.on_exit(b)
-                    continue
-                if b.exited:
-                    continue
-                if b.ttl_term_at is not None and now >= b.ttl_term_at:
-                    b.ttl_term_at = None
-                    b.timed_out = True
-                    b.ttl_kill_at = now + KILL_AFTER_SECONDS
-                    self.signal_group(b, signal.SIGTERM)
-                    self.event(b.id, "timeout", {"detail": "CLUSTERCTL_EXPIRES + 60 s passed:"
-                                                 " `timeout` sends SIGTERM",
-                                                 "sigkill_in": KILL_AFTER_SECONDS})
-                if b.ttl_kill_at is not None and now >= b.ttl_kill_at:
-                    b.ttl_kill_at = None
-                    b.timeout_sigkill = True
-                    self.signal_group(b, signal.SIGKILL)
-            except Exception as e:
-                self.event(b.id, "error", {"error": repr(e), "trace": traceback.format_exc()},
-                           error=True)
+        if b.proc is not None and not b.exited and b.proc.poll() is not None:
+            self.on_exit(b)
+            return
+        if b.exited:
+            return
+        if b.ttl_term_at is not None and now >= b.ttl_term_at:
+            b.ttl_term_at = None
+            b.timed_out = True
+            b.ttl_kill_at = now + KILL_AFTER_SECONDS
+            self.signal_group(b, signal.SIGTERM)
+            self.event(b.id, "timeout", {"detail": "CLUSTERCTL_EXPIRES + 60 s passed:"
+                                         " `timeout` sends SIGTERM",
+                                         "sigkill_in": KILL_AFTER_SECONDS})
+        if b.ttl_kill_at is not None and now >= b.ttl_kill_at:
+            b.ttl_kill_at = None
+            b.timeout_sigkill = True
+            self.signal_group(b, signal.SIGKILL)
 
     def shutdown(self):
-        for b in self.booted.values():
-            if b.kill is None:
-                self.start_kill(b, "agent stopping", AGENT_STOP_GRACE)
-        deadline = time.monotonic() + AGENT_STOP_GRACE + 2
-        while any(b.kill is not None for b in self.booted.values()):
-            for b in self.booted.values():
-                if b.kill is not None:
-                    self.progress_kill(b)
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        super().shutdown()
         for b in self.booted.values():
             if b.pipe is not None:
                 b.pipe.join(1.0)
@@ -259,10 +213,7 @@ class Agent:
         try:
             b = self.prepare_and_spawn(task)
         except Exception as e:
-            if isinstance(e, Refusal):
-                detail = {"reason": str(e)}
-            else:
-                detail = {"reason": f"agent failure: {e!r}", "trace": traceback.format_exc()}
+            detail = refusal_detail(e)
             self.event(tid, "refused", detail, error=True)
             # On ECS a task that cannot start is stopped; do the same so it does not linger.
             self.stop_task(tid, task.get("clusterArn"), task["taskArn"],
@@ -481,39 +432,17 @@ class Agent:
             self.event(tid, "error", {"while": f"StopTask ({reason})", "error": repr(e)},
                        error=True)
 
-    def signal_group(self, b, sig):
-        if b.pgid is None:
-            return
-        try:
-            os.killpg(b.pgid, sig)
-        except ProcessLookupError:
-            pass
+    def leader_exited_during_kill(self, b):
+        super().leader_exited_during_kill(b)
+        # The container's init exited: the rest of its processes go with it.
+        self.signal_group(b, signal.SIGKILL)
 
-    def start_kill(self, b, reason, grace):
-        if b.kill is not None or not b.group_alive():
-            return
-        self.signal_group(b, signal.SIGTERM)
-        b.kill = {"reason": reason, "deadline": time.monotonic() + grace, "escalated": False,
-                  "grace": grace}
-
-    def progress_kill(self, b):
-        if b.proc is not None and not b.exited and b.proc.poll() is not None:
-            b.exited = True
-            b.returncode = b.proc.returncode
-            # The container's init exited: the rest of its processes go with it.
-            self.signal_group(b, signal.SIGKILL)
-        if not b.group_alive():
-            if b.pipe is not None:
-                b.pipe.join(2.0)
-            self.ship_one(b)
-            self.event(b.id, "killed", {"reason": b.kill["reason"], "returncode": b.returncode,
-                                        "sigkill": b.kill["escalated"],
-                                        "grace": b.kill["grace"]})
-            b.kill = None
-            return
-        if time.monotonic() >= b.kill["deadline"] and not b.kill["escalated"]:
-            b.kill["escalated"] = True
-            self.signal_group(b, signal.SIGKILL)
+    def killed_detail(self, b):
+        # The group is gone, so its output is complete: ship it before reporting the kill.
+        if b.pipe is not None:
+            b.pipe.join(2.0)
+        self.ship_one(b)
+        return {**super().killed_detail(b), "grace": b.kill["grace"]}
 
     # -- logs -------------------------------------------------------------------------------
 
@@ -540,8 +469,4 @@ class Agent:
 
 
 def cmd_boot(args):
-    if args.poll <= 0:
-        raise SystemExit("--poll must be positive")
-    agent = Agent(args)
-    agent.run()
-    return 0
+    return run_agent(Agent, args)
