@@ -249,8 +249,10 @@ fn idle_timeout_and_ttl_end_clusters_by_themselves() {
         "1",
         "--name",
         "e2e-idle",
+        // Long enough that the worker joins before the scheduler counts as idle, even on a
+        // loaded 2-core machine (the idle clock starts when the scheduler does).
         "--idle-timeout",
-        "3s",
+        "10s",
     ]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = e.json(&[
