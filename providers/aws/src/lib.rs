@@ -484,17 +484,6 @@ impl ClusterProvider for Ec2Provider {
             .unwrap_or_else(|| Error::invalid("--subnet", "", "no subnet to launch into", None)))
     }
 
-    async fn worker_facing_address(
-        &self,
-        ctx: &LaunchContext<'_>,
-        scheduler: &Node,
-    ) -> Result<Option<String>> {
-        Ok(scheduler
-            .private_ip
-            .as_ref()
-            .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(ctx.spec), ip)))
-    }
-
     async fn launch_workers(
         &self,
         ctx: &LaunchContext<'_>,

@@ -143,12 +143,19 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// Start the scheduler.
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch>;
 
-    /// The address workers dial for this scheduler node, once the platform knows it.
+    /// The address workers dial for this scheduler node, once the platform knows it. By
+    /// default its private IP on the scheduler port (VMs and tasks); platforms that name the
+    /// scheduler otherwise (a Service, the local scope) override it.
     async fn worker_facing_address(
         &self,
         ctx: &LaunchContext<'_>,
         scheduler: &Node,
-    ) -> Result<Option<String>>;
+    ) -> Result<Option<String>> {
+        Ok(scheduler
+            .private_ip
+            .as_ref()
+            .map(|ip| crate::bootstrap::scheduler_address(crate::bootstrap::scheme(ctx.spec), ip)))
+    }
 
     /// Start a batch of workers that dial `scheduler_address`, in as few platform calls as it
     /// allows. They may start before the scheduler listens: Dask workers retry.

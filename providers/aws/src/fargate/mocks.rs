@@ -27,38 +27,35 @@ use clusterctl_core::{
 use super::{FargateClients, FargateOptions, FargateProvider};
 use crate::test_support::spec;
 
-fn worker_task(n: u32) -> Task {
+/// A clusterctl task of cluster `m` as ECS describes it, with its ENI details.
+fn task(arn: &str, role: &str, last_status: &str, ip: &str) -> Task {
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let detail = |k: &str, v: &str| KeyValuePair::builder().name(k).value(v).build();
     Task::builder()
-        .task_arn(format!(
-            "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/t{n}"
-        ))
-        .last_status("PROVISIONING")
+        .task_arn(arn)
+        .last_status(last_status)
         .desired_status("RUNNING")
-        .tags(
-            Tag::builder()
-                .key("clusterctl-managed")
-                .value("true")
-                .build(),
-        )
-        .tags(Tag::builder().key("clusterctl-cluster").value("m").build())
-        .tags(
-            Tag::builder()
-                .key("clusterctl-role")
-                .value("worker")
-                .build(),
-        )
+        .tags(tag("clusterctl-managed", "true"))
+        .tags(tag("clusterctl-cluster", "m"))
+        .tags(tag("clusterctl-role", role))
+        .tags(tag("clusterctl-protocol", "tls"))
         .attachments(
             Attachment::builder()
                 .r#type("ElasticNetworkInterface")
-                .details(
-                    KeyValuePair::builder()
-                        .name("privateIPv4Address")
-                        .value(format!("10.0.0.{n}"))
-                        .build(),
-                )
+                .details(detail("privateIPv4Address", ip))
+                .details(detail("networkInterfaceId", "eni-1"))
                 .build(),
         )
         .build()
+}
+
+fn worker_task(n: u32) -> Task {
+    task(
+        &format!("arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/t{n}"),
+        "worker",
+        "PROVISIONING",
+        &format!("10.0.0.{n}"),
+    )
 }
 
 /// ECS rules every worker launch needs besides RunTask: no task definition yet, then one
@@ -336,49 +333,7 @@ async fn the_client_reaches_the_scheduler_at_its_public_address() {
         types::Cluster,
     };
     const ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/s1";
-    let scheduler = || {
-        Task::builder()
-            .task_arn(ARN)
-            .last_status("RUNNING")
-            .desired_status("RUNNING")
-            .tags(
-                Tag::builder()
-                    .key("clusterctl-managed")
-                    .value("true")
-                    .build(),
-            )
-            .tags(Tag::builder().key("clusterctl-cluster").value("m").build())
-            .tags(
-                Tag::builder()
-                    .key("clusterctl-role")
-                    .value("scheduler")
-                    .build(),
-            )
-            .tags(
-                Tag::builder()
-                    .key("clusterctl-protocol")
-                    .value("tls")
-                    .build(),
-            )
-            .attachments(
-                Attachment::builder()
-                    .r#type("ElasticNetworkInterface")
-                    .details(
-                        KeyValuePair::builder()
-                            .name("privateIPv4Address")
-                            .value("10.0.0.5")
-                            .build(),
-                    )
-                    .details(
-                        KeyValuePair::builder()
-                            .name("networkInterfaceId")
-                            .value("eni-1")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
-    };
+    let scheduler = || task(ARN, "scheduler", "RUNNING", "10.0.0.5");
     let rules = [
         mock!(Client::describe_clusters).then_output(|| {
             DescribeClustersOutput::builder()

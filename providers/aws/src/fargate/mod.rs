@@ -602,17 +602,6 @@ impl ClusterProvider for FargateProvider {
         Ok(SchedulerLaunch { node, address })
     }
 
-    async fn worker_facing_address(
-        &self,
-        ctx: &LaunchContext<'_>,
-        scheduler: &Node,
-    ) -> Result<Option<String>> {
-        Ok(scheduler
-            .private_ip
-            .as_ref()
-            .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(ctx.spec), ip)))
-    }
-
     async fn launch_workers(
         &self,
         ctx: &LaunchContext<'_>,
