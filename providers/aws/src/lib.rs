@@ -307,6 +307,7 @@ pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::Sdk
 /// The caller's identity as shown in plans and permission errors, and its account and
 /// partition (for ARNs clusterctl builds).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "fargate"), allow(dead_code))]
 pub(crate) struct Identity {
     pub shown: String,
     pub account: String,

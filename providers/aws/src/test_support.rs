@@ -47,3 +47,21 @@ pub(crate) fn spec() -> clusterctl_core::model::ClusterSpec {
         private: true,
     }
 }
+
+/// Launch `count` workers of [`spec`] on `p`, dialling a scheduler at 10.0.0.5.
+pub(crate) async fn launch_workers(
+    p: &dyn clusterctl_core::ClusterProvider,
+    count: u32,
+) -> clusterctl_core::Result<Vec<clusterctl_core::Node>> {
+    let s = spec();
+    let ctx = clusterctl_core::provider::LaunchContext {
+        spec: &s,
+        tls: None,
+        progress: &clusterctl_core::lifecycle::Silent,
+    };
+    let batch = clusterctl_core::provider::WorkerBatch {
+        count,
+        first_index: 0,
+    };
+    p.launch_workers(&ctx, "tcp://10.0.0.5:8786", batch).await
+}

@@ -23,12 +23,11 @@ use aws_sdk_ec2::{
 use aws_smithy_mocks::{Rule, RuleMode, mock};
 use clusterctl_core::{
     Error,
-    lifecycle::Silent,
     model::{ClusterName, Role},
-    provider::{ClusterProvider, LaunchContext, WorkerBatch},
+    provider::ClusterProvider,
 };
 
-use crate::{Ec2Options, Ec2Provider, test_support::spec};
+use crate::{Ec2Options, Ec2Provider};
 
 /// Rules for the read-only calls `resolve` and `group_id` make, with subnets a and b.
 fn network_rules() -> Vec<Rule> {
@@ -112,17 +111,7 @@ fn options(spot: bool) -> Ec2Options {
 async fn launch_three(rules: &[Rule]) -> clusterctl_core::Result<Vec<clusterctl_core::Node>> {
     let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, rules);
     let p = provider(ec2, options(true));
-    let s = spec();
-    let ctx = LaunchContext {
-        spec: &s,
-        tls: None,
-        progress: &Silent,
-    };
-    let batch = WorkerBatch {
-        count: 3,
-        first_index: 0,
-    };
-    p.launch_workers(&ctx, "tcp://10.0.0.5:8786", batch).await
+    crate::test_support::launch_workers(&p, 3).await
 }
 
 fn worker(id: &str) -> Instance {
@@ -216,22 +205,7 @@ async fn spot_and_subnet_are_what_each_attempt_asks_for() {
     rules.push(run);
     let ec2 = mocked!(aws_sdk_ec2, RuleMode::MatchAny, &rules);
     let p = provider(ec2, options(true));
-    let s = spec();
-    let ctx = LaunchContext {
-        spec: &s,
-        tls: None,
-        progress: &Silent,
-    };
-    p.launch_workers(
-        &ctx,
-        "tcp://10.0.0.5:8786",
-        WorkerBatch {
-            count: 3,
-            first_index: 0,
-        },
-    )
-    .await
-    .unwrap();
+    crate::test_support::launch_workers(&p, 3).await.unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,

@@ -18,11 +18,7 @@ use aws_sdk_ecs::{
     types::{Attachment, Failure, KeyValuePair, Tag, Task, TaskDefinition},
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock};
-use clusterctl_core::{
-    Error,
-    lifecycle::Silent,
-    provider::{ClusterProvider, LaunchContext, WorkerBatch},
-};
+use clusterctl_core::{Error, provider::ClusterProvider};
 
 use super::{FargateClients, FargateOptions, FargateProvider};
 use crate::test_support::spec;
@@ -169,21 +165,7 @@ async fn launch(
     p: &FargateProvider,
     count: u32,
 ) -> clusterctl_core::Result<Vec<clusterctl_core::Node>> {
-    let s = spec();
-    let ctx = LaunchContext {
-        spec: &s,
-        tls: None,
-        progress: &Silent,
-    };
-    p.launch_workers(
-        &ctx,
-        "tcp://10.0.0.5:8786",
-        WorkerBatch {
-            count,
-            first_index: 0,
-        },
-    )
-    .await
+    crate::test_support::launch_workers(p, count).await
 }
 
 #[tokio::test]
