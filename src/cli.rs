@@ -67,6 +67,9 @@ pub enum Command {
     Env(NameArg),
     /// Bring a cluster up, run a command against it, and always tear it down.
     Run(RunArgs),
+    /// Print the dashboard link (and scheduler address) reachable from this machine; for a
+    /// Kubernetes ClusterIP scheduler, holds a port-forward open until interrupted.
+    Dashboard(DashboardArgs),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -157,6 +160,38 @@ pub struct UpArgs {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub fargate: FargateArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Where Kubernetes clusters live: the kube context and namespace.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeScope {
+    /// Kubernetes: the kubeconfig context (default: the current context, or the in-cluster
+    /// configuration when clusterctl runs in a pod).
+    #[arg(long, env = "CLUSTERCTL_KUBE_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// Kubernetes: the namespace (default: the context's, else `default`).
+    #[arg(long, short = 'n', env = "CLUSTERCTL_NAMESPACE", value_name = "NAME")]
+    pub namespace: Option<String>,
+}
+
+/// Options of the Kubernetes provider (it also takes --allow-cidr and --private).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Kubernetes options")]
+pub struct KubeArgs {
+    #[command(flatten)]
+    pub scope: KubeScope,
+    /// Create the namespace if it does not exist (and delete it on `down`).
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// How the scheduler's Service is exposed: ClusterIP (default; reached through a
+    /// port-forward from outside the cluster), NodePort, or LoadBalancer (limited to --allow-cidr).
+    #[arg(long, value_name = "TYPE")]
+    pub service_type: Option<String>,
+    /// Create a `DaskCluster` of the Dask Kubernetes operator instead of plain pods.
+    #[arg(long)]
+    pub k8s_operator: bool,
 }
 
 /// Options of the Fargate provider (it also takes --vpc, --subnet, --allow-cidr and --spot).
@@ -254,6 +289,8 @@ pub struct DownArgs {
     /// How long teardown may take before reporting what is left.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +303,8 @@ pub struct StatusArgs {
     /// Region to search when there is no local record.
     #[arg(long, env = "CLUSTERCTL_REGION")]
     pub region: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +315,31 @@ pub struct ListArgs {
     /// Region to search.
     #[arg(long, env = "CLUSTERCTL_REGION")]
     pub region: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
+    /// Kubernetes: look in every namespace.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Cluster name (default: the only cluster this machine knows).
+    pub name: Option<String>,
+    /// Local port of the dashboard (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Local port of the scheduler (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub scheduler_port: u16,
+    /// Provider to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +371,14 @@ pub struct LogsArgs {
     /// Lines per node.
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
+    /// Provider to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
 }
 
 #[derive(Debug, Args)]

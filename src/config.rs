@@ -95,6 +95,19 @@ pub struct FargateSection {
     pub cpu_architecture: Option<String>,
 }
 
+/// Settings of the Kubernetes provider (the same names as the flags).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSection {
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub create_namespace: Option<bool>,
+    pub service_type: Option<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub k8s_operator: Option<bool>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,6 +131,7 @@ pub struct FileConfig {
     pub local: Option<LocalSection>,
     pub aws: Option<AwsSection>,
     pub fargate: Option<FargateSection>,
+    pub kubernetes: Option<KubernetesSection>,
 }
 
 /// A config file and its contents.

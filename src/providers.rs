@@ -60,6 +60,9 @@ pub fn available() -> Vec<ProviderKind> {
     if cfg!(feature = "fargate") {
         kinds.push(ProviderKind::Fargate);
     }
+    if cfg!(feature = "kubernetes") {
+        kinds.push(ProviderKind::Kubernetes);
+    }
     kinds
 }
 
@@ -127,6 +130,32 @@ pub async fn build(
             }
             Ok(Arc::new(
                 clusterctl_aws::FargateProvider::from_env(o).await?,
+            ))
+        }
+        #[cfg(feature = "kubernetes")]
+        ProviderKind::Kubernetes => {
+            if let Some(region) = &opts.region {
+                return Err(Error::invalid(
+                    "--region",
+                    region,
+                    "Kubernetes clusters live in a kube context and namespace, not a region",
+                    Some("use `--context` and `--namespace`".into()),
+                ));
+            }
+            let o: clusterctl_kubernetes::KubernetesOptions = if opts.extra.is_null() {
+                Default::default()
+            } else {
+                serde_json::from_value(opts.extra.clone()).map_err(|e| {
+                    Error::invalid(
+                        "Kubernetes options",
+                        opts.extra.to_string(),
+                        e.to_string(),
+                        None,
+                    )
+                })?
+            };
+            Ok(Arc::new(
+                clusterctl_kubernetes::KubernetesProvider::from_env(o).await?,
             ))
         }
         other => Err(Error::ProviderUnavailable {

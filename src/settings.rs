@@ -427,6 +427,71 @@ fn fargate_options(
     })
 }
 
+/// The Kubernetes options: flags beat the file's `kubernetes:` section. The keys are those of
+/// `clusterctl_kubernetes::KubernetesOptions`; `--allow-cidr` and `--private` are shared.
+fn kubernetes_options(
+    args: &UpArgs,
+    file: Option<&crate::config::KubernetesSection>,
+    private: bool,
+) -> Result<serde_json::Value> {
+    let f = file.cloned().unwrap_or_default();
+    let k = &args.kube;
+    let service_type = match k.service_type.clone().or(f.service_type) {
+        Some(t) => kube_service_type(&t)?,
+        None => "ClusterIP",
+    };
+    let cidrs = if args.aws.allow_cidrs.is_empty() {
+        f.allow_cidrs
+    } else {
+        args.aws.allow_cidrs.clone()
+    };
+    Ok(serde_json::json!({
+        "context": k.scope.context.clone().or(f.context),
+        "namespace": k.scope.namespace.clone().or(f.namespace),
+        "create_namespace": k.create_namespace || f.create_namespace.unwrap_or(false),
+        "service_type": service_type,
+        "allow_cidrs": cidrs,
+        "operator": k.k8s_operator || f.k8s_operator.unwrap_or(false),
+        "private": private,
+    }))
+}
+
+/// The Service type as `clusterctl_kubernetes::ServiceType` spells it.
+fn kube_service_type(t: &str) -> Result<&'static str> {
+    match t.to_ascii_lowercase().as_str() {
+        "clusterip" => Ok("ClusterIP"),
+        "nodeport" => Ok("NodePort"),
+        "loadbalancer" => Ok("LoadBalancer"),
+        _ => Err(Error::invalid(
+            "--service-type",
+            t,
+            "not a Service type clusterctl can expose the scheduler with",
+            Some("use ClusterIP (the default), NodePort or LoadBalancer".into()),
+        )),
+    }
+}
+
+/// Provider options for commands that find clusters without a record (`down`, `status`,
+/// `list`, `dashboard`): for Kubernetes, the context and namespace from flags or the file.
+pub fn scope_options(
+    kind: ProviderKind,
+    scope: &crate::cli::KubeScope,
+    all_namespaces: bool,
+    file: Option<&LoadedConfig>,
+) -> serde_json::Value {
+    if kind != ProviderKind::Kubernetes {
+        return serde_json::Value::Null;
+    }
+    let f = file
+        .and_then(|f| f.config.kubernetes.clone())
+        .unwrap_or_default();
+    serde_json::json!({
+        "context": scope.context.clone().or(f.context),
+        "namespace": scope.namespace.clone().or(f.namespace),
+        "all_namespaces": all_namespaces,
+    })
+}
+
 /// Resolve everything `up` takes.
 pub fn resolve_up(
     args: &UpArgs,
@@ -700,6 +765,7 @@ pub fn resolve_up(
 
     let provider_options = match provider {
         ProviderKind::Fargate => fargate_options(args, fc.fargate.as_ref(), region.as_deref()),
+        ProviderKind::Kubernetes => kubernetes_options(args, fc.kubernetes.as_ref(), private)?,
         _ => aws_options(&args.aws, fc.aws.as_ref(), region.as_deref()),
     };
     match provider {
@@ -712,6 +778,11 @@ pub fn resolve_up(
             key: "fargate",
             value: provider_options.to_string(),
             source: "flags and file section `fargate`".into(),
+        }),
+        ProviderKind::Kubernetes => r.shown.push(Shown {
+            key: "kubernetes",
+            value: provider_options.to_string(),
+            source: "flags and file section `kubernetes`".into(),
         }),
         _ => {}
     }

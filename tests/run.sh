@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command of the README: prepares the Python side of the tests (a virtual environment
 # with the pinned Dask, used by the test Dask client and as the local provider's runtime, and the
-# pinned moto AWS emulator with boto3 for the AWS tests, and iproute2 for the Fargate tests'
-# network namespaces) and runs the whole test suite. Extra arguments go to `cargo test`.
+# pinned moto AWS emulator with boto3 for the AWS tests, iproute2 for the Fargate and Kubernetes
+# tests' network namespaces, and kubectl for the Kubernetes tests) and runs the whole test suite.
+# Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,11 @@ fi
 if ! command -v ip >/dev/null 2>&1; then
   echo "tests/run.sh: installing iproute2 for the Fargate tests' network namespaces" >&2
   (apt-get update -q && apt-get install -yq iproute2) >/dev/null
+fi
+# The Kubernetes tests check the simulator with a real client, kubectl (Debian: kubernetes-client).
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "tests/run.sh: installing kubectl (kubernetes-client) for the Kubernetes tests" >&2
+  (apt-get update -q && apt-get install -yq kubernetes-client) >/dev/null
 fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 exec cargo test --workspace --locked "$@"

@@ -28,6 +28,7 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         for kind in providers_to_ask(ctx, args.provider.as_deref())? {
             let opts = ProviderOptions {
                 region: args.region.clone(),
+                extra: settings::scope_options(kind, &args.kube, false, ctx.file.as_ref()),
                 ..Default::default()
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
@@ -45,7 +46,7 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     } else {
         let name = ctx.pick_name(args.name.as_deref())?;
         let (provider, _) = ctx
-            .locate(&name, args.provider.as_deref(), args.region.as_deref())
+            .locate(&name, args.provider.as_deref(), args.region.as_deref(), &args.kube)
             .await?;
         targets.push((name, provider));
     }

@@ -2,6 +2,7 @@
 //! (printer, paths, records, config file) and how a cluster name and its provider are found.
 
 mod config_show;
+mod dashboard;
 mod down;
 mod env;
 mod logs;
@@ -45,7 +46,9 @@ impl Ctx<'_> {
     ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
         let region =
             record.provider_config.region.clone().or_else(|| {
-                (record.provider != ProviderKind::Local).then(|| record.location.clone())
+                // Kubernetes records locate by context and namespace, kept in the options.
+                (!matches!(record.provider, ProviderKind::Local | ProviderKind::Kubernetes))
+                    .then(|| record.location.clone())
             });
         let opts = ProviderOptions {
             region,
@@ -61,6 +64,7 @@ impl Ctx<'_> {
         &self,
         flag: Option<&str>,
         region: Option<&str>,
+        scope: &crate::cli::KubeScope,
     ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
         let kind = settings::resolve_provider(flag, self.file.as_ref())?;
         let opts = ProviderOptions {
@@ -73,7 +77,7 @@ impl Ctx<'_> {
                 .and_then(|f| f.config.local.as_ref())
                 .and_then(|l| l.python.clone()),
             dask_version: None,
-            extra: serde_json::Value::Null,
+            extra: settings::scope_options(kind, scope, false, self.file.as_ref()),
         };
         providers::build(kind, &opts, &self.paths).await
     }
@@ -115,10 +119,11 @@ impl Ctx<'_> {
         name: &ClusterName,
         provider_flag: Option<&str>,
         region: Option<&str>,
+        scope: &crate::cli::KubeScope,
     ) -> clusterctl_core::Result<(Arc<dyn ClusterProvider>, Option<ClusterRecord>)> {
         match self.store.load(name)? {
             Some(r) => Ok((self.provider_of(&r).await?, Some(r))),
-            None => Ok((self.provider_from(provider_flag, region).await?, None)),
+            None => Ok((self.provider_from(provider_flag, region, scope).await?, None)),
         }
     }
 
@@ -128,6 +133,23 @@ impl Ctx<'_> {
             name: name.to_string(),
             where_: " in this machine's records".into(),
         })
+    }
+}
+
+/// How this process reaches the scheduler of `name`, whose published endpoints are
+/// `published`: through the provider's tunnel where it needs one, else directly.
+pub async fn reach_of(
+    provider: &dyn ClusterProvider,
+    name: &ClusterName,
+    published: &clusterctl_core::model::Endpoints,
+) -> clusterctl_core::Result<clusterctl_core::provider::Reach> {
+    let nodes = provider.list_nodes(Some(name)).await?;
+    match nodes.iter().find(|n| {
+        n.role == clusterctl_core::Role::Scheduler
+            && n.state != clusterctl_core::NodeState::Terminated
+    }) {
+        Some(s) => provider.reach(s, published, Default::default()).await,
+        None => Ok(clusterctl_core::provider::Reach::direct(published.clone())),
     }
 }
 
@@ -169,6 +191,7 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
         Command::Logs(args) => logs::logs(&ctx, &args).await,
         Command::Env(args) => env::env(&ctx, args.name.as_deref()),
         Command::Run(args) => run::run(&ctx, &args, sub("run")).await,
+        Command::Dashboard(args) => dashboard::dashboard(&ctx, &args).await,
         Command::Config(ConfigCommand::Show(args)) => {
             config_show::show(
                 &ctx,

@@ -34,9 +34,13 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     }
     let mut signals = Signals::install()?;
     let progress = ctx.printer.progress();
-    let Launch::Up { record, .. } = launch(ctx, &settings, &progress, &mut signals).await? else {
+    let Launch::Up { record, launched, .. } = launch(ctx, &settings, &progress, &mut signals).await?
+    else {
         unreachable!("not a dry run")
     };
+    // Where the cluster is only reachable through a tunnel (a Kubernetes port-forward), the
+    // command gets the tunnel's address; the tunnel stays open until the command ends.
+    let reach = launched.reach;
     progress.finish();
     let name = record.name().clone();
     ctx.printer.info(&format!(
@@ -49,6 +53,10 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
         .args(&args.command[1..])
         .envs(client_env(&record)?)
         .kill_on_drop(true);
+    if reach.is_tunnel() {
+        child.env("DASK_SCHEDULER_ADDRESS", &reach.endpoints.scheduler_address);
+        child.env("CLUSTERCTL_DASHBOARD_URL", &reach.endpoints.dashboard_url);
+    }
     if let Some(path) = local_runtime_path(ctx, &record).await {
         child.env("PATH", path);
     }
@@ -80,6 +88,7 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
         }
     };
 
+    drop(reach);
     let progress = ctx.printer.progress();
     let _lock = ctx.store.lock(&name)?;
     let teardown = lifecycle::down(

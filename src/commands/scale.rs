@@ -31,6 +31,7 @@ pub async fn scale(ctx: &Ctx<'_>, args: &ScaleArgs) -> Result<u8> {
         )?),
         None => None,
     };
+    let reach = super::reach_of(provider.as_ref(), &name, &endpoints).await?;
     let progress = ctx.printer.progress();
     let lctx = LaunchContext {
         spec: &record.spec,
@@ -40,7 +41,7 @@ pub async fn scale(ctx: &Ctx<'_>, args: &ScaleArgs) -> Result<u8> {
     let scaled = lifecycle::scale(
         provider.as_ref(),
         &lctx,
-        &endpoints,
+        &reach.endpoints,
         target,
         timeout,
         &progress,

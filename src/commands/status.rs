@@ -43,7 +43,7 @@ fn expires_in(at: Option<u64>) -> String {
 pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
     let (provider, record) = ctx
-        .locate(&name, args.provider.as_deref(), args.region.as_deref())
+        .locate(&name, args.provider.as_deref(), args.region.as_deref(), &args.kube)
         .await?;
     let nodes: Vec<Node> = provider.list_nodes(Some(&name)).await?;
     let summary = summarize(nodes.clone()).into_iter().next();
@@ -58,9 +58,15 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
             .ok(),
         None => None,
     };
-    let (healthy, joined) = match &endpoints {
-        Some(e) => {
-            let dash = Dashboard::new(e.dashboard_base(), Duration::from_secs(3));
+    // The scheduler is asked through whatever reaches it from here (a port-forward on
+    // Kubernetes); the published endpoints are what is shown.
+    let reach = match (&scheduler, &endpoints) {
+        (Some(s), Some(e)) => provider.reach(s, e, Default::default()).await.ok(),
+        _ => None,
+    };
+    let (healthy, joined) = match &reach {
+        Some(r) => {
+            let dash = Dashboard::new(r.endpoints.dashboard_base(), Duration::from_secs(3));
             (
                 dash.healthy().await,
                 dash.view().await.ok().map(|v| v.workers.len()),
@@ -142,6 +148,12 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
     for kind in providers_to_ask(ctx, args.provider.as_deref())? {
         let opts = ProviderOptions {
             region: args.region.clone(),
+            extra: crate::settings::scope_options(
+                kind,
+                &args.kube,
+                args.all_namespaces,
+                ctx.file.as_ref(),
+            ),
             ..Default::default()
         };
         let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;

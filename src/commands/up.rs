@@ -162,6 +162,7 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs, matches: Option<&ArgMatches>) -> R
             &launched.endpoints,
             launched.ready.as_ref(),
             elapsed,
+            launched.reach.is_tunnel(),
         ),
     }
     Ok(0)
@@ -218,6 +219,7 @@ pub fn print_ready(
     endpoints: &Endpoints,
     ready: Option<&SchedulerView>,
     elapsed: Duration,
+    tunnel: bool,
 ) {
     let name = record.name();
     let joined = ready.map(|v| v.workers.len());
@@ -241,6 +243,11 @@ pub fn print_ready(
         None => ctx.printer.info(&format!(
             "clusterctl: cluster `{name}` created; `clusterctl wait {name}` waits for readiness"
         )),
+    }
+    if tunnel {
+        ctx.printer.hint(&format!(
+            "these addresses are inside the cluster's network; from this machine, `clusterctl dashboard {name}` holds a port-forward open and prints local ones (`clusterctl run` uses one by itself)"
+        ));
     }
     if record.tls.is_some() {
         ctx.printer.hint(&format!(

@@ -23,11 +23,12 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
         operation: "wait".into(),
         message: format!("cluster `{name}` has no endpoints recorded yet; is `up` still running?"),
     })?;
+    let reach = super::reach_of(provider.as_ref(), &name, &endpoints).await?;
     let mut signals = Signals::install()?;
     let progress = ctx.printer.progress();
     let deadline = Deadline::after(Duration::from_secs(record.timeout_secs.max(1)));
     let result = tokio::select! {
-        r = lifecycle::wait_ready(provider.as_ref(), &name, &endpoints, record.wait_workers as usize, deadline, &progress) => r,
+        r = lifecycle::wait_ready(provider.as_ref(), &name, &reach.endpoints, record.wait_workers as usize, deadline, &progress) => r,
         _ = signals.interrupted() => Err(Error::Interrupted),
     };
     match result {
@@ -35,7 +36,7 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
             progress.finish();
             record.state = RecordState::Ready;
             ctx.store.save(&record)?;
-            print_ready(ctx, &record, &endpoints, Some(&view), progress.elapsed());
+            print_ready(ctx, &record, &endpoints, Some(&view), progress.elapsed(), reach.is_tunnel());
             Ok(0)
         }
         Err(e) => {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod k8s;
 pub mod moto;
 pub mod sandbox;
 
@@ -58,6 +59,12 @@ impl Env {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_PROFILE")
+            // Never reach a real Kubernetes cluster from tests: no kubeconfig unless a test
+            // points KUBECONFIG at its simulator, and no in-cluster configuration.
+            .env("KUBECONFIG", self.dir.path().join("no-kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("CLUSTERCTL_KUBE_CONTEXT")
+            .env_remove("CLUSTERCTL_NAMESPACE")
             .current_dir(self.dir.path());
         c
     }

@@ -94,27 +94,7 @@ pub fn ami_parameter(gpu: bool, arm64: bool) -> &'static str {
     }
 }
 
-/// Validate a CIDR like `203.0.113.7/32`.
-pub fn validate_cidr(cidr: &str) -> Result<()> {
-    let refuse = |why: &str| {
-        Error::invalid(
-            "--allow-cidr",
-            cidr,
-            why,
-            Some("use an IPv4 CIDR like `203.0.113.7/32`".into()),
-        )
-    };
-    let (ip, bits) = cidr
-        .split_once('/')
-        .ok_or_else(|| refuse("it has no prefix length"))?;
-    ip.parse::<std::net::Ipv4Addr>()
-        .map_err(|_| refuse("not an IPv4 address"))?;
-    let bits: u8 = bits.parse().map_err(|_| refuse("not a prefix length"))?;
-    if bits > 32 {
-        return Err(refuse("prefix longer than 32"));
-    }
-    Ok(())
-}
+pub use clusterctl_core::model::validate_cidr;
 
 /// Validate an AWS resource id like `subnet-0abc123` (`prefix` is `subnet-`).
 pub fn validate_id(what: &'static str, v: &str, prefix: &str) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::{
     error::{Error, Result},
     health::{Dashboard, SchedulerView},
     model::{ClusterName, Endpoints, Node, Role},
-    provider::{ClusterProvider, LaunchContext, WorkerBatch},
+    provider::{ClusterProvider, LaunchContext, Reach, WorkerBatch},
     wait::{Deadline, Interval, Poll, poll_until},
 };
 
@@ -80,8 +80,10 @@ pub struct ReadyWait {
 /// What a successful `up` returns.
 #[derive(Debug, Clone)]
 pub struct Launched {
-    /// How to reach the cluster.
+    /// How to reach the cluster (the published endpoints, recorded and printed).
     pub endpoints: Endpoints,
+    /// How this process reached it for readiness (a tunnel stays open while this lives).
+    pub reach: Reach,
     /// Nodes started.
     pub nodes: Vec<Node>,
     /// The scheduler's view when ready (`None` with `--no-wait`).
@@ -162,12 +164,15 @@ async fn launch_and_wait(
         nodes.extend(provider.launch_workers(ctx, &address, batch).await?);
     }
     let endpoints = provider.endpoints(&launch.node, ctx.spec.private).await?;
+    let reach = provider
+        .reach(&launch.node, &endpoints, Default::default())
+        .await?;
     let ready = match (wait, deadline) {
         (Some(w), Some(d)) => Some(
             wait_ready(
                 provider,
                 &ctx.spec.name,
-                &endpoints,
+                &reach.endpoints,
                 w.workers as usize,
                 d,
                 progress,
@@ -178,6 +183,7 @@ async fn launch_and_wait(
     };
     Ok(Launched {
         endpoints,
+        reach,
         nodes,
         ready,
     })

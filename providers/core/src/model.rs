@@ -508,6 +508,28 @@ pub fn summarize(nodes: Vec<Node>) -> Vec<ClusterSummary> {
     by_name.into_values().collect()
 }
 
+/// Validate a CIDR like `203.0.113.7/32`.
+pub fn validate_cidr(cidr: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Error::invalid(
+            "--allow-cidr",
+            cidr,
+            why,
+            Some("use an IPv4 CIDR like `203.0.113.7/32`".into()),
+        )
+    };
+    let (ip, bits) = cidr
+        .split_once('/')
+        .ok_or_else(|| refuse("it has no prefix length"))?;
+    ip.parse::<std::net::Ipv4Addr>()
+        .map_err(|_| refuse("not an IPv4 address"))?;
+    let bits: u8 = bits.parse().map_err(|_| refuse("not a prefix length"))?;
+    if bits > 32 {
+        return Err(refuse("prefix longer than 32"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

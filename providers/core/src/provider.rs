@@ -98,6 +98,66 @@ pub fn worker_name(index: u32) -> String {
     format!("worker-{index}")
 }
 
+/// How this process reaches a cluster's scheduler right now: the endpoints to dial, and what keeps
+/// them open. Most platforms publish endpoints that any client on the network can dial
+/// ([`Reach::direct`]); Kubernetes without a load balancer is reached through a port-forward
+/// that lives only as long as this value ([`Reach::tunnel`]).
+#[derive(Clone)]
+pub struct Reach {
+    /// Where to dial.
+    pub endpoints: Endpoints,
+    /// How, when not directly (e.g. "port-forward through the Kubernetes API server").
+    pub via: Option<String>,
+    keep: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Reach {
+    /// The published endpoints, dialled as they are.
+    pub fn direct(endpoints: Endpoints) -> Self {
+        Reach {
+            endpoints,
+            via: None,
+            keep: None,
+        }
+    }
+
+    /// Endpoints that work while `keep` lives (a tunnel's tasks, aborted when dropped).
+    pub fn tunnel(
+        endpoints: Endpoints,
+        via: impl Into<String>,
+        keep: impl std::any::Any + Send + Sync,
+    ) -> Self {
+        Reach {
+            endpoints,
+            via: Some(via.into()),
+            keep: Some(std::sync::Arc::new(keep)),
+        }
+    }
+
+    /// Whether the endpoints only work while this value lives.
+    pub fn is_tunnel(&self) -> bool {
+        self.keep.is_some()
+    }
+}
+
+impl Debug for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reach")
+            .field("endpoints", &self.endpoints)
+            .field("via", &self.via)
+            .finish()
+    }
+}
+
+/// Local ports a tunnel listens on (`0`: any free port).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalPorts {
+    /// For the scheduler's comm port.
+    pub scheduler: u16,
+    /// For the dashboard.
+    pub dashboard: u16,
+}
+
 /// The log of one node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeLog {
@@ -173,6 +233,20 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// How a client on this machine reaches the scheduler: public or private address, a load
     /// balancer, or a tunnel the provider opens.
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints>;
+
+    /// How this process reaches the scheduler whose published endpoints are `published`. By
+    /// default it dials them directly; platforms whose endpoints are only reachable from inside
+    /// (a Kubernetes ClusterIP Service) open a tunnel here.
+    /// A tunnel listens on `local`.
+    async fn reach(
+        &self,
+        scheduler: &Node,
+        published: &Endpoints,
+        local: LocalPorts,
+    ) -> Result<Reach> {
+        let _ = (scheduler, local);
+        Ok(Reach::direct(published.clone()))
+    }
 
     /// Stop and delete these nodes of `cluster`. Already-gone nodes are fine.
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()>;

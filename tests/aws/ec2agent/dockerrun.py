@@ -166,13 +166,20 @@ def parse_address(value, what, networks=(LOOPBACK,)):
     return value
 
 
-def translate_dask_args(role, args, private_ip, root_path, networks=(LOOPBACK,)):
+def translate_dask_args(role, args, private_ip, root_path, networks=(LOOPBACK,), dial=None):
     """Container argv after `dask ROLE` -> (local argv after `-m dask ROLE`, notes).
 
     `networks` are where a dialled address (the worker's scheduler, `--contact-address`) may
-    be: loopback for the EC2 agent, loopback and 10.0.0.0/8 for the ECS agent's sandbox."""
+    be: loopback for the EC2 agent, loopback and 10.0.0.0/8 for the ECS agent's sandbox.
+    `dial(value, what) -> value`, when given, replaces that check for dialled addresses and
+    returns what to pass instead (the k8s simulator resolves cluster DNS names with it); by
+    default only IP literals in `networks` pass, unchanged."""
     spec = DASK_OPTIONS[role]
     out, positionals, seen, notes = [], [], {}, []
+    if dial is None:
+        def dial(value, what):
+            return parse_address(value, what, networks)
+    positional_at = []
 
     def map_bind_host(host, what):
         if host in ("0.0.0.0", ""):
@@ -215,13 +222,14 @@ def translate_dask_args(role, args, private_ip, root_path, networks=(LOOPBACK,))
                     raise Refusal(f"dask {role}: --dashboard-address {value!r} is not HOST:PORT")
                 value = f"{map_bind_host(host, '--dashboard-address host')}:{port}"
             elif name == "--contact-address":
-                parse_address(value, f"dask {role} --contact-address", networks)
+                value = dial(value, f"dask {role} --contact-address")
             elif name == "--protocol" and value not in ("tcp", "tls"):
                 raise Refusal(f"dask {role}: --protocol {value!r} is not tcp or tls")
             value = root_path(value)
             out.extend([name, value] if not eq else [f"{name}={value}"])
         else:
             positionals.append(arg)
+            positional_at.append(len(out))
             out.append(root_path(arg))
             i += 1
 
@@ -241,5 +249,5 @@ def translate_dask_args(role, args, private_ip, root_path, networks=(LOOPBACK,))
     if role == "worker":
         if len(positionals) != 1:
             raise Refusal(f"dask worker: expected exactly one scheduler address, got {positionals}")
-        parse_address(positionals[0], "dask worker scheduler address", networks)
+        out[positional_at[0]] = dial(positionals[0], "dask worker scheduler address")
     return out, notes

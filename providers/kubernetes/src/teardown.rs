@@ -1,0 +1,198 @@
+//! Removing a cluster: pods (and, with the scheduler, the root, whose deletion lets the garbage
+//! collector remove every owned object), then whatever still carries the cluster's labels, the
+//! namespace clusterctl created for it, and a final check that nothing is left.
+
+use std::time::Duration;
+
+use clusterctl_core::{
+    Result,
+    model::{ClusterName, Node, Role},
+    wait::{Deadline, Interval, Poll, poll_until},
+};
+use futures_util::future::try_join_all;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams},
+    runtime::wait::{await_condition, conditions},
+};
+
+use crate::{
+    KubernetesProvider,
+    errors::{self, map_for},
+    objects::{self, CREATED_NAMESPACE, names},
+    pods,
+};
+
+/// How long `down` waits for the garbage collector and the namespace.
+const GONE_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn delete_opt<K>(api: &Api<K>, kind: &str, name: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if errors::is_not_found(&e) => Ok(()),
+        Err(e) => Err(errors::map(&format!("delete {kind} {name}"), e)),
+    }
+}
+
+impl KubernetesProvider {
+    /// Delete the pods of these nodes; with the scheduler among them, delete the root first so
+    /// nothing of the cluster outlives this call for long even if clusterctl stops here.
+    pub(crate) async fn delete_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        if nodes.iter().any(|n| n.role == Role::Scheduler) {
+            delete_opt(&self.api::<ConfigMap>(), "configmap", &names::root(cluster)).await?;
+        }
+        try_join_all(nodes.iter().map(|n| async move {
+            let (ns, pod) = pods::split_id(&n.id).unwrap_or((&self.namespace, &n.id));
+            delete_opt(&self.pods_in(ns), "pod", pod).await
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// After the pods are gone: the root, anything else labelled for the cluster, and the
+    /// namespace if clusterctl created it. Returns what is still there.
+    pub(crate) async fn delete_supporting(&self, cluster: &ClusterName) -> Result<Vec<String>> {
+        let roots = self.api::<ConfigMap>();
+        let root = names::root(cluster);
+        if let Some(r) = roots
+            .get_opt(&root)
+            .await
+            .map_err(map_for(format!("get configmap {root}")))?
+        {
+            delete_opt(&roots, "configmap", &root).await?;
+            // Watch the root until it is gone (the garbage collector acts once it is).
+            if let Some(uid) = r.metadata.uid {
+                let gone = await_condition(roots.clone(), &root, conditions::is_deleted(&uid));
+                let _ = tokio::time::timeout(Duration::from_secs(60), gone).await;
+            }
+        }
+        let deadline = Deadline::after(GONE_TIMEOUT);
+        poll_until(
+            "waiting for the cluster's objects to be deleted",
+            deadline,
+            Interval::FAST,
+            || async {
+                let left = self.leftovers(cluster, false).await?;
+                if left.is_empty() {
+                    return Ok(Poll::Ready(()));
+                }
+                // What the garbage collector has not removed (objects made without an owner, or
+                // a collector that is behind) is deleted directly.
+                self.delete_labelled(cluster).await?;
+                Ok(Poll::Pending(format!("still there: {}", left.join(", "))))
+            },
+        )
+        .await?;
+        self.delete_created_namespace(cluster, deadline).await?;
+        self.leftovers(cluster, true).await
+    }
+
+    async fn delete_labelled(&self, cluster: &ClusterName) -> Result<()> {
+        let lp = ListParams::default().labels(&objects::selector(Some(cluster), None));
+        let services = self.api::<Service>();
+        for s in services.list(&lp).await.map_err(map_for("list services"))? {
+            delete_opt(&services, "service", &s.metadata.name.unwrap_or_default()).await?;
+        }
+        let secrets = self.api::<Secret>();
+        for s in secrets.list(&lp).await.map_err(map_for("list secrets"))? {
+            delete_opt(&secrets, "secret", &s.metadata.name.unwrap_or_default()).await?;
+        }
+        let cms = self.api::<ConfigMap>();
+        for s in cms.list(&lp).await.map_err(map_for("list configmaps"))? {
+            delete_opt(&cms, "configmap", &s.metadata.name.unwrap_or_default()).await?;
+        }
+        let pods = self.api::<Pod>();
+        for p in pods.list(&lp).await.map_err(map_for("list pods"))? {
+            delete_opt(&pods, "pod", &p.metadata.name.unwrap_or_default()).await?;
+        }
+        Ok(())
+    }
+
+    /// Everything in the namespace still labelled for `cluster`, as `kind/name` (and the
+    /// namespace itself when clusterctl created it, with `namespace`).
+    async fn leftovers(&self, cluster: &ClusterName, namespace: bool) -> Result<Vec<String>> {
+        let lp = ListParams::default().labels(&objects::selector(Some(cluster), None));
+        let mut left = Vec::new();
+        let names_of = |kind: &str, metas: Vec<Option<String>>| {
+            metas
+                .into_iter()
+                .map(|n| format!("{kind}/{}", n.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        };
+        let ns_gone = |e: &kube::Error| errors::is_not_found(e);
+        macro_rules! collect {
+            ($t:ty, $kind:literal) => {
+                match self.api::<$t>().list(&lp).await {
+                    Ok(l) => left.extend(names_of(
+                        $kind,
+                        l.items.into_iter().map(|o| o.metadata.name).collect(),
+                    )),
+                    Err(e) if ns_gone(&e) => {}
+                    Err(e) => return Err(errors::map(concat!("list ", $kind, "s"), e)),
+                }
+            };
+        }
+        collect!(Pod, "pod");
+        collect!(Service, "service");
+        collect!(Secret, "secret");
+        collect!(ConfigMap, "configmap");
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        if namespace
+            && let Some(ns) = nss
+            .get_opt(&self.namespace)
+            .await
+            .map_err(map_for(format!("get namespace {}", self.namespace)))?
+            && created_for(&ns, cluster)
+        {
+            left.push(format!("namespace/{}", self.namespace));
+        }
+        Ok(left)
+    }
+
+    /// Delete the namespace if clusterctl created it for this cluster, and wait until it is gone.
+    async fn delete_created_namespace(&self, cluster: &ClusterName, deadline: Deadline) -> Result<()> {
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let Some(ns) = nss
+            .get_opt(&self.namespace)
+            .await
+            .map_err(map_for(format!("get namespace {}", self.namespace)))?
+        else {
+            return Ok(());
+        };
+        if !created_for(&ns, cluster) {
+            return Ok(());
+        }
+        delete_opt(&nss, "namespace", &self.namespace).await?;
+        poll_until(
+            "waiting for the namespace to be deleted",
+            deadline,
+            Interval::FAST,
+            || async {
+                Ok(
+                    match nss
+                        .get_opt(&self.namespace)
+                        .await
+                        .map_err(map_for(format!("get namespace {}", self.namespace)))?
+                    {
+                        None => Poll::Ready(()),
+                        Some(_) => Poll::Pending(format!("namespace {} terminating", self.namespace)),
+                    },
+                )
+            },
+        )
+        .await
+    }
+}
+
+fn created_for(ns: &Namespace, cluster: &ClusterName) -> bool {
+    ns.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CREATED_NAMESPACE))
+        .map(String::as_str)
+        == Some(cluster.as_str())
+}

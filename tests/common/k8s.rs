@@ -1,0 +1,145 @@
+//! The Kubernetes API simulator (`tests/k8s/k8s_sim.py`) per test: HTTPS on a loopback port
+//! with a kubeconfig of its own, a kubelet that runs pods as local Dask processes on `10.244.x`
+//! addresses (inside the test's sandbox network namespace, see `common::sandbox`), and what it
+//! holds, the requests it rejected and the faults it injects.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::python;
+
+/// A running simulator; stopped (with every pod process) on drop.
+pub struct Sim {
+    child: Child,
+    /// Its kubeconfig (context `sim`, namespace `default`).
+    pub kubeconfig: PathBuf,
+    /// Where it keeps pod files, logs and its error and request logs.
+    pub workdir: PathBuf,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/k8s_sim.py")
+}
+
+impl Sim {
+    /// Start a simulator whose node has `cpu` CPUs and `memory` (e.g. `8Gi`).
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let workdir = dir.join("sim");
+        std::fs::create_dir_all(&workdir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        let log = std::fs::File::create(workdir.join("sim.log")).unwrap();
+        let mut child = Command::new(python())
+            .arg(script())
+            .args([
+                "serve",
+                "--workdir",
+                workdir.to_str().unwrap(),
+                "--python",
+                python().to_str().unwrap(),
+                "--kubeconfig-out",
+                kubeconfig.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the simulator starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the simulator prints its ready line within 60 s");
+        let ready: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("simulator ready line {line:?}: {e}; see sim.log"));
+        assert_eq!(ready["ready"], true, "{ready}");
+        Sim {
+            child,
+            kubeconfig,
+            workdir,
+        }
+    }
+
+    /// Environment that points clusterctl (and kubectl) at this simulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("KUBECONFIG", self.kubeconfig.display().to_string())]
+    }
+
+    fn tool(&self, args: &[&str]) -> Value {
+        let out = Command::new(python())
+            .arg(script())
+            .args(args)
+            .args(["--kubeconfig", self.kubeconfig.to_str().unwrap()])
+            .output()
+            .expect("k8s_sim.py runs");
+        assert!(
+            out.status.success(),
+            "k8s_sim.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("k8s_sim.py {args:?} printed no JSON ({e})"))
+    }
+
+    /// Every object the simulator holds (optionally only those matching a label selector),
+    /// grouped by kind.
+    pub fn objects(&self, selector: Option<&str>) -> Value {
+        match selector {
+            Some(s) => self.tool(&["inspect", "--selector", s]),
+            None => self.tool(&["inspect"]),
+        }
+    }
+
+    /// Replace the fault rules (see tests/k8s/README.md).
+    pub fn faults(&self, rules: &Value) -> Value {
+        self.tool(&["faults", "--set", &rules.to_string()])
+    }
+
+    /// The fault rules with their remaining counts and hits.
+    pub fn faults_state(&self) -> Value {
+        self.tool(&["faults"])
+    }
+
+    /// Requests the simulator rejected as invalid, and its own errors: must be empty.
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.workdir.join("sim-errors.jsonl")).unwrap_or_default()
+    }
+
+    /// The request log, one JSON object per line.
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.workdir.join("sim-requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
