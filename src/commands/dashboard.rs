@@ -5,10 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clusterctl_core::{
-    Error, NodeState, Role,
-    provider::LocalPorts,
-};
+use clusterctl_core::{Error, NodeState, Role, provider::LocalPorts};
 use serde_json::json;
 
 use super::Ctx;
@@ -20,7 +17,12 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 pub async fn dashboard(ctx: &Ctx<'_>, args: &DashboardArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
     let (provider, record) = ctx
-        .locate(&name, args.provider.as_deref(), args.region.as_deref(), &args.kube)
+        .locate(
+            &name,
+            args.provider.as_deref(),
+            args.region.as_deref(),
+            &args.kube,
+        )
         .await?;
     let scheduler = provider
         .list_nodes(Some(&name))
@@ -29,7 +31,11 @@ pub async fn dashboard(ctx: &Ctx<'_>, args: &DashboardArgs) -> Result<u8> {
         .find(|n| n.role == Role::Scheduler && n.state.is_alive())
         .ok_or_else(|| Error::NotFound {
             name: name.to_string(),
-            where_: format!(" on {} ({}) with a running scheduler", provider.kind(), provider.location()),
+            where_: format!(
+                " on {} ({}) with a running scheduler",
+                provider.kind(),
+                provider.location()
+            ),
         })?;
     let private = record.as_ref().is_some_and(|r| r.spec.private);
     let published = provider.endpoints(&scheduler, private).await?;
@@ -40,7 +46,12 @@ pub async fn dashboard(ctx: &Ctx<'_>, args: &DashboardArgs) -> Result<u8> {
     let reach = provider.reach(&scheduler, &published, local).await?;
     let e = &reach.endpoints;
     ctx.printer.result(
-        || format!("dashboard  {}\nscheduler  {}", e.dashboard_url, e.scheduler_address),
+        || {
+            format!(
+                "dashboard  {}\nscheduler  {}",
+                e.dashboard_url, e.scheduler_address
+            )
+        },
         &json!({
             "name": name,
             "dashboard_url": e.dashboard_url,

@@ -46,7 +46,12 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     } else {
         let name = ctx.pick_name(args.name.as_deref())?;
         let (provider, _) = ctx
-            .locate(&name, args.provider.as_deref(), args.region.as_deref(), &args.kube)
+            .locate(
+                &name,
+                args.provider.as_deref(),
+                args.region.as_deref(),
+                &args.kube,
+            )
             .await?;
         targets.push((name, provider));
     }

@@ -44,12 +44,14 @@ impl Ctx<'_> {
         &self,
         record: &ClusterRecord,
     ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
-        let region =
-            record.provider_config.region.clone().or_else(|| {
-                // Kubernetes records locate by context and namespace, kept in the options.
-                (!matches!(record.provider, ProviderKind::Local | ProviderKind::Kubernetes))
-                    .then(|| record.location.clone())
-            });
+        let region = record.provider_config.region.clone().or_else(|| {
+            // Kubernetes records locate by context and namespace, kept in the options.
+            (!matches!(
+                record.provider,
+                ProviderKind::Local | ProviderKind::Kubernetes
+            ))
+            .then(|| record.location.clone())
+        });
         let opts = ProviderOptions {
             region,
             python: record.provider_config.python.clone(),
@@ -123,7 +125,10 @@ impl Ctx<'_> {
     ) -> clusterctl_core::Result<(Arc<dyn ClusterProvider>, Option<ClusterRecord>)> {
         match self.store.load(name)? {
             Some(r) => Ok((self.provider_of(&r).await?, Some(r))),
-            None => Ok((self.provider_from(provider_flag, region, scope).await?, None)),
+            None => Ok((
+                self.provider_from(provider_flag, region, scope).await?,
+                None,
+            )),
         }
     }
 

@@ -34,7 +34,9 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     }
     let mut signals = Signals::install()?;
     let progress = ctx.printer.progress();
-    let Launch::Up { record, launched, .. } = launch(ctx, &settings, &progress, &mut signals).await?
+    let Launch::Up {
+        record, launched, ..
+    } = launch(ctx, &settings, &progress, &mut signals).await?
     else {
         unreachable!("not a dry run")
     };

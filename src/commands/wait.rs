@@ -36,7 +36,14 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
             progress.finish();
             record.state = RecordState::Ready;
             ctx.store.save(&record)?;
-            print_ready(ctx, &record, &endpoints, Some(&view), progress.elapsed(), reach.is_tunnel());
+            print_ready(
+                ctx,
+                &record,
+                &endpoints,
+                Some(&view),
+                progress.elapsed(),
+                reach.is_tunnel(),
+            );
             Ok(0)
         }
         Err(e) => {

@@ -38,7 +38,9 @@ pub fn map(operation: &str, e: kube::Error) -> Error {
             match s.code {
                 401 => Error::Unauthenticated {
                     provider: KIND,
-                    message: format!("{message} (check the kubeconfig's credentials or `--context`)"),
+                    message: format!(
+                        "{message} (check the kubeconfig's credentials or `--context`)"
+                    ),
                 },
                 403 if message.contains("exceeded quota") => Error::QuotaExceeded {
                     provider: KIND,
@@ -88,12 +90,20 @@ mod tests {
         ));
         let e = map(
             "create pod x",
-            api(403, "Forbidden", "pods \"x\" is forbidden: exceeded quota: q, requested: cpu=4"),
+            api(
+                403,
+                "Forbidden",
+                "pods \"x\" is forbidden: exceeded quota: q, requested: cpu=4",
+            ),
         );
         assert!(matches!(e, Error::QuotaExceeded { .. }), "{e}");
         let e = map(
             "create pod x",
-            api(403, "Forbidden", "pods is forbidden: User \"ci\" cannot create resource"),
+            api(
+                403,
+                "Forbidden",
+                "pods is forbidden: User \"ci\" cannot create resource",
+            ),
         );
         assert!(e.to_string().contains("create pod x"), "{e}");
         assert!(is_not_found(&api(404, "NotFound", "pods \"x\" not found")));

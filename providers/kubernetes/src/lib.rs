@@ -157,7 +157,8 @@ impl KubernetesProvider {
         scheduler: &Node,
         local: LocalPorts,
     ) -> Result<(Endpoints, tunnel::Tunnel)> {
-        let (namespace, pod) = pods::split_id(&scheduler.id).unwrap_or((&self.namespace, &scheduler.id));
+        let (namespace, pod) =
+            pods::split_id(&scheduler.id).unwrap_or((&self.namespace, &scheduler.id));
         let protocol = clusterctl_core::tags::protocol(&scheduler.tags).to_string();
         tunnel::open(self.pods_in(namespace), pod, &protocol, local).await
     }
@@ -221,9 +222,8 @@ impl ClusterProvider for KubernetesProvider {
         local: LocalPorts,
     ) -> Result<Reach> {
         let service_type = self.service_type_of(scheduler).await?;
-        let direct = self.in_cluster
-            || self.options.private
-            || service_type != ServiceType::ClusterIP;
+        let direct =
+            self.in_cluster || self.options.private || service_type != ServiceType::ClusterIP;
         if direct {
             return Ok(Reach::direct(published.clone()));
         }

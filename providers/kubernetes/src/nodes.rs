@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use clusterctl_core::{
     ClusterSpec, Error, Result,
-    bootstrap::{self, BootFile, BootLayout, DASHBOARD_PORT, SCHEDULER_PORT, scheduler_intent, worker_intent},
+    bootstrap::{
+        self, BootFile, BootLayout, DASHBOARD_PORT, SCHEDULER_PORT, scheduler_intent, worker_intent,
+    },
     container::{ContainerBoot, render_container},
     model::{ClusterName, Endpoints, Node, NodeSize, NodeState, ProviderKind, Role},
     provider::{LaunchContext, NodeLog, SchedulerLaunch, WorkerBatch, last_lines},
@@ -92,7 +94,10 @@ fn kind_err(operation: String, message: impl Into<String>) -> Error {
 
 impl KubernetesProvider {
     /// The root's owner reference (the root must exist).
-    async fn owner(&self, cluster: &ClusterName) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    async fn owner(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
         let name = names::root(cluster);
         let root = self
             .api::<ConfigMap>()
@@ -118,10 +123,18 @@ impl KubernetesProvider {
                 .map_err(map_for(format!("get namespace {}", self.namespace)))?
                 .is_some();
             if !exists {
-                match nss.create(&pp, &objects::namespace(&self.namespace, spec)).await {
+                match nss
+                    .create(&pp, &objects::namespace(&self.namespace, spec))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if errors::is_conflict(&e) => {}
-                    Err(e) => return Err(errors::map(&format!("create namespace {}", self.namespace), e)),
+                    Err(e) => {
+                        return Err(errors::map(
+                            &format!("create namespace {}", self.namespace),
+                            e,
+                        ));
+                    }
                 }
             }
         }
@@ -152,7 +165,10 @@ impl KubernetesProvider {
         self.api::<Secret>()
             .create(&pp, &secret)
             .await
-            .map_err(map_for(format!("create secret {}", names::files(&spec.name))))?;
+            .map_err(map_for(format!(
+                "create secret {}",
+                names::files(&spec.name)
+            )))?;
         Ok(())
     }
 
@@ -184,8 +200,12 @@ impl KubernetesProvider {
             .create(&pp, &service)
             .await
             .map_err(map_for(format!("create service {pod_name}")))?;
-        let node = pods::to_node(&created)
-            .ok_or_else(|| kind_err(format!("create pod {pod_name}"), "the pod came back without its labels"))?;
+        let node = pods::to_node(&created).ok_or_else(|| {
+            kind_err(
+                format!("create pod {pod_name}"),
+                "the pod came back without its labels",
+            )
+        })?;
         Ok(SchedulerLaunch {
             node,
             address: self.service_address(spec).await?,
@@ -240,8 +260,12 @@ impl KubernetesProvider {
                     .create(&PostParams::default(), &pod)
                     .await
                     .map_err(map_for(format!("create pod {name}")))?;
-                pods::to_node(&created)
-                    .ok_or_else(|| kind_err(format!("create pod {name}"), "the pod came back without its labels"))
+                pods::to_node(&created).ok_or_else(|| {
+                    kind_err(
+                        format!("create pod {name}"),
+                        "the pod came back without its labels",
+                    )
+                })
             })
             .buffer_unordered(LAUNCH_CONCURRENCY)
             .try_collect()
@@ -343,7 +367,10 @@ impl KubernetesProvider {
                     Deadline::after(std::time::Duration::from_secs(600)),
                     Interval::CLOUD,
                     || async {
-                        let s = api.get(&name).await.map_err(map_for(format!("get service {name}")))?;
+                        let s = api
+                            .get(&name)
+                            .await
+                            .map_err(map_for(format!("get service {name}")))?;
                         let ingress = s
                             .status
                             .and_then(|st| st.load_balancer)
@@ -366,7 +393,8 @@ impl KubernetesProvider {
                         .find(|p| p.port == i32::from(port))
                         .and_then(|p| p.node_port)
                 };
-                let (ns, pod) = pods::split_id(&scheduler.id).unwrap_or((&self.namespace, &scheduler.id));
+                let (ns, pod) =
+                    pods::split_id(&scheduler.id).unwrap_or((&self.namespace, &scheduler.id));
                 let host_ip = self
                     .pods_in(ns)
                     .get(pod)
@@ -374,7 +402,11 @@ impl KubernetesProvider {
                     .map_err(map_for(format!("get pod {pod}")))?
                     .status
                     .and_then(|s| s.host_ip);
-                match (host_ip, node_port(SCHEDULER_PORT), node_port(DASHBOARD_PORT)) {
+                match (
+                    host_ip,
+                    node_port(SCHEDULER_PORT),
+                    node_port(DASHBOARD_PORT),
+                ) {
                     (Some(h), Some(s), Some(d)) => Ok(Endpoints {
                         scheduler_address: format!("{protocol}://{h}:{s}"),
                         dashboard_url: format!("http://{h}:{d}/status"),
@@ -420,7 +452,10 @@ impl KubernetesProvider {
             };
             let mut lines = match api.logs(&name, &params).await {
                 Ok(text) => last_lines(&text, tail),
-                Err(e) => vec![format!("(no log: {})", errors::map(&format!("logs of pod {name}"), e))],
+                Err(e) => vec![format!(
+                    "(no log: {})",
+                    errors::map(&format!("logs of pod {name}"), e)
+                )],
             };
             for e in pods::event_lines(&self.pod_events(pod).await.unwrap_or_default()) {
                 lines.push(format!("[event] {e}"));
@@ -431,7 +466,9 @@ impl KubernetesProvider {
                 lines,
             });
         }
-        out.sort_by(|a, b| (a.role != Role::Scheduler, &a.node).cmp(&(b.role != Role::Scheduler, &b.node)));
+        out.sort_by(|a, b| {
+            (a.role != Role::Scheduler, &a.node).cmp(&(b.role != Role::Scheduler, &b.node))
+        });
         Ok(out)
     }
 }

@@ -17,9 +17,9 @@ use k8s_openapi::{
     ByteString,
     api::core::v1::{
         Capabilities, ConfigMap, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath,
-        Namespace, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
-        SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort,
-        ServiceSpec, Volume, VolumeMount,
+        Namespace, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+        Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+        VolumeMount,
     },
     apimachinery::pkg::{
         api::resource::Quantity, apis::meta::v1::ObjectMeta, apis::meta::v1::OwnerReference,
@@ -156,13 +156,22 @@ pub fn root(namespace: &str, spec: &ClusterSpec, service_type: ServiceType) -> C
     let data = BTreeMap::from([
         ("cluster".to_string(), spec.name.to_string()),
         ("expires-at".into(), spec.expires_at().to_string()),
-        ("protocol".into(), clusterctl_core::bootstrap::scheme(spec).into()),
+        (
+            "protocol".into(),
+            clusterctl_core::bootstrap::scheme(spec).into(),
+        ),
         ("dask-version".into(), spec.dask_version.clone()),
         ("image".into(), spec.image.clone()),
         ("service-type".into(), service_type.as_str().into()),
     ]);
     ConfigMap {
-        metadata: meta(names::root(&spec.name), namespace, cluster_labels(spec), spec, None),
+        metadata: meta(
+            names::root(&spec.name),
+            namespace,
+            cluster_labels(spec),
+            spec,
+            None,
+        ),
         data: Some(data),
         ..Default::default()
     }

@@ -100,9 +100,8 @@ pub fn is_label_key(k: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label)
-    });
+    let prefix_ok =
+        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label));
     prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
@@ -195,6 +194,11 @@ mod tests {
             namespace: Some("Bad_NS".into()),
             ..Default::default()
         };
-        assert!(bad.validate(false).unwrap_err().to_string().contains("Bad_NS"));
+        assert!(
+            bad.validate(false)
+                .unwrap_err()
+                .to_string()
+                .contains("Bad_NS")
+        );
     }
 }

@@ -52,7 +52,10 @@ impl KubernetesProvider {
                 "--namespace",
                 &self.namespace,
                 format!("the namespace does not exist in context {}", self.context),
-                Some("create it, pick another with `--namespace`, or add `--create-namespace`".into()),
+                Some(
+                    "create it, pick another with `--namespace`, or add `--create-namespace`"
+                        .into(),
+                ),
             ));
         }
         if ns.is_some() {
@@ -79,7 +82,10 @@ impl KubernetesProvider {
             });
         }
         let mut plan = Plan {
-            identity: Some(format!("context {}, namespace {}", self.context, self.namespace)),
+            identity: Some(format!(
+                "context {}, namespace {}",
+                self.context, self.namespace
+            )),
             ..Default::default()
         };
         let name = &spec.name;
@@ -143,7 +149,10 @@ impl KubernetesProvider {
             "pods end by themselves at the TTL (activeDeadlineSeconds), labelled {}={name}",
             tags::CLUSTER
         ));
-        if !self.in_cluster && !self.options.private && self.options.service_type == crate::ServiceType::ClusterIP {
+        if !self.in_cluster
+            && !self.options.private
+            && self.options.service_type == crate::ServiceType::ClusterIP
+        {
             plan.notes.push(
                 "the scheduler is reached from this machine through a port-forward (`clusterctl dashboard` holds one open)".into(),
             );

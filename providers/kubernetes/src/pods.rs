@@ -38,7 +38,11 @@ pub fn fatal_reason(pod: &Pod) -> Option<String> {
             let reason = w.reason.as_deref().unwrap_or_default();
             if FATAL_WAITING.contains(&reason) {
                 let msg = w.message.as_deref().unwrap_or_default();
-                return Some(format!("container {}: {reason}: {msg}", c.name).trim_end_matches(": ").to_string());
+                return Some(
+                    format!("container {}: {reason}: {msg}", c.name)
+                        .trim_end_matches(": ")
+                        .to_string(),
+                );
             }
         }
     }
@@ -174,8 +178,10 @@ mod tests {
 
     #[test]
     fn states_from_pods() {
-        let n = to_node(&labelled(serde_json::json!({"phase": "Running", "podIP": "10.244.0.3"})))
-            .unwrap();
+        let n = to_node(&labelled(
+            serde_json::json!({"phase": "Running", "podIP": "10.244.0.3"}),
+        ))
+        .unwrap();
         assert_eq!(n.id, "ci/demo-worker-0");
         assert_eq!(n.name, "worker-0");
         assert_eq!(n.role, Role::Worker);

@@ -143,9 +143,9 @@ impl KubernetesProvider {
         let nss: Api<Namespace> = Api::all(self.client.clone());
         if namespace
             && let Some(ns) = nss
-            .get_opt(&self.namespace)
-            .await
-            .map_err(map_for(format!("get namespace {}", self.namespace)))?
+                .get_opt(&self.namespace)
+                .await
+                .map_err(map_for(format!("get namespace {}", self.namespace)))?
             && created_for(&ns, cluster)
         {
             left.push(format!("namespace/{}", self.namespace));
@@ -154,7 +154,11 @@ impl KubernetesProvider {
     }
 
     /// Delete the namespace if clusterctl created it for this cluster, and wait until it is gone.
-    async fn delete_created_namespace(&self, cluster: &ClusterName, deadline: Deadline) -> Result<()> {
+    async fn delete_created_namespace(
+        &self,
+        cluster: &ClusterName,
+        deadline: Deadline,
+    ) -> Result<()> {
         let nss: Api<Namespace> = Api::all(self.client.clone());
         let Some(ns) = nss
             .get_opt(&self.namespace)
@@ -179,7 +183,9 @@ impl KubernetesProvider {
                         .map_err(map_for(format!("get namespace {}", self.namespace)))?
                     {
                         None => Poll::Ready(()),
-                        Some(_) => Poll::Pending(format!("namespace {} terminating", self.namespace)),
+                        Some(_) => {
+                            Poll::Pending(format!("namespace {} terminating", self.namespace))
+                        }
                     },
                 )
             },

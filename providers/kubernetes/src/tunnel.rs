@@ -42,15 +42,23 @@ pub async fn open(
         (SCHEDULER_PORT, local.scheduler),
         (DASHBOARD_PORT, local.dashboard),
     ] {
-        let listener = TcpListener::bind(("127.0.0.1", local))
-            .await
-            .map_err(|e| Error::io(format!("listening on 127.0.0.1:{local} for a port-forward"), e))?;
+        let listener = TcpListener::bind(("127.0.0.1", local)).await.map_err(|e| {
+            Error::io(
+                format!("listening on 127.0.0.1:{local} for a port-forward"),
+                e,
+            )
+        })?;
         let port = listener
             .local_addr()
             .map_err(|e| Error::io("the port-forward listener's address", e))?
             .port();
         bound.push(port);
-        tasks.push(tokio::spawn(serve(listener, pods.clone(), pod.to_string(), remote)));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            pods.clone(),
+            pod.to_string(),
+            remote,
+        )));
     }
     let endpoints = Endpoints {
         scheduler_address: format!("{protocol}://127.0.0.1:{}", bound[0]),

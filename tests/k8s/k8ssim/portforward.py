@@ -21,6 +21,7 @@ pod has no live sandbox.
 
 import asyncio
 import json
+import time
 import uuid
 
 import tornado.iostream
@@ -70,12 +71,23 @@ class PortForwardHandler(tornado.websocket.WebSocketHandler):
     def check_origin(self, origin):
         return True
 
+    def _log_request(self, status):
+        q = {k: [v.decode(errors="replace") for v in vs]
+             for k, vs in self.request.query_arguments.items()}
+        self.sim.log_request({"time": round(time.time(), 3), "method": self.request.method,
+                              "path": self.request.path, "query": q, "status": status,
+                              "upgrade": self.request.headers.get("Upgrade"),
+                              "subprotocol": self.ws_connection.selected_subprotocol
+                              if self.ws_connection is not None else None})
+
     def _status(self, err):
+        self._log_request(err.status)
         self.set_status(err.status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(err.to_status()))
 
     def _text(self, code, text):
+        self._log_request(code)
         self.set_status(code)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
@@ -119,6 +131,7 @@ class PortForwardHandler(tornado.websocket.WebSocketHandler):
         return None
 
     async def open(self, *args, **kwargs):
+        self._log_request(101)
         for p in self.ports:
             head = p.port.to_bytes(2, "little")
             await self._send(2 * p.index, head)
