@@ -431,6 +431,7 @@ fn bad_input_exits_2_and_creates_nothing() {
         (&["--tag", "team=a@b"], "a@b"),
         (&["--context", "nope"], "nope"),
         (&["--region", "us-east-1"], "--context"),
+        (&["--k8s-operator"], "not installed"),
     ];
     for (extra, needle) in cases {
         let mut args = k.up_args("k8bad", "1");
@@ -567,4 +568,60 @@ fn a_kubernetes_cluster_ends_itself_at_its_ttl() {
     let (code, _, err) = k.json(&["down", "k8ttl"]);
     assert_eq!(code, Some(0), "{err}");
     k.assert_nothing_left("k8ttl");
+}
+
+#[test]
+fn operator_mode_makes_a_dask_cluster_and_scales_through_it() {
+    let k = Kube::with(&["--with-dask-operator"]);
+    let mut args = k.up_args("k8op", "2");
+    args.push("--k8s-operator");
+    let (code, up, err) = k.json(&args);
+    assert_eq!(
+        code,
+        Some(0),
+        "up failed: {err}\nsim errors: {}",
+        k.sim.errors()
+    );
+    assert_eq!(up["workers"]["joined"], 2);
+    let root_uid = k.held("k8op", "ConfigMap")[0]["metadata"]["uid"].clone();
+    let dcs = k.held("k8op", "DaskCluster");
+    assert_eq!(dcs.len(), 1, "{dcs:?}");
+    let dc = &dcs[0];
+    assert_eq!(dc["metadata"]["ownerReferences"][0]["uid"], root_uid);
+    assert_eq!(dc["spec"]["worker"]["replicas"], 2);
+    assert!(
+        !dc.to_string().contains("PRIVATE KEY"),
+        "no key in the DaskCluster"
+    );
+    let dc_uid = dc["metadata"]["uid"].clone();
+    let pods = k.held("k8op", "Pod");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for p in &pods {
+        assert_eq!(
+            p["metadata"]["ownerReferences"][0]["uid"], dc_uid,
+            "made by the operator"
+        );
+        assert_eq!(
+            p["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "clusterctl"
+        );
+        assert!(p["spec"]["activeDeadlineSeconds"].as_i64().is_some());
+    }
+    let (code, cenv, _) = k.json(&["env", "k8op"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(client(&cenv["env"], &["compute", "50"])["workers"], 2);
+
+    // Down to one worker: the operator retires it through the scheduler.
+    let (code, s, err) = k.json(&["scale", "k8op", "--workers", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s["removed"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(
+        k.held("k8op", "DaskCluster")[0]["spec"]["worker"]["replicas"],
+        1
+    );
+    assert_eq!(client(&cenv["env"], &["workers"])["workers"], 1);
+
+    let (code, _, err) = k.json(&["down", "k8op"]);
+    assert_eq!(code, Some(0), "{err}");
+    k.assert_nothing_left("k8op");
 }

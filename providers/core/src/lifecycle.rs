@@ -494,6 +494,34 @@ pub async fn scale(
         let added = provider.launch_workers(ctx, &address, batch).await?;
         out.added = added.iter().map(|n| n.name.clone()).collect();
         wait_ready(provider, cluster, endpoints, target, deadline, progress).await?;
+    } else if target < from && provider.set_worker_count(ctx, target as u32).await? {
+        // The platform retires and removes the surplus itself; wait until it has.
+        progress.phase(Phase::RetiringWorkers);
+        let before: Vec<Node> = workers;
+        let left = poll_until(
+            "waiting for the platform to retire the surplus workers",
+            deadline,
+            Interval::FAST,
+            || async {
+                let alive: Vec<Node> = provider
+                    .list_nodes(Some(cluster))
+                    .await?
+                    .into_iter()
+                    .filter(|n| n.role == Role::Worker && n.state.is_alive())
+                    .collect();
+                Ok(if alive.len() <= target {
+                    Poll::Ready(alive)
+                } else {
+                    Poll::Pending(format!("{} workers still running", alive.len()))
+                })
+            },
+        )
+        .await?;
+        out.removed = before
+            .into_iter()
+            .filter(|b| !left.iter().any(|n| n.id == b.id))
+            .map(|n| n.name)
+            .collect();
     } else if target < from {
         let surplus: Vec<Node> = workers.split_off(target);
         progress.phase(Phase::RetiringWorkers);

@@ -248,6 +248,15 @@ pub trait ClusterProvider: Send + Sync + Debug {
         Ok(Reach::direct(published.clone()))
     }
 
+    /// Set the number of workers where the platform scales them itself and retires surplus
+    /// workers through the scheduler on its own (an operator's replica count). Returns `false`
+    /// (the default) when the platform leaves it to clusterctl: `scale` then launches a batch,
+    /// or retires the workers it chose and terminates their nodes.
+    async fn set_worker_count(&self, ctx: &LaunchContext<'_>, count: u32) -> Result<bool> {
+        let _ = (ctx, count);
+        Ok(false)
+    }
+
     /// Stop and delete these nodes of `cluster`. Already-gone nodes are fine.
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()>;
 

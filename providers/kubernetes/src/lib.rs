@@ -17,6 +17,7 @@
 mod errors;
 mod nodes;
 pub mod objects;
+mod operator;
 pub mod options;
 mod plan;
 pub mod pods;
@@ -233,6 +234,14 @@ impl ClusterProvider for KubernetesProvider {
             "a port-forward through the Kubernetes API server",
             tunnel,
         ))
+    }
+
+    async fn set_worker_count(&self, ctx: &LaunchContext<'_>, count: u32) -> Result<bool> {
+        if !self.operator_mode() {
+            return Ok(false);
+        }
+        self.set_replicas(&ctx.spec.name, count).await?;
+        Ok(true)
     }
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {

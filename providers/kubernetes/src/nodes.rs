@@ -138,7 +138,7 @@ impl KubernetesProvider {
                 }
             }
         }
-        let root = objects::root(&self.namespace, spec, self.options.service_type);
+        let root = objects::root(&self.namespace, spec, &self.options);
         let name = names::root(&spec.name);
         let created = match self.api::<ConfigMap>().create(&pp, &root).await {
             Ok(r) => r,
@@ -176,6 +176,9 @@ impl KubernetesProvider {
     pub(crate) async fn start_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
         let spec = ctx.spec;
         let owner = self.owner(&spec.name).await?;
+        if self.operator_mode() {
+            return self.start_operator_cluster(ctx, &owner).await;
+        }
         let (boot, files) = boot(ctx, Role::Scheduler, "scheduler", "")?;
         let (size, _) = sizes(spec);
         let pod = objects::node_pod(&PodInput {
@@ -234,6 +237,9 @@ impl KubernetesProvider {
         batch: WorkerBatch,
     ) -> Result<Vec<Node>> {
         let spec = ctx.spec;
+        if self.operator_mode() {
+            return self.add_operator_workers(&spec.name, batch).await;
+        }
         let owner = self.owner(&spec.name).await?;
         let (_, size) = sizes(spec);
         let mut pods_to_make = Vec::new();

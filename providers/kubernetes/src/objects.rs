@@ -47,6 +47,11 @@ const APP_INSTANCE: &str = "app.kubernetes.io/instance";
 const APP_COMPONENT: &str = "app.kubernetes.io/component";
 /// Annotation with who started the cluster (user names need not be label values).
 pub const OWNER_ANNOTATION: &str = tags::OWNER;
+/// Key of the root's data that says how the nodes were made: `pods`, or `operator` (a
+/// DaskCluster of the Dask Kubernetes operator).
+pub const MODE_KEY: &str = "mode";
+/// [`MODE_KEY`]'s value for a DaskCluster.
+pub const MODE_OPERATOR: &str = "operator";
 /// Label of a namespace that clusterctl created for a cluster (value: the cluster name).
 pub const CREATED_NAMESPACE: &str = "clusterctl-created-namespace";
 
@@ -152,7 +157,7 @@ pub fn namespace(name: &str, spec: &ClusterSpec) -> Namespace {
 }
 
 /// The root object: a ConfigMap describing the cluster (no secrets).
-pub fn root(namespace: &str, spec: &ClusterSpec, service_type: ServiceType) -> ConfigMap {
+pub fn root(namespace: &str, spec: &ClusterSpec, options: &KubernetesOptions) -> ConfigMap {
     let data = BTreeMap::from([
         ("cluster".to_string(), spec.name.to_string()),
         ("expires-at".into(), spec.expires_at().to_string()),
@@ -162,7 +167,16 @@ pub fn root(namespace: &str, spec: &ClusterSpec, service_type: ServiceType) -> C
         ),
         ("dask-version".into(), spec.dask_version.clone()),
         ("image".into(), spec.image.clone()),
-        ("service-type".into(), service_type.as_str().into()),
+        ("service-type".into(), options.service_type.as_str().into()),
+        (
+            MODE_KEY.into(),
+            if options.operator {
+                MODE_OPERATOR
+            } else {
+                "pods"
+            }
+            .into(),
+        ),
     ]);
     ConfigMap {
         metadata: meta(

@@ -75,11 +75,7 @@ impl KubernetesProvider {
             }
         }
         if self.options.operator {
-            return Err(Error::Unsupported {
-                provider: ProviderKind::Kubernetes,
-                what: "`--k8s-operator` in this build".into(),
-                hint: Some("drop `--k8s-operator`: clusterctl then creates the pods itself".into()),
-            });
+            self.check_operator().await?;
         }
         let mut plan = Plan {
             identity: Some(format!(
@@ -102,28 +98,50 @@ impl KubernetesProvider {
             "Secret {} (the nodes' files: TLS material, TTL preload; mounted read-only)",
             names::files(name)
         ));
-        r.push(format!(
-            "Pod {} ({} CPU, {} MiB; readiness probe on /health)",
-            names::scheduler(name),
-            s_size.cpus,
-            s_size.memory_mib
-        ));
-        r.push(format!(
-            "Service {} ({}, ports {} and {})",
-            names::scheduler(name),
-            self.options.service_type.as_str(),
-            bootstrap::SCHEDULER_PORT,
-            bootstrap::DASHBOARD_PORT
-        ));
-        r.push(format!(
-            "{} worker Pod(s) {}-worker-<i> ({} CPU, {} MiB each)",
-            spec.workers, name, w_size.cpus, w_size.memory_mib
-        ));
+        if self.options.operator {
+            r.push(format!(
+                "DaskCluster {name} ({}); the operator makes the scheduler Pod and Service {} ({} CPU, {} MiB) and {} worker Pod(s) ({} CPU, {} MiB each)",
+                crate::operator::GROUP_VERSION,
+                names::scheduler(name),
+                s_size.cpus,
+                s_size.memory_mib,
+                spec.workers,
+                w_size.cpus,
+                w_size.memory_mib
+            ));
+        } else {
+            r.push(format!(
+                "Pod {} ({} CPU, {} MiB; readiness probe on /health)",
+                names::scheduler(name),
+                s_size.cpus,
+                s_size.memory_mib
+            ));
+            r.push(format!(
+                "Service {} ({}, ports {} and {})",
+                names::scheduler(name),
+                self.options.service_type.as_str(),
+                bootstrap::SCHEDULER_PORT,
+                bootstrap::DASHBOARD_PORT
+            ));
+            r.push(format!(
+                "{} worker Pod(s) {}-worker-<i> ({} CPU, {} MiB each)",
+                spec.workers, name, w_size.cpus, w_size.memory_mib
+            ));
+        }
         let placeholder = bootstrap::scheduler_address(
             bootstrap::scheme(spec),
             "<the scheduler Service's cluster IP>",
         );
         let owner = objects::owner_ref(&names::root(name), "<root uid>");
+        if self.options.operator {
+            let dc = self.dask_cluster(ctx, &owner)?;
+            plan.bootstraps.push(RenderedBootstrap {
+                role: Role::Scheduler,
+                format: "DaskCluster (JSON)".into(),
+                text: serde_json::to_string_pretty(&dc).unwrap_or_default(),
+            });
+            return Ok(plan);
+        }
         for (role, node, size) in [
             (Role::Scheduler, "scheduler", s_size),
             (Role::Worker, "worker-0", w_size),

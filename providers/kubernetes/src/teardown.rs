@@ -43,7 +43,18 @@ impl KubernetesProvider {
     /// nothing of the cluster outlives this call for long even if clusterctl stops here.
     pub(crate) async fn delete_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         if nodes.iter().any(|n| n.role == Role::Scheduler) {
-            delete_opt(&self.api::<ConfigMap>(), "configmap", &names::root(cluster)).await?;
+            let roots = self.api::<ConfigMap>();
+            let root = names::root(cluster);
+            let mode = roots
+                .get_opt(&root)
+                .await
+                .map_err(map_for(format!("get configmap {root}")))?
+                .and_then(|r| r.data?.get(objects::MODE_KEY).cloned());
+            delete_opt(&roots, "configmap", &root).await?;
+            // The operator would remake deleted pods while its DaskCluster exists.
+            if self.operator_mode() || mode.as_deref() == Some(objects::MODE_OPERATOR) {
+                self.delete_dask_cluster(cluster).await?;
+            }
         }
         try_join_all(nodes.iter().map(|n| async move {
             let (ns, pod) = pods::split_id(&n.id).unwrap_or((&self.namespace, &n.id));
@@ -140,6 +151,9 @@ impl KubernetesProvider {
         collect!(Service, "service");
         collect!(Secret, "secret");
         collect!(ConfigMap, "configmap");
+        if self.operator_mode() {
+            left.extend(self.dask_cluster_leftovers(cluster).await?);
+        }
         let nss: Api<Namespace> = Api::all(self.client.clone());
         if namespace
             && let Some(ns) = nss
