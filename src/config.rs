@@ -196,6 +196,9 @@ mod tests {
         assert_eq!(f.spot, Some(true));
         assert_eq!(f.log_retention_days, Some(14));
         assert_eq!(f.allow_cidrs, vec!["203.0.113.7/32".to_string()]);
+        let k = c.kubernetes.unwrap();
+        assert_eq!(k.namespace.as_deref(), Some("dask-ci"));
+        assert_eq!(k.create_namespace, Some(true));
     }
 
     #[test]

@@ -241,3 +241,58 @@ fn fargate_options_come_from_flags_then_the_file_section() {
     assert_eq!(options["subnets"], serde_json::json!(["subnet-0a1"]));
     assert_eq!(options["keep_logs"], false);
 }
+
+#[test]
+fn kubernetes_options_come_from_flags_then_the_file_section() {
+    let e = Env::new();
+    std::fs::write(
+        e.dir.path().join("clusterctl.yaml"),
+        "provider: kubernetes\nkubernetes:\n  context: ci\n  namespace: from-file\n  create_namespace: true\n",
+    )
+    .unwrap();
+    let out = e
+        .cmd()
+        .args([
+            "config",
+            "show",
+            "-n",
+            "from-flag",
+            "--service-type",
+            "loadbalancer",
+        ])
+        .args(["--allow-cidr", "203.0.113.7/32", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kube = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "kubernetes")
+        .unwrap_or_else(|| panic!("{v}"));
+    let options: serde_json::Value = serde_json::from_str(kube["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        options["namespace"], "from-flag",
+        "the flag wins: {options}"
+    );
+    assert_eq!(options["context"], "ci", "the file fills in: {options}");
+    assert_eq!(options["create_namespace"], true);
+    assert_eq!(options["service_type"], "LoadBalancer");
+    assert_eq!(
+        options["allow_cidrs"],
+        serde_json::json!(["203.0.113.7/32"])
+    );
+    let bad = e
+        .cmd()
+        .args(["config", "show", "--service-type", "Ingress"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Ingress"));
+}
