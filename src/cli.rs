@@ -273,6 +273,19 @@ pub struct NameArg {
     pub name: Option<String>,
 }
 
+/// Where to look for a cluster this machine has no record of.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Locate {
+    /// Provider to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region to search when there is no local record.
+    #[arg(long, env = "CLUSTERCTL_REGION")]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
+}
+
 #[derive(Debug, Args)]
 pub struct DownArgs {
     /// Cluster name (default: the only cluster this machine knows).
@@ -280,31 +293,19 @@ pub struct DownArgs {
     /// Every clusterctl cluster found on the provider(s) and in the records.
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
-    /// Provider to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
-    pub provider: Option<String>,
-    /// Region to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_REGION")]
-    pub region: Option<String>,
     /// How long teardown may take before reporting what is left.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
     #[command(flatten)]
-    pub kube: KubeScope,
+    pub at: Locate,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Cluster name (default: the only cluster this machine knows).
     pub name: Option<String>,
-    /// Provider to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
-    pub provider: Option<String>,
-    /// Region to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_REGION")]
-    pub region: Option<String>,
     #[command(flatten)]
-    pub kube: KubeScope,
+    pub at: Locate,
 }
 
 #[derive(Debug, Args)]
@@ -332,14 +333,8 @@ pub struct DashboardArgs {
     /// Local port of the scheduler (default: any free port).
     #[arg(long, default_value_t = 0)]
     pub scheduler_port: u16,
-    /// Provider to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
-    pub provider: Option<String>,
-    /// Region to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_REGION")]
-    pub region: Option<String>,
     #[command(flatten)]
-    pub kube: KubeScope,
+    pub at: Locate,
 }
 
 #[derive(Debug, Args)]
@@ -371,14 +366,8 @@ pub struct LogsArgs {
     /// Lines per node.
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
-    /// Provider to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_PROVIDER")]
-    pub provider: Option<String>,
-    /// Region to search when there is no local record.
-    #[arg(long, env = "CLUSTERCTL_REGION")]
-    pub region: Option<String>,
     #[command(flatten)]
-    pub kube: KubeScope,
+    pub at: Locate,
 }
 
 #[derive(Debug, Args)]

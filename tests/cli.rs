@@ -196,24 +196,14 @@ fn down_status_without_clusters() {
     assert_eq!(v["clusters"], serde_json::json!([]));
 }
 
-#[test]
-fn fargate_options_come_from_flags_then_the_file_section() {
+/// The provider options `config show` reports under `key`, with `file` as ./clusterctl.yaml.
+fn shown_options(file: &str, key: &str, args: &[&str]) -> serde_json::Value {
     let e = Env::new();
-    std::fs::write(
-        e.dir.path().join("clusterctl.yaml"),
-        "provider: fargate\nfargate:\n  log_retention_days: 30\n  ecs_cluster: shared\n  spot: true\n",
-    )
-    .unwrap();
+    std::fs::write(e.dir.path().join("clusterctl.yaml"), file).unwrap();
     let out = e
         .cmd()
-        .args([
-            "config",
-            "show",
-            "--ecs-cluster",
-            "mine",
-            "--subnet",
-            "subnet-0a1",
-        ])
+        .args(["config", "show"])
+        .args(args)
         .args(["--output", "json"])
         .output()
         .unwrap();
@@ -224,14 +214,22 @@ fn fargate_options_come_from_flags_then_the_file_section() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let fargate = v["settings"]
+    let shown = v["settings"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["key"] == "fargate")
+        .find(|s| s["key"] == key)
         .unwrap_or_else(|| panic!("{v}"));
-    let options: serde_json::Value =
-        serde_json::from_str(fargate["value"].as_str().unwrap()).unwrap();
+    serde_json::from_str(shown["value"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn fargate_options_come_from_flags_then_the_file_section() {
+    let options = shown_options(
+        "provider: fargate\nfargate:\n  log_retention_days: 30\n  ecs_cluster: shared\n  spot: true\n",
+        "fargate",
+        &["--ecs-cluster", "mine", "--subnet", "subnet-0a1"],
+    );
     assert_eq!(options["ecs_cluster"], "mine", "the flag wins: {options}");
     assert_eq!(
         options["log_retention_days"], 30,
@@ -244,39 +242,18 @@ fn fargate_options_come_from_flags_then_the_file_section() {
 
 #[test]
 fn kubernetes_options_come_from_flags_then_the_file_section() {
-    let e = Env::new();
-    std::fs::write(
-        e.dir.path().join("clusterctl.yaml"),
+    let options = shown_options(
         "provider: kubernetes\nkubernetes:\n  context: ci\n  namespace: from-file\n  create_namespace: true\n",
-    )
-    .unwrap();
-    let out = e
-        .cmd()
-        .args([
-            "config",
-            "show",
+        "kubernetes",
+        &[
             "-n",
             "from-flag",
             "--service-type",
             "loadbalancer",
-        ])
-        .args(["--allow-cidr", "203.0.113.7/32", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--allow-cidr",
+            "203.0.113.7/32",
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let kube = v["settings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "kubernetes")
-        .unwrap_or_else(|| panic!("{v}"));
-    let options: serde_json::Value = serde_json::from_str(kube["value"].as_str().unwrap()).unwrap();
     assert_eq!(
         options["namespace"], "from-flag",
         "the flag wins: {options}"
@@ -288,9 +265,16 @@ fn kubernetes_options_come_from_flags_then_the_file_section() {
         options["allow_cidrs"],
         serde_json::json!(["203.0.113.7/32"])
     );
-    let bad = e
+    let bad = Env::new()
         .cmd()
-        .args(["config", "show", "--service-type", "Ingress"])
+        .args([
+            "config",
+            "show",
+            "--provider",
+            "kubernetes",
+            "--service-type",
+            "Ingress",
+        ])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));

@@ -16,14 +16,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn dashboard(ctx: &Ctx<'_>, args: &DashboardArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
-    let (provider, record) = ctx
-        .locate(
-            &name,
-            args.provider.as_deref(),
-            args.region.as_deref(),
-            &args.kube,
-        )
-        .await?;
+    let (provider, record) = ctx.locate(&name, &args.at).await?;
     let scheduler = provider
         .list_nodes(Some(&name))
         .await?

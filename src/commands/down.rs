@@ -25,10 +25,10 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     };
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
     if args.all {
-        for kind in providers_to_ask(ctx, args.provider.as_deref())? {
+        for kind in providers_to_ask(ctx, args.at.provider.as_deref())? {
             let opts = ProviderOptions {
-                region: args.region.clone(),
-                extra: settings::scope_options(kind, &args.kube, false, ctx.file.as_ref()),
+                region: args.at.region.clone(),
+                extra: settings::scope_options(kind, &args.at.kube, false, ctx.file.as_ref()),
                 ..Default::default()
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
@@ -45,14 +45,7 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         }
     } else {
         let name = ctx.pick_name(args.name.as_deref())?;
-        let (provider, _) = ctx
-            .locate(
-                &name,
-                args.provider.as_deref(),
-                args.region.as_deref(),
-                &args.kube,
-            )
-            .await?;
+        let (provider, _) = ctx.locate(&name, &args.at).await?;
         targets.push((name, provider));
     }
     let mut removed = Vec::new();

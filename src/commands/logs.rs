@@ -9,14 +9,7 @@ use crate::cli::{LogsArgs, RoleArg};
 
 pub async fn logs(ctx: &Ctx<'_>, args: &LogsArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
-    let (provider, _) = ctx
-        .locate(
-            &name,
-            args.provider.as_deref(),
-            args.region.as_deref(),
-            &args.kube,
-        )
-        .await?;
+    let (provider, _) = ctx.locate(&name, &args.at).await?;
     let role = args.role.map(|r| match r {
         RoleArg::Scheduler => Role::Scheduler,
         RoleArg::Worker => Role::Worker,

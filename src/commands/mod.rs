@@ -119,14 +119,13 @@ impl Ctx<'_> {
     pub async fn locate(
         &self,
         name: &ClusterName,
-        provider_flag: Option<&str>,
-        region: Option<&str>,
-        scope: &crate::cli::KubeScope,
+        at: &crate::cli::Locate,
     ) -> clusterctl_core::Result<(Arc<dyn ClusterProvider>, Option<ClusterRecord>)> {
         match self.store.load(name)? {
             Some(r) => Ok((self.provider_of(&r).await?, Some(r))),
             None => Ok((
-                self.provider_from(provider_flag, region, scope).await?,
+                self.provider_from(at.provider.as_deref(), at.region.as_deref(), &at.kube)
+                    .await?,
                 None,
             )),
         }

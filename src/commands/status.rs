@@ -42,14 +42,7 @@ fn expires_in(at: Option<u64>) -> String {
 
 pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
     let name = ctx.pick_name(args.name.as_deref())?;
-    let (provider, record) = ctx
-        .locate(
-            &name,
-            args.provider.as_deref(),
-            args.region.as_deref(),
-            &args.kube,
-        )
-        .await?;
+    let (provider, record) = ctx.locate(&name, &args.at).await?;
     let nodes: Vec<Node> = provider.list_nodes(Some(&name)).await?;
     let summary = summarize(nodes.clone()).into_iter().next();
     let scheduler = summary

@@ -136,6 +136,23 @@ impl Drop for Env {
     }
 }
 
+/// Stop a helper process: SIGTERM (it stops what it started), SIGKILL after `grace`.
+pub fn stop(child: &mut std::process::Child, grace: std::time::Duration) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let started = std::time::Instant::now();
+    while started.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Run the Dask client script with `env` (pairs from `clusterctl env --output json`).
 pub fn client(env: &Value, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");

@@ -15,7 +15,10 @@ use clusterctl_core::{
     wait::{Deadline, Interval, Poll, poll_until},
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api,
     api::{ListParams, LogParams, PostParams},
@@ -93,6 +96,34 @@ fn kind_err(operation: String, message: impl Into<String>) -> Error {
 }
 
 impl KubernetesProvider {
+    /// The Pod of one node: its boot intent as the container, its role's files mounted from the
+    /// Secret, its size, owned by the root.
+    pub(crate) fn render_pod(
+        &self,
+        ctx: &LaunchContext<'_>,
+        role: Role,
+        node: &str,
+        scheduler_address: &str,
+        owner: &OwnerReference,
+    ) -> Result<Pod> {
+        let (mut b, files) = boot(ctx, role, node, scheduler_address)?;
+        if self.operator_mode() {
+            // The operator sets the workers' scheduler address itself.
+            b.env.remove("DASK_SCHEDULER_ADDRESS");
+        }
+        let (s, w) = sizes(ctx.spec);
+        objects::node_pod(&PodInput {
+            spec: ctx.spec,
+            namespace: &self.namespace,
+            role,
+            node,
+            boot: &b,
+            files: &files,
+            size: if role == Role::Scheduler { s } else { w },
+            owner,
+        })
+    }
+
     /// The root's owner reference (the root must exist).
     async fn owner(
         &self,
@@ -179,18 +210,7 @@ impl KubernetesProvider {
         if self.operator_mode() {
             return self.start_operator_cluster(ctx, &owner).await;
         }
-        let (boot, files) = boot(ctx, Role::Scheduler, "scheduler", "")?;
-        let (size, _) = sizes(spec);
-        let pod = objects::node_pod(&PodInput {
-            spec,
-            namespace: &self.namespace,
-            role: Role::Scheduler,
-            node: "scheduler",
-            boot: &boot,
-            files: &files,
-            size,
-            owner: &owner,
-        })?;
+        let pod = self.render_pod(ctx, Role::Scheduler, "scheduler", "", &owner)?;
         let pp = PostParams::default();
         let pod_name = names::scheduler(&spec.name);
         let created = self
@@ -241,21 +261,15 @@ impl KubernetesProvider {
             return self.add_operator_workers(&spec.name, batch).await;
         }
         let owner = self.owner(&spec.name).await?;
-        let (_, size) = sizes(spec);
         let mut pods_to_make = Vec::new();
         for node in batch.names() {
-            let (boot, files) = boot(ctx, Role::Worker, &node, scheduler_address)?;
-            let pod = objects::node_pod(&PodInput {
-                spec,
-                namespace: &self.namespace,
-                role: Role::Worker,
-                node: &node,
-                boot: &boot,
-                files: &files,
-                size,
-                owner: &owner,
-            })?;
-            pods_to_make.push(pod);
+            pods_to_make.push(self.render_pod(
+                ctx,
+                Role::Worker,
+                &node,
+                scheduler_address,
+                &owner,
+            )?);
         }
         let api = self.api::<Pod>();
         let api = &api;

@@ -25,8 +25,7 @@ use serde_json::json;
 use crate::{
     KubernetesProvider,
     errors::{self, map_for},
-    nodes::{boot, sizes},
-    objects::{self, PodInput, names},
+    objects::{self, names},
 };
 
 /// The operator's API group and version.
@@ -85,22 +84,9 @@ impl KubernetesProvider {
         owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     ) -> Result<serde_json::Value> {
         let spec = ctx.spec;
-        let (s_size, w_size) = sizes(spec);
         let address = scheduler_dns(spec, &self.namespace);
-        let pod_spec = |role: Role, node: &str, size| -> Result<serde_json::Value> {
-            let (mut b, files) = boot(ctx, role, node, &address)?;
-            // The operator sets the workers' scheduler address itself.
-            b.env.remove("DASK_SCHEDULER_ADDRESS");
-            let pod = objects::node_pod(&PodInput {
-                spec,
-                namespace: &self.namespace,
-                role,
-                node,
-                boot: &b,
-                files: &files,
-                size,
-                owner,
-            })?;
+        let pod_spec = |role: Role, node: &str| -> Result<serde_json::Value> {
+            let pod = self.render_pod(ctx, role, node, &address, owner)?;
             Ok(serde_json::to_value(pod.spec).unwrap_or_default())
         };
         let labels = |role: Role| {
@@ -126,7 +112,7 @@ impl KubernetesProvider {
             "spec": {
                 "scheduler": {
                     "metadata": {"labels": labels(Role::Scheduler)},
-                    "spec": pod_spec(Role::Scheduler, "scheduler", s_size)?,
+                    "spec": pod_spec(Role::Scheduler, "scheduler")?,
                     "service": {
                         "type": "ClusterIP",
                         "selector": {"dask.org/cluster-name": spec.name.as_str(), "dask.org/component": "scheduler"},
@@ -136,7 +122,7 @@ impl KubernetesProvider {
                 "worker": {
                     "replicas": 0,
                     "metadata": {"labels": labels(Role::Worker)},
-                    "spec": pod_spec(Role::Worker, WORKER_NAME_VAR, w_size)?,
+                    "spec": pod_spec(Role::Worker, WORKER_NAME_VAR)?,
                 },
             },
         });

@@ -14,8 +14,8 @@ use kube::Api;
 use crate::{
     KubernetesProvider,
     errors::map_for,
-    nodes::{boot, sizes},
-    objects::{self, PodInput, names},
+    nodes::sizes,
+    objects::{self, names},
     options::{is_label_key, is_label_value},
 };
 
@@ -142,21 +142,8 @@ impl KubernetesProvider {
             });
             return Ok(plan);
         }
-        for (role, node, size) in [
-            (Role::Scheduler, "scheduler", s_size),
-            (Role::Worker, "worker-0", w_size),
-        ] {
-            let (b, files) = boot(ctx, role, node, &placeholder)?;
-            let pod = objects::node_pod(&PodInput {
-                spec,
-                namespace: &self.namespace,
-                role,
-                node,
-                boot: &b,
-                files: &files,
-                size,
-                owner: &owner,
-            })?;
+        for (role, node) in [(Role::Scheduler, "scheduler"), (Role::Worker, "worker-0")] {
+            let pod = self.render_pod(ctx, role, node, &placeholder, &owner)?;
             plan.bootstraps.push(RenderedBootstrap {
                 role,
                 format: "Pod (JSON)".into(),

@@ -62,8 +62,10 @@ RESOURCES = {
     "Node": Resource("Node", "nodes", "", "v1", False, _CORE + "Node", ["no"], ["status"]),
     "Endpoints": Resource("Endpoints", "endpoints", "", "v1", True, _CORE + "Endpoints", ["ep"],
                           singular="endpoints"),
+    # The operator's CRD declares no status subresource (only `scale`, not served here): status
+    # is written through the object itself, as kopf does.
     "DaskCluster": Resource("DaskCluster", "daskclusters", "kubernetes.dask.org", "v1", True,
-                            None, ["daskcluster"], ["status"]),
+                            None, ["daskcluster", "dsk"], []),
 }
 LIST_SCHEMA = {"Pod": "PodList", "Service": "ServiceList", "Secret": "SecretList",
                "ConfigMap": "ConfigMapList", "Namespace": "NamespaceList", "Event": "EventList",

@@ -174,8 +174,11 @@ KINDS = {
               _col("Internal-IP", 1), _col("External-IP", 1), _col("OS-Image", 1),
               _col("Kernel-Version", 1), _col("Container-Runtime", 1)], _node_row),
     "Endpoints": ([_col("Name"), _col("Endpoints"), _col("Age")], _endpoints_row),
-    "DaskCluster": ([_col("Name"), _col("Age")],
-                    lambda d: [d["metadata"]["name"], age(d["metadata"].get("creationTimestamp"))]),
+    # the CRD's additionalPrinterColumns
+    "DaskCluster": ([_col("Name"), _col("Workers", type_="integer"), _col("Status"), _col("Age")],
+                    lambda d: [d["metadata"]["name"], ((d.get("spec") or {}).get("worker") or {}).get("replicas"),
+                               (d.get("status") or {}).get("phase", ""),
+                               age(d["metadata"].get("creationTimestamp"))]),
 }
 for _cols in KINDS.values():
     for _c in _cols[0]:
