@@ -263,18 +263,22 @@ def main():
         summary[label] = {
             "up": statistics.median(r["up"] for r in rs),
             "down": statistics.median(r["down"] for r in rs),
+            "up rounds": [r["up"] for r in rs],
+            "down rounds": [r["down"] for r in rs],
             "up requests": median_counts([r["up requests"] for r in rs]),
             "down requests": median_counts([r["down requests"] for r in rs]),
         }
 
     print(f"rounds: {opts.rounds}; python: {opts.python}; cpus: {os.cpu_count()}")
     print()
-    print("| case | command | wall time | API requests | port-forwards | by verb and resource |")
-    print("|---|---|---|---|---|---|")
+    print("| case | command | wall time (median) | each round | API requests | port-forwards"
+          " | by verb and resource |")
+    print("|---|---|---|---|---|---|---|")
     for label, s in summary.items():
         for cmd in ("up", "down"):
             total, pf, text = fmt_counts(s[f"{cmd} requests"])
-            print(f"| {label} | {cmd} | {s[cmd]:.2f} s | {total} | {pf} | {text} |")
+            each = ", ".join(f"{t:.2f}" for t in s[f"{cmd} rounds"])
+            print(f"| {label} | {cmd} | {s[cmd]:.2f} s | {each} | {total} | {pf} | {text} |")
     print()
 
     def api_total(s, cmd):

@@ -625,3 +625,49 @@ fn operator_mode_makes_a_dask_cluster_and_scales_through_it() {
     assert_eq!(code, Some(0), "{err}");
     k.assert_nothing_left("k8op");
 }
+
+#[test]
+fn a_load_balancer_is_limited_to_the_allowed_ranges_and_dialled_directly() {
+    let k = Kube::new();
+    let mut args = k.up_args("k8lb", "1");
+    args.extend([
+        "--service-type",
+        "LoadBalancer",
+        "--allow-cidr",
+        "10.0.0.0/8",
+    ]);
+    let (code, up, err) = k.json(&args);
+    assert_eq!(code, Some(0), "{err}\nsim errors: {}", k.sim.errors());
+    let address = up["scheduler_address"].as_str().unwrap();
+    let services = k.held("k8lb", "Service");
+    let svc = &services[0];
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["spec"]["loadBalancerSourceRanges"],
+        json!(["10.0.0.0/8"])
+    );
+    let ingress = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        address,
+        format!("tls://{ingress}:8786"),
+        "the load balancer's address"
+    );
+    assert!(
+        !err.contains("clusterctl dashboard"),
+        "no port-forward needed: {err}"
+    );
+    assert!(
+        !k.sim.requests().iter().any(|r| r["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/portforward"))),
+        "readiness went through the load balancer"
+    );
+    let (code, cenv, _) = k.json(&["env", "k8lb"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(client(&cenv["env"], &["compute", "20"])["workers"], 1);
+    let (code, _, err) = k.json(&["down", "k8lb"]);
+    assert_eq!(code, Some(0), "{err}");
+    k.assert_nothing_left("k8lb");
+}

@@ -151,6 +151,7 @@ class _Cluster:
         self.created = False          # the on.create handler ran (status.phase = Created)
         self.components = False      # scheduler, Service and worker group made (phase Pending)
         self.deployments = {}
+        self.pods = {}                # worker pod name -> its Deployment
         self.seq = 0
         self.handled = None           # spec.worker.replicas last handled
         self.retry_at = 0.0           # next attempt of a failed handler (monotonic)
@@ -328,11 +329,12 @@ class Operator:
         import secrets
         from .store import _GEN_CHARS
         if any(self._live(p) for p in pods):
-            return
+            return None
         name = base
         while self.store.get("Pod", ns, name) is not None:
             name = f"{base}-" + "".join(secrets.choice(_GEN_CHARS) for _ in range(5))
         self.store.create("Pod", ns, make(name))
+        return name
 
     @staticmethod
     def _worker_name_of(pod):
@@ -464,11 +466,17 @@ class Operator:
                 if w and w not in st.deployments and self._live(p):
                     st.seq += 1
                     st.deployments[w] = st.seq
+                    st.pods[p["metadata"]["name"]] = w
         by = {}
         for p in pods:
-            by.setdefault(self._worker_name_of(p), []).append(p)
+            by.setdefault(st.pods.get(p["metadata"]["name"]), []).append(p)
         for dname in st.deployments:
-            self._replica_pod(ns, dname, by.get(dname, []), self._worker_pod(dc, ns, dname))
+            self._add_pod(dc, ns, st, dname, by.get(dname, []))
+
+    def _add_pod(self, dc, ns, st, dname, pods):
+        pname = self._replica_pod(ns, dname, pods, self._worker_pod(dc, ns, dname))
+        if pname:
+            st.pods[pname] = dname
 
     def _scale_step(self, dc, key, st):
         """daskworkergroup_replica_update: once per spec.worker.replicas change."""
@@ -479,12 +487,12 @@ class Operator:
         ns, name = key
         current = len(st.deployments)
         if want > current:
-            self._check_template(f"{name}-default-worker-xxxxxxxxxx", dc["spec"]["worker"]["spec"])
             for _ in range(want - current):
                 dname = f"{name}-default-worker-{uuid.uuid4().hex[:10]}"
+                self._check_template(dname, dc["spec"]["worker"]["spec"])
                 st.seq += 1
                 st.deployments[dname] = st.seq
-                self._replica_pod(ns, dname, [], self._worker_pod(dc, ns, dname))
+                self._add_pod(dc, ns, st, dname, [])
             self.log("INFO", key, f"Scaled worker group {name}-default up to {want} workers.")
         elif want < current:
             st.busy = True
@@ -603,8 +611,10 @@ class Operator:
                                   "daskworkergroup_replica_update")
             del st.deployments[wid]
             for p in self._worker_pods(ns, name):
-                if self._worker_name_of(p) == wid and not p["metadata"].get("deletionTimestamp"):
-                    self._delete_pod(ns, p["metadata"]["name"])
+                if st.pods.get(p["metadata"]["name"]) == wid:
+                    st.pods.pop(p["metadata"]["name"])
+                    if not p["metadata"].get("deletionTimestamp"):
+                        self._delete_pod(ns, p["metadata"]["name"])
         st.handled = want
         self.log("INFO", key, f"Scaled worker group {name}-default down to {want} workers.")
 
