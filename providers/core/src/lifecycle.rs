@@ -405,8 +405,15 @@ pub async fn down(
                 return Ok(Poll::Ready(()));
             }
             // Nodes that appeared late (an eventually consistent listing, a launch racing this
-            // teardown) are terminated too.
-            provider.terminate_nodes(cluster, &left).await?;
+            // teardown) are terminated too; those already stopping are left to finish.
+            let late: Vec<Node> = left
+                .iter()
+                .filter(|n| n.state.is_alive())
+                .cloned()
+                .collect();
+            if !late.is_empty() {
+                provider.terminate_nodes(cluster, &late).await?;
+            }
             Ok(Poll::Pending(format!(
                 "{} node(s) still running",
                 left.len()

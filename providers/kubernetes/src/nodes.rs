@@ -106,13 +106,26 @@ impl KubernetesProvider {
         scheduler_address: &str,
         owner: &OwnerReference,
     ) -> Result<Pod> {
+        // With the operator, its `idleTimeout` ends an idle cluster (it deletes the DaskCluster);
+        // a scheduler closing itself first would only be restarted by its Deployment.
+        let mut operator_spec = ctx.spec.clone();
+        operator_spec.idle_timeout = std::time::Duration::ZERO;
+        let operator_ctx = LaunchContext {
+            spec: &operator_spec,
+            ..*ctx
+        };
+        let ctx = if self.operator_mode() {
+            &operator_ctx
+        } else {
+            ctx
+        };
         let (mut b, files) = boot(ctx, role, node, scheduler_address)?;
         if self.operator_mode() {
             // The operator sets the workers' scheduler address itself.
             b.env.remove("DASK_SCHEDULER_ADDRESS");
         }
         let (s, w) = sizes(ctx.spec);
-        objects::node_pod(&PodInput {
+        let mut pod = objects::node_pod(&PodInput {
             spec: ctx.spec,
             namespace: &self.namespace,
             role,
@@ -121,7 +134,16 @@ impl KubernetesProvider {
             files: &files,
             size: if role == Role::Scheduler { s } else { w },
             owner,
-        })
+        })?;
+        if self.operator_mode()
+            && let Some(spec) = pod.spec.as_mut()
+        {
+            // The operator runs the pod specs as Deployments, which must restart their pods and
+            // may not carry a deadline.
+            spec.restart_policy = Some("Always".into());
+            spec.active_deadline_seconds = None;
+        }
+        Ok(pod)
     }
 
     /// The root's owner reference (the root must exist).

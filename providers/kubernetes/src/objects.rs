@@ -33,10 +33,11 @@ use crate::options::{KubernetesOptions, ServiceType};
 pub const FILES_ROOT: &str = "/etc/clusterctl";
 /// The one container of each pod.
 pub const CONTAINER: &str = "dask";
-/// Name of the scheduler's comm port (container and Service).
-pub const PORT_COMM: &str = "dask";
-/// Name of the dashboard port (container and Service).
-pub const PORT_DASHBOARD: &str = "dashboard";
+/// Name of the scheduler's comm port (container and Service), as the Dask Kubernetes operator
+/// names it (it finds the scheduler's ports by these names).
+pub const PORT_COMM: &str = "tcp-comm";
+/// Name of the dashboard port (container and Service), as the operator names it.
+pub const PORT_DASHBOARD: &str = "http-dashboard";
 /// The Secret volume's name.
 const FILES_VOLUME: &str = "clusterctl-files";
 

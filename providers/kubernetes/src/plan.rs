@@ -75,6 +75,14 @@ impl KubernetesProvider {
             }
         }
         if self.options.operator {
+            if spec.idle_timeout.is_zero() {
+                return Err(Error::invalid(
+                    "--idle-timeout",
+                    "0",
+                    "with `--k8s-operator` the operator's idle timeout is what ends a forgotten cluster (its Deployments restart pods, so they cannot carry the TTL's deadline)",
+                    Some("keep an idle timeout (default 1h), or drop `--k8s-operator`".into()),
+                ));
+            }
             self.check_operator().await?;
         }
         let mut plan = Plan {

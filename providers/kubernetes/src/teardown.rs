@@ -24,6 +24,8 @@ use crate::{
     pods,
 };
 
+/// Seconds a deleted pod gets to stop before the kubelet kills it.
+const POD_GRACE_SECONDS: u32 = 5;
 /// How long `down` waits for the garbage collector and the namespace.
 const GONE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -42,25 +44,43 @@ impl KubernetesProvider {
     /// Delete the pods of these nodes; with the scheduler among them, delete the root first so
     /// nothing of the cluster outlives this call for long even if clusterctl stops here.
     pub(crate) async fn delete_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
-        if nodes.iter().any(|n| n.role == Role::Scheduler) {
-            let roots = self.api::<ConfigMap>();
-            let root = names::root(cluster);
+        let whole = nodes.iter().any(|n| n.role == Role::Scheduler);
+        let roots = self.api::<ConfigMap>();
+        let root = names::root(cluster);
+        if whole {
             let mode = roots
                 .get_opt(&root)
                 .await
                 .map_err(map_for(format!("get configmap {root}")))?
                 .and_then(|r| r.data?.get(objects::MODE_KEY).cloned());
-            delete_opt(&roots, "configmap", &root).await?;
             // The operator would remake deleted pods while its DaskCluster exists.
             if self.operator_mode() || mode.as_deref() == Some(objects::MODE_OPERATOR) {
                 self.delete_dask_cluster(cluster).await?;
             }
         }
-        try_join_all(nodes.iter().map(|n| async move {
-            let (ns, pod) = pods::split_id(&n.id).unwrap_or((&self.namespace, &n.id));
-            delete_opt(&self.pods_in(ns), "pod", pod).await
+        // A short grace: workers being removed were retired first (or the whole cluster goes),
+        // and a Dask worker told to stop while its scheduler closes can hang in its own close.
+        let quick = DeleteParams {
+            grace_period_seconds: Some(POD_GRACE_SECONDS),
+            ..DeleteParams::background()
+        };
+        try_join_all(nodes.iter().map(|n| {
+            let quick = &quick;
+            async move {
+                let (ns, pod) = pods::split_id(&n.id).unwrap_or((&self.namespace, &n.id));
+                match self.pods_in(ns).delete(pod, quick).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if errors::is_not_found(&e) => Ok(()),
+                    Err(e) => Err(errors::map(&format!("delete pod {pod}"), e)),
+                }
+            }
         }))
         .await?;
+        // Then the root: the garbage collector removes whatever else it owns, even if
+        // clusterctl stops right here.
+        if whole {
+            delete_opt(&roots, "configmap", &root).await?;
+        }
         Ok(())
     }
 
