@@ -40,6 +40,21 @@ where
     }
 }
 
+/// Delete every object of `api` that `lp` lists.
+async fn delete_listed<K>(api: &Api<K>, kind: &str, lp: &ListParams) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for o in api
+        .list(lp)
+        .await
+        .map_err(map_for(format!("list {kind}s")))?
+    {
+        delete_opt(api, kind, o.meta().name.as_deref().unwrap_or_default()).await?;
+    }
+    Ok(())
+}
+
 impl KubernetesProvider {
     /// Delete the pods of these nodes; with the scheduler among them, delete the root first so
     /// nothing of the cluster outlives this call for long even if clusterctl stops here.
@@ -124,23 +139,10 @@ impl KubernetesProvider {
 
     async fn delete_labelled(&self, cluster: &ClusterName) -> Result<()> {
         let lp = ListParams::default().labels(&objects::selector(Some(cluster), None));
-        let services = self.api::<Service>();
-        for s in services.list(&lp).await.map_err(map_for("list services"))? {
-            delete_opt(&services, "service", &s.metadata.name.unwrap_or_default()).await?;
-        }
-        let secrets = self.api::<Secret>();
-        for s in secrets.list(&lp).await.map_err(map_for("list secrets"))? {
-            delete_opt(&secrets, "secret", &s.metadata.name.unwrap_or_default()).await?;
-        }
-        let cms = self.api::<ConfigMap>();
-        for s in cms.list(&lp).await.map_err(map_for("list configmaps"))? {
-            delete_opt(&cms, "configmap", &s.metadata.name.unwrap_or_default()).await?;
-        }
-        let pods = self.api::<Pod>();
-        for p in pods.list(&lp).await.map_err(map_for("list pods"))? {
-            delete_opt(&pods, "pod", &p.metadata.name.unwrap_or_default()).await?;
-        }
-        Ok(())
+        delete_listed(&self.api::<Service>(), "service", &lp).await?;
+        delete_listed(&self.api::<Secret>(), "secret", &lp).await?;
+        delete_listed(&self.api::<ConfigMap>(), "configmap", &lp).await?;
+        delete_listed(&self.api::<Pod>(), "pod", &lp).await
     }
 
     /// Everything in the namespace still labelled for `cluster`, as `kind/name` (and the
