@@ -673,3 +673,73 @@ fn a_load_balancer_is_limited_to_the_allowed_ranges_and_dialled_directly() {
     assert_eq!(code, Some(0), "{err}");
     k.assert_nothing_left("k8lb");
 }
+
+/// `clusterctl` as it runs in a pod: no kubeconfig, the service account's token, CA and
+/// namespace at the standard paths (a private mount namespace puts them there), and
+/// `KUBERNETES_SERVICE_HOST`/`PORT` pointing at the API server.
+fn in_pod(k: &Kube, args: &[&str]) -> (Option<i32>, Value, String) {
+    let (token, ca) = k.sim.service_account();
+    let port = k.sim.url.rsplit(':').next().unwrap().to_string();
+    let script = "set -e; d=/var/run/secrets/kubernetes.io; mkdir -p $d; \
+        mount -t tmpfs tmpfs $d; mkdir $d/serviceaccount; \
+        printf %s \"$SA_TOKEN\" >$d/serviceaccount/token; printf %s \"$SA_CA\" >$d/serviceaccount/ca.crt; \
+        printf default >$d/serviceaccount/namespace; exec \"$@\"";
+    let base = k.env.cmd();
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "sh", "-c", script, "sh"])
+        .arg(base.get_program())
+        .args(args)
+        .args(["--output", "json"])
+        .current_dir(k.env.dir.path());
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(v) => c.env(key, v),
+            None => c.env_remove(key),
+        };
+    }
+    let out = c
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", port)
+        .env("SA_TOKEN", token)
+        .env("SA_CA", ca)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn in_a_pod_it_uses_the_service_account_and_dials_the_service_directly() {
+    let k = Kube::new();
+    let mut args = k.up_args("k8pod", "1");
+    args.push("--no-tls");
+    let (code, up, err) = in_pod(&k, &args);
+    assert_eq!(code, Some(0), "{err}\nsim errors: {}", k.sim.errors());
+    assert_eq!(up["location"], "in-cluster/default", "{up}");
+    assert!(
+        up["scheduler_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("tcp://10.96."),
+        "{up}"
+    );
+    assert!(
+        !err.contains("clusterctl dashboard"),
+        "inside the cluster no tunnel is needed: {err}"
+    );
+    assert!(
+        !k.sim.requests().iter().any(|r| r["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/portforward"))),
+        "readiness dialled the Service directly"
+    );
+    let (code, cenv, _) = k.json(&["env", "k8pod"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(client(&cenv["env"], &["compute", "10"])["workers"], 1);
+    let (code, _, err) = in_pod(&k, &["down", "k8pod"]);
+    assert_eq!(code, Some(0), "{err}");
+    k.assert_nothing_left("k8pod");
+}

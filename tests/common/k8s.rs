@@ -21,6 +21,8 @@ pub struct Sim {
     pub kubeconfig: PathBuf,
     /// Where it keeps pod files, logs and its error and request logs.
     pub workdir: PathBuf,
+    /// The API server's URL (`https://127.0.0.1:PORT`).
+    pub url: String,
 }
 
 fn script() -> PathBuf {
@@ -68,6 +70,7 @@ impl Sim {
             child,
             kubeconfig,
             workdir,
+            url: ready["url"].as_str().unwrap_or_default().to_string(),
         }
     }
 
@@ -90,6 +93,31 @@ impl Sim {
         );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("k8s_sim.py {args:?} printed no JSON ({e})"))
+    }
+
+    /// The bearer token and the CA certificate (PEM) a pod's service account would get.
+    pub fn service_account(&self) -> (String, String) {
+        let token = std::fs::read_to_string(self.workdir.join("sim-token")).unwrap();
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let kc: Value = serde_saphyr::from_str(&text).unwrap();
+        let ca = kc["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap();
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(ca.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        (
+            token.trim().to_string(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
     }
 
     /// Every object the simulator holds (optionally only those matching a label selector),
