@@ -185,6 +185,18 @@ fn kubernetes_cluster_runs_computes_scales_and_leaves_nothing() {
         err.contains("clusterctl dashboard k8e"),
         "up says how to reach it from outside: {err}"
     );
+    // The record pins the context and namespace `up` resolved (the kubeconfig's current ones),
+    // so later commands act there even if the kubeconfig changes.
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(k.env.state_dir().join("clusters/k8e/record.json")).unwrap(),
+    )
+    .unwrap();
+    let options = &record["provider_config"]["options"];
+    assert_eq!(
+        (&options["context"], &options["namespace"]),
+        (&json!("sim"), &json!("default")),
+        "{record}"
+    );
     let faults = k.sim.faults_state();
     assert!(
         faults["api"]

@@ -98,7 +98,7 @@ pub async fn launch(
         provider_config: ProviderConfig {
             region: settings.region.clone(),
             python: settings.python.clone(),
-            options: settings.provider_options.clone(),
+            options: provider.pinned_options(&settings.provider_options),
         },
         spec: spec.clone(),
         wait_workers: wanted,

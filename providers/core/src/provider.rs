@@ -192,6 +192,14 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// Where its clusters live: a region, a kube context and namespace, or the local scope.
     fn location(&self) -> String;
 
+    /// The provider options to keep in the local record, from those `up` was built with
+    /// (`given`), with whatever the provider resolved from its environment pinned, so that later
+    /// commands act on the same place even if that environment changes (a kube context switched
+    /// after `up`). By default the options as given.
+    fn pinned_options(&self, given: &serde_json::Value) -> serde_json::Value {
+        given.clone()
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;

@@ -171,6 +171,17 @@ impl ClusterProvider for KubernetesProvider {
         ProviderKind::Kubernetes
     }
 
+    fn pinned_options(&self, given: &serde_json::Value) -> serde_json::Value {
+        let mut o = given.clone();
+        if let Some(map) = o.as_object_mut() {
+            if !self.in_cluster {
+                map.insert("context".into(), self.context.clone().into());
+            }
+            map.insert("namespace".into(), self.namespace.clone().into());
+        }
+        o
+    }
+
     fn location(&self) -> String {
         if self.options.all_namespaces {
             format!("{} (all namespaces)", self.context)
