@@ -225,7 +225,9 @@ fn concurrent_up_of_one_name_lets_only_one_proceed() {
     assert_eq!(
         codes.iter().filter(|c| **c == Some(0)).count(),
         1,
-        "{codes:?}"
+        "{codes:?}\n--- first:\n{}\n--- second:\n{}",
+        String::from_utf8_lossy(&outs[0].stderr),
+        String::from_utf8_lossy(&outs[1].stderr)
     );
     let loser = outs.iter().find(|o| o.status.code() != Some(0)).unwrap();
     let stderr = String::from_utf8_lossy(&loser.stderr);
