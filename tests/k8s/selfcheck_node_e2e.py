@@ -24,6 +24,7 @@ import tornado.websocket
 
 from k8ssim import Sim
 from k8ssim.kubelet import Kubelet
+from k8ssim.polling import wait
 from k8ssim.portforward import PortForwardHandler
 from k8ssim.store import ApiError
 from selfcheck_node import PRELOAD, pod, scheduler_argv, secret, worker_argv, labels
@@ -33,15 +34,6 @@ SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
     __file__)))), "..", "shared", "specs", "kubernetes", "v1.35")
 
 
-def wait(what, fn, timeout=60, step=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def cond(p, type_):

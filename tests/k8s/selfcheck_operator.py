@@ -24,6 +24,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from k8ssim import polling  # noqa: E402
+
 NS = "default"
 SPECS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "specs", "kubernetes", "v1.35"))
 ROUTES = str(["distributed.http.scheduler.prometheus", "distributed.http.scheduler.info",
@@ -33,14 +35,7 @@ ROUTES = str(["distributed.http.scheduler.prometheus", "distributed.http.schedul
 
 
 def wait(what, fn, timeout=120, step=0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return polling.wait(what, fn, timeout, step)
 
 
 def dask_cluster(name, owner, restart="Always"):

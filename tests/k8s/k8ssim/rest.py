@@ -187,13 +187,18 @@ class ResourceHandler(BaseHandler):
                               body, dry_run=self.dry_run(), field_manager=self.q("fieldManager"))
         self.respond_obj(t, obj, 201)
 
-    async def put(self, *_):
-        if self._finished:
-            return
+    def named_target(self):
+        """The target of a verb that needs an object's name (405 on a collection, as the API)."""
         t = self.target()
         if t.name is None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
                            "requested resource")
+        return t
+
+    async def put(self, *_):
+        if self._finished:
+            return
+        t = self.named_target()
         body = self.body_json()
         if t.sub == "finalize":
             return self.finalize(t, body)
@@ -218,10 +223,7 @@ class ResourceHandler(BaseHandler):
     async def patch(self, *_):
         if self._finished:
             return
-        t = self.target()
-        if t.name is None:
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
-                           "requested resource")
+        t = self.named_target()
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip()
         if ctype == patchmod.APPLY:
             err = ApiError(415, "UnsupportedMediaType", "the simulator does not implement "
