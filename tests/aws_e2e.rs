@@ -188,9 +188,32 @@ fn private_cluster_boots_from_user_data_computes_scales_and_leaves_nothing() {
     assert_eq!(st["state"], "ready", "{st}");
     assert_eq!(st["workers"]["joined"], 2);
 
-    let (code, logs, err) = aws.json(&["logs", "ec2e", "--role", "scheduler"]);
+    // `logs` is GetConsoleOutput: the run script sends Dask's output to the serial console too.
+    let (code, logs, err) = aws.json(&["logs", "ec2e", "--role", "scheduler", "--tail", "1000"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(logs["logs"].as_array().unwrap().len(), 1);
+    let logs = logs["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1);
+    // A Dask line naming the scheduler's address (the padding between them varies).
+    let has = |log: &Value, label: &str| {
+        log["lines"].as_array().unwrap().iter().any(|l| {
+            let l = l.as_str().unwrap();
+            l.contains(label) && l.trim_end().ends_with(address)
+        })
+    };
+    assert!(
+        has(&logs[0], "Scheduler at:"),
+        "the scheduler's console shows Dask: {logs:?}"
+    );
+    let (code, logs, err) = aws.json(&["logs", "ec2e", "--role", "worker", "--tail", "1000"]);
+    assert_eq!(code, Some(0), "{err}");
+    let logs = logs["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    for log in logs {
+        assert!(
+            has(log, "Registered to:"),
+            "each worker's console shows it joined: {log}"
+        );
+    }
 
     // Scale up in one batch, then down (retire by address, then terminate).
     let (code, s, err) = aws.json(&["scale", "ec2e", "--workers", "3"]);

@@ -3,9 +3,11 @@
 
 moto emulates the EC2 API but boots nothing. This tool watches a moto server and, for every
 clusterctl-managed instance, does what the instance's cloud-init user-data would have done on
-a real VM -- by interpreting that user-data, strictly, and running the Dask process it
-describes as a local process bound to the instance's loopback private IP.  Whatever it cannot
-interpret is refused and recorded as an error; nothing is filled in or papered over.
+a real VM, through the shared VM runtime in tests/vmboot: the user-data is interpreted
+strictly, and the Dask process it describes runs as a local process bound to the instance's
+loopback private IP.  Whatever the runtime cannot interpret is refused and recorded as an
+error; nothing is filled in or papered over.  tests/vmboot/README.md has what is accepted and
+the VM -> local transformations; this file and the ``ec2agent`` package only know EC2.
 
 Subcommands (all take ``--endpoint URL`` and ``--region REGION``):
 
@@ -13,74 +15,37 @@ Subcommands (all take ``--endpoint URL`` and ``--region REGION``):
     Create a 127.0.0.0/16 VPC with subnets 127.0.1.0/24 and 127.0.2.0/24 in two zones, look
     up an ECS-optimised Amazon Linux AMI through SSM, print ``{"vpc_id", "subnet_ids",
     "ami_id", "ami_parameter"}``.
-``boot --python PY --workdir DIR [--poll SECONDS]``
-    The long-running agent (see below).
+``boot --python PY --workdir DIR [--poll SECONDS] [--console-dir CDIR]``
+    The long-running agent: boots each new pending/running instance from its userData
+    attribute and private IP (``VmRuntime.boot``), stops the local process group of an
+    instance seen shutting-down/terminated/stopping/stopped or gone (``VmRuntime.stop``:
+    SIGTERM, SIGKILL after 5 s; runcmd runs once per instance, so an instance started again
+    is not booted again), and, when the run script powers the machine off (``shutdown -P
+    now`` after Dask exits, or the ``shutdown -P +N`` TTL timer), calls TerminateInstances
+    or StopInstances as the instance's ``instanceInitiatedShutdownBehavior`` says.  With
+    ``--console-dir``, links each instance's console output there as CDIR/<instance-id>, for
+    tests/aws/moto_server.py to serve as GetConsoleOutput.
 ``inspect --cluster NAME``
     Print what moto holds for one cluster: ``instances`` (every state, with decoded
     ``user_data``), ``security_groups`` tagged ``clusterctl-cluster=NAME`` (``rules``: the
     ingress rules, flattened from DescribeSecurityGroupRules; ``egress`` apart) and ``tagged``
     (every resource DescribeTags finds with that tag).
 
-What ``boot`` accepts, and the mapping from the VM to this machine
---------------------------------------------------------------------
-The user-data must be ``#cloud-config`` YAML holding only ``write_files`` and ``runcmd``, and
-``runcmd`` must be exactly ``[["sh", "-c", "nohup SCRIPT >/var/log/clusterctl-dask.log 2>&1 &"]]``
-with SCRIPT a written, executable file.  The script is interpreted line by line: ``#!/bin/sh``,
-comments, ``set -u``, ``echo`` (no options, no escapes, ``$?`` the only expansion), the
-``command -v docker ... || { apt-get ...; }`` install line (a no-op: docker counts as
-installed), ``shutdown -P +N [msg] [|| true]`` before Dask, exactly one ``docker run``, then
-``shutdown -P now [msg]``.  Anything else, any shell operator, expansion, glob or multi-line
-quote outside those forms is refused.  ``docker run`` may only carry ``--rm``, ``--name X``,
-``--network host`` (required), ``--gpus all``, ``--env-file F`` and ``--volume A:A:ro`` (A a
-directory the user-data wrote files into); the image must be
-``ghcr.io/dask/dask:<V>-py3.12`` with V the ``distributed.__version__`` of ``--python``, and its
-command ``dask scheduler|worker ...``.  The Dask options are parsed against the option lists of
-``dask scheduler`` / ``dask worker``; unknown options are refused.
-
-The transformations, each applied only where the VM's meaning is preserved:
-
-* Files: each ``write_files`` entry lands at ``DIR/<instance-id>/root/<its absolute path>``
-  with its mode.  A ``--volume A:A:ro`` makes A visible to the container, so a Dask argument
-  (or an env-file value) that is a path under A is rewritten to the rooted copy; a path under a
-  written directory that is *not* mounted is refused (the container could not see it).
-* ``dask ...`` in the image runs as ``PY -m dask ...`` with the same arguments.
-* Environment: only PATH, HOME and LANG of the agent (never DASK_*, CLUSTERCTL_*, AWS_*, ...),
-  plus the env-file's lines parsed the way ``docker --env-file`` does (``KEY=VALUE``, value
-  literal; a bare ``KEY`` would import the VM's environment and is refused).
-* Network: ``--network host`` on a VM with one interface means that "all interfaces"
-  (``0.0.0.0``) is the instance's private IP.  So ``--host 0.0.0.0`` becomes ``--host <ip>``
-  and ``--dashboard-address 0.0.0.0:P`` (or ``:P``) becomes ``<ip>:P``.  Scheduler and worker
-  start their HTTP server even with ``--no-dashboard``; without ``--dashboard-address`` it
-  listens on the CLI default ``:8787`` (scheduler) / ``:0`` (worker), every interface, so the
-  agent appends ``--dashboard-address <ip>:8787`` / ``<ip>:0`` (noted in boot.json).  Nothing
-  may bind anything else: ``--host`` is required (0.0.0.0 or the private IP), and
-  ``--interface``/``--listen-address`` are refused; a worker's scheduler address and any
-  ``--contact-address`` must be a 127.0.0.0/8 IP literal.
-* stdout/stderr of run.sh (``/var/log/clusterctl-dask.log`` on the VM) go to
-  ``DIR/<instance-id>/dask.log``; the run script's ``echo`` lines are written there too.
-* Power-off (``shutdown -P now`` after Dask exits, or the ``shutdown -P +N`` timer): the
-  instance's ``instanceInitiatedShutdownBehavior`` decides -- ``terminate`` calls
-  TerminateInstances, ``stop`` calls StopInstances -- and what is left of the process group
-  is killed, as a power-off would.
-* An instance seen shutting-down/terminated/stopping/stopped (or gone) has its process group
-  sent SIGTERM, then SIGKILL after 5 s.  cloud-init's runcmd runs once per instance, so an
-  instance started again after a stop is not booted again.
-
 Logs: ``DIR/agent-events.jsonl`` (one JSON object a line: t, instance, event in
 booted|refused|exited|powered-off|killed|error|poll-error, detail); every refusal and every
 ``error`` is also appended to ``DIR/agent-errors.jsonl``, which is never created otherwise.
-``DIR/<instance-id>/boot.json`` records the argv and environment that ran.  A ``poll-error``
+``DIR/<instance-id>/`` holds boot.json (the argv and environment that ran), dask.log
+(/var/log/clusterctl-dask.log) and console.log (/dev/console).  A ``poll-error``
 (DescribeInstances failing, e.g. while moto is torn down) goes to the events log and stderr only.
 
 All traffic stays on loopback: the endpoint must be a 127.0.0.0/8 address or ``localhost``,
 proxy variables are dropped, credentials are passed explicitly (dummy ones unless
-AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set) and instance metadata lookups are disabled.
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set) and instance metadata lookups are disabled;
+instances must have 127.0.0.0/8 private IPs.
 
-Layout: this file is the command line only; the work is done by the ``ec2agent`` package next
-to it (``aws``: clients, setup, inspect; ``userdata``, ``runscript``, ``dockerrun``: the strict
-interpretation of the user-data; ``agent``: the loop and logs both agents share; ``boot``:
-booting and powering off instances), imported relative to this file's directory because the
-tool is run as a script, not installed.
+Layout: this file is the command line only; the ``ec2agent`` package next to it holds the
+clients, ``setup`` and ``inspect`` (``aws``) and the adapter (``boot``).  Both it and
+``vmboot`` are imported relative to this file, since the tool is run as a script.
 """
 
 import argparse
@@ -104,6 +69,7 @@ def main(argv=None):
     boot.add_argument("--python", required=True, help="interpreter with distributed installed")
     boot.add_argument("--workdir", required=True)
     boot.add_argument("--poll", type=float, default=0.3, help="seconds between polls")
+    boot.add_argument("--console-dir", help="link each instance's console output here")
     inspect = sub.add_parser("inspect", parents=[common], help="print one cluster's resources")
     inspect.add_argument("--cluster", required=True)
     args = parser.parse_args(argv)

@@ -39,8 +39,9 @@ also goes to ``DIR/agent-errors.jsonl``, which is never created otherwise.
 environment that ran; ``DIR/<task-id>/dask.log`` holds the output.
 
 Layout: this file is the command line only; the work is done by the ``ecsagent`` package next
-to it, which reuses the EC2 agent's ``ec2agent`` package; both are imported relative to this
-file's directory because the tool is run as a script, not installed.
+to it, which reuses the shared ``vmboot`` package (tests/vmboot) and the EC2 agent's clients
+(``ec2agent.aws``); all are imported relative to this file's directory because the tool is run
+as a script, not installed.
 """
 
 import argparse

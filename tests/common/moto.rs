@@ -1,7 +1,9 @@
 //! A moto server (AWS emulator) per test, on a free loopback port, and the boot agents that make
 //! moto's machines real: `tests/aws/ec2_agent.py` boots instances from their user-data,
 //! `tests/aws/ecs_agent.py` boots Fargate tasks from their task definitions (inside the test's
-//! sandbox network namespace, see `common::sandbox`).
+//! sandbox network namespace, see `common::sandbox`). moto runs through
+//! `tests/aws/moto_server.py`, so GetConsoleOutput shows what the booted instances wrote to
+//! their console (the EC2 agent links each one into the server's console directory).
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +21,9 @@ pub const REGION: &str = "us-east-1";
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// Where GetConsoleOutput reads each instance's console (`<instance-id>`, linked by the
+    /// EC2 agent).
+    pub console_dir: PathBuf,
 }
 
 impl Moto {
@@ -29,15 +34,12 @@ impl Moto {
             .unwrap()
             .port();
         let log = std::fs::File::create(log_dir.join("moto.log")).unwrap();
+        let console_dir = log_dir.join("consoles");
         let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(aws_dir().join("moto_server.py"))
+            .arg("--console-dir")
+            .arg(&console_dir)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
             .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
@@ -47,7 +49,11 @@ impl Moto {
             .stderr(log)
             .spawn()
             .expect("moto starts");
-        let moto = Moto { child, port };
+        let moto = Moto {
+            child,
+            port,
+            console_dir,
+        };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -125,10 +131,13 @@ impl Agent {
             Agent::Ec2 => "ec2_agent.py",
             Agent::Ecs => "ecs_agent.py",
         };
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/aws")
-            .join(name)
+        aws_dir().join(name)
     }
+}
+
+/// `tests/aws`: the agents and the moto wrapper.
+fn aws_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
 }
 
 /// The boot agent, running in the background; stopped on drop.
@@ -155,6 +164,10 @@ impl BootAgent {
                 workdir.to_str().unwrap(),
             ])
             .args(["--endpoint", &moto.url(), "--region", REGION])
+            .args(match agent {
+                Agent::Ec2 => vec!["--console-dir".into(), moto.console_dir.clone()],
+                Agent::Ecs => vec![],
+            })
             .envs(moto.env())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

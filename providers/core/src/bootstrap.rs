@@ -392,6 +392,11 @@ pub fn render_cloud_init(
     .map_err(render_err)
 }
 
+/// The rendered run script and runcmd under a real POSIX shell (dash), with stub commands.
+#[cfg(test)]
+#[path = "bootstrap_sh_tests.rs"]
+mod sh_tests;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -555,7 +560,9 @@ pub(crate) mod tests {
             vec![vec![
                 "sh".to_string(),
                 "-c".into(),
-                "nohup /etc/clusterctl/run.sh >/var/log/clusterctl-dask.log 2>&1 &".into()
+                "nohup /etc/clusterctl/run.sh 2>&1 | tee -a /var/log/clusterctl-dask.log \
+                 >/dev/console 2>&1 &"
+                    .into()
             ]]
         );
         assert!(

@@ -1,14 +1,21 @@
-"""The boot agent behind tests/aws/ec2_agent.py, which is its entry point (run as a script).
+"""The EC2 boot agent behind tests/aws/ec2_agent.py, which is its entry point (run as a script):
+a thin moto adapter over the shared VM runtime, tests/vmboot.
 
 Modules:
 
-``common``     the loopback network and the Refusal exception
 ``aws``        loopback-only boto3 clients; the ``setup`` and ``inspect`` subcommands
-``userdata``   the cloud-config document: base64/YAML, ``write_files``, the one ``runcmd``
-``runscript``  the run script, read by a strict line-by-line sh interpreter -> ScriptPlan
-``dockerrun``  the ``docker run`` line, its env file and image, and the Dask options it passes
-``agent``      what both boot agents share: the loop, the event logs, process-group kills
-``boot``       the ``boot`` subcommand: booting instances, power-off, when to kill a group
+``boot``       the ``boot`` subcommand: moto's instances -> vmboot.VmRuntime, and power-off
+               through the API (instanceInitiatedShutdownBehavior)
+``common``, ``dockerrun``, ``agent``
+               compatibility names for tests/k8s, re-exported from vmboot
 
-userdata, runscript and dockerrun are pure (text in, plan out, or Refusal); boot acts on them.
+The user-data interpretation (cloud-config, run script, docker run) and the processes are
+vmboot's; this package only knows EC2.  Importing it puts tests/ on sys.path for vmboot.
 """
+
+import os
+import sys
+
+_TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)

@@ -9,7 +9,7 @@ import urllib.parse
 import boto3
 from botocore.config import Config
 
-from .common import LOOPBACK
+from vmboot.common import LOOPBACK
 
 PROXY_VARS = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",

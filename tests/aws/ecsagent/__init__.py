@@ -9,11 +9,20 @@ Modules:
 ``cwlogs``    the awslogs driver: dask.log plus PutLogEvents to the task's stream
 ``aws``       the ``setup``, ``inspect`` and ``log-lines`` subcommands
 ``boot``      the ``boot`` subcommand: booting tasks, StopTask, when to kill a group
+``agent``     the loop skeleton: event logs, the main loop, process groups and kills
 ``selfcheck`` a by-hand end-to-end check in a throwaway namespace (not run by CI)
 
-It reuses the EC2 agent's package (`ec2agent`): Refusal and the address networks (common),
-the loopback-only clients and the security-group inspection (aws), the Dask option parser
-and image check (dockerrun), and the agent skeleton: loop, event logs, process groups and
-kills (agent).  taskdef, entry and the policy evaluation in roles are pure; boot acts on what
-they return.
+It reuses the shared VM runtime's package (`vmboot`, in tests/): Refusal and the address
+networks (common), the sandbox check (sandbox), the Dask option parser and image check
+(dockerrun), the process helpers (procs) and the event log (events); and from the EC2 agent's
+package (`ec2agent`) the loopback-only clients and the security-group inspection (aws).
+taskdef, entry and the policy evaluation in roles are pure; boot acts on what they return.
+Importing it puts tests/ on sys.path for vmboot.
 """
+
+import os
+import sys
+
+_TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)

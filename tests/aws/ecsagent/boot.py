@@ -5,7 +5,7 @@ definition (taskdef), roles and secrets (roles) and command (entry) into a local
 bound to the task's private IP, ships its output to CloudWatch Logs (cwlogs), stops the task
 through the API when Dask exits (the essential container exited), and kills the process group
 when the task is stopped.  The loop, the event logs and the kills themselves are
-ec2agent.agent.BaseAgent's.
+ecsagent.agent.BaseAgent's.
 """
 
 import json
@@ -14,11 +14,12 @@ import signal
 import subprocess
 import time
 
-from ec2agent.agent import BaseAgent, process_group_alive, refusal_detail, run_agent, tail
 from ec2agent.aws import make_client, paginate
-from ec2agent.common import Refusal
-from ec2agent.dockerrun import DASK_OPTIONS, translate_dask_args
+from vmboot.common import Refusal
+from vmboot.dockerrun import DASK_OPTIONS, translate_dask_args
+from vmboot.procs import process_group_alive, refusal_detail, tail
 
+from .agent import BaseAgent, run_agent
 from .cwlogs import LogPipe, Shipper
 from .entry import KILL_AFTER_SECONDS, TTL_GRACE_SECONDS, interpret_command
 from .roles import check_roles, fetch_secrets

@@ -10,7 +10,7 @@ Pure: command + the container's variables in, EntryPlan out.
 import posixpath
 import re
 
-from ec2agent.common import Refusal
+from vmboot.common import Refusal
 
 ENTRY_NAME = "clusterctl-node"
 TTL_GRACE_SECONDS = 60

@@ -15,7 +15,7 @@ import json
 import re
 import urllib.parse
 
-from ec2agent.common import Refusal
+from vmboot.common import Refusal
 
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 DEFAULT_SSM_KEY = "alias/aws/ssm"

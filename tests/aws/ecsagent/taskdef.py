@@ -7,8 +7,8 @@ health checks, environment files, ...) is refused instead of ignored.
 
 import re
 
-from ec2agent.common import Refusal
-from ec2agent.dockerrun import IMAGE_RE
+from vmboot.common import Refusal
+from vmboot.dockerrun import IMAGE_RE
 
 from .sandbox import in_networks
 

@@ -187,7 +187,7 @@ def interpret_run_script(src):
                 raise Refusal(f"{where}: expansions {bad} (only $? is interpreted in echo)")
             text = " ".join(words[1:])
             if text.count("$?") != len(line.expansions):
-                raise Refusal(f"{where}: a literal '$?' the agent cannot tell from an expansion")
+                raise Refusal(f"{where}: a literal '$?' the runtime cannot tell from an expansion")
             if any(w.startswith("-") for w in words[1:2]) or "\\" in text:
                 raise Refusal(f"{where}: echo options or backslash escapes are not interpreted")
             if phase == "before-dask":
@@ -235,7 +235,7 @@ def interpret_run_script(src):
             phase = "after-dask"
             continue
 
-        raise Refusal(f"{where}: command {cmd!r} is not interpreted by the agent")
+        raise Refusal(f"{where}: command {cmd!r} is not interpreted here")
 
     if plan.docker_words is None:
         raise Refusal("the run script has no docker run command")

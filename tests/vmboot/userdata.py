@@ -1,6 +1,14 @@
 """The cloud-config document: decoding the user-data, its `write_files` and its one `runcmd`.
 
 Pure functions, input text -> parsed values, or Refusal.
+
+The one `runcmd` clusterctl renders (templates/cloud-init.yaml.j2) starts the run script in the
+background and sends its output, and so Dask's, to two places, as on the VM:
+
+    ["sh", "-c", "nohup SCRIPT 2>&1 | tee -a /var/log/clusterctl-dask.log >/dev/console 2>&1 &"]
+
+the log file on the disk, and the serial console, which is what EC2 GetConsoleOutput, Azure
+boot diagnostics, the GCE serial port or a DigitalOcean console show.  Nothing else is accepted.
 """
 
 import base64
@@ -13,22 +21,40 @@ import yaml
 from .common import Refusal
 
 VM_LOG_PATH = "/var/log/clusterctl-dask.log"
+VM_CONSOLE = "/dev/console"
+RUNCMD_SHAPE = (f"nohup SCRIPT 2>&1 | tee -a {VM_LOG_PATH} >{VM_CONSOLE} 2>&1 &")
 RUNCMD_RE = re.compile(
-    r"^nohup (?P<script>/[A-Za-z0-9._/-]+) >" + re.escape(VM_LOG_PATH) + r" 2>&1 &$"
+    r"^nohup (?P<script>/[A-Za-z0-9._/-]+) 2>&1 \| tee -a " + re.escape(VM_LOG_PATH)
+    + r" >" + re.escape(VM_CONSOLE) + r" 2>&1 &$"
 )
 
 
-def decode_user_data(raw_b64):
-    if not raw_b64:
-        raise Refusal("the instance has no user-data")
+def user_data_text(raw):
+    """The user-data as the VM's cloud-init sees it: plain text (DigitalOcean, Azure custom
+    data once decoded, GCE metadata) or base64 of it (the EC2 userData attribute).  Plain
+    text is recognised by its first line; anything else must be strict base64."""
+    if raw is None or (isinstance(raw, (str, bytes)) and not raw.strip()):
+        raise Refusal("the node has no user-data")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, bytes):
+        raise Refusal(f"user-data is {type(raw).__name__}, not text")
+    if raw[:2] == b"\x1f\x8b":
+        raise Refusal("user-data is gzip-compressed, which is not interpreted")
+    if not raw.startswith(b"#"):
+        try:
+            raw = base64.b64decode(raw.strip(), validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise Refusal(f"user-data is neither '#cloud-config' text nor valid base64: {e}")
     try:
-        data = base64.b64decode(raw_b64, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise Refusal(f"user-data attribute is not valid base64: {e}")
-    try:
-        text = data.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Refusal(f"user-data is not UTF-8 text (compressed or multipart?): {e}")
+
+
+def decode_user_data(raw):
+    """(text, document) of a `#cloud-config` user-data, plain or base64."""
+    text = user_data_text(raw)
     first = text.split("\n", 1)[0]
     if first != "#cloud-config":
         raise Refusal(f"user-data must start with the line '#cloud-config', found {first!r}")
@@ -40,7 +66,7 @@ def decode_user_data(raw_b64):
         raise Refusal("the cloud-config document is not a mapping")
     unknown = sorted(set(doc) - {"write_files", "runcmd"})
     if unknown:
-        raise Refusal(f"cloud-config keys the agent does not interpret: {unknown}")
+        raise Refusal(f"cloud-config keys the runtime does not interpret: {unknown}")
     return text, doc
 
 
@@ -57,7 +83,7 @@ def parse_write_files(doc):
             raise Refusal(f"{where} is not a mapping")
         unknown = sorted(set(entry) - {"path", "permissions", "owner", "encoding", "content"})
         if unknown:
-            raise Refusal(f"{where} has keys the agent does not interpret: {unknown}")
+            raise Refusal(f"{where} has keys the runtime does not interpret: {unknown}")
         path = entry.get("path")
         if not isinstance(path, str) or not path.startswith("/") or path.endswith("/"):
             raise Refusal(f"{where}: path {path!r} is not an absolute file path")
@@ -91,17 +117,18 @@ def parse_write_files(doc):
 
 
 def parse_runcmd(doc, files):
+    """The run script's path, from the one accepted `runcmd`."""
     runcmd = doc.get("runcmd")
     if not (isinstance(runcmd, list) and len(runcmd) == 1 and isinstance(runcmd[0], list)
             and len(runcmd[0]) == 3 and runcmd[0][:2] == ["sh", "-c"]
             and isinstance(runcmd[0][2], str)):
-        raise Refusal(
-            f"runcmd must be exactly [[\"sh\", \"-c\", \"nohup SCRIPT >{VM_LOG_PATH} 2>&1 &\"]],"
-            f" found {runcmd!r}"
-        )
+        raise Refusal(f"runcmd must be exactly [[\"sh\", \"-c\", \"{RUNCMD_SHAPE}\"]],"
+                      f" found {runcmd!r}")
     m = RUNCMD_RE.match(runcmd[0][2])
     if not m:
-        raise Refusal(f"runcmd's shell command is not the nohup of a run script: {runcmd[0][2]!r}")
+        raise Refusal("runcmd's shell command is not the background run of a script whose"
+                      f" output goes to {VM_LOG_PATH} and {VM_CONSOLE} ({RUNCMD_SHAPE!r}):"
+                      f" {runcmd[0][2]!r}")
     script = m.group("script")
     by_path = {p: (mode, data) for p, mode, data in files}
     if script not in by_path:

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""moto's server for the tests, with EC2 GetConsoleOutput answered from what the instances
+wrote to their console.
+
+moto's GetConsoleOutput returns the same fixed kernel boot text for every instance, and moto
+has no API to set it.  With ``--console-dir CDIR``, this runs moto's own server with that one
+handler replaced: for an instance the EC2 boot agent booted (it links the instance's console
+file as CDIR/<instance-id>), the answer is moto's boot text followed by everything the
+instance's run script and Dask wrote to /dev/console, the latest 64 KiB of it as on EC2.  An
+instance never booted keeps moto's answer.  Every other request is moto's, unchanged.
+
+    python tests/aws/moto_server.py [--console-dir CDIR] -H 127.0.0.1 -p PORT
+
+Without ``--console-dir`` this is ``python -m moto.server``.
+"""
+
+import argparse
+import base64
+import os
+import sys
+
+# EC2 returns the latest 64 KB of console output.
+CONSOLE_LIMIT = 64 * 1024
+
+
+def serve_consoles(console_dir):
+    from moto.core.types import Base64EncodedString
+    from moto.core.utils import utcnow
+    from moto.ec2.responses import general
+
+    original = getattr(general.General, "get_console_output", None)
+    boot_text = getattr(general, "SAMPLE_CONSOLE_OUTPUT", None)
+    if original is None or not isinstance(boot_text, str):
+        raise SystemExit("moto_server: this moto has no General.get_console_output /"
+                         " SAMPLE_CONSOLE_OUTPUT to replace; update tests/aws/moto_server.py")
+
+    def get_console_output(self):
+        instance_id = self._get_param("InstanceId")
+        instance = self.ec2_backend.get_instance(instance_id)  # moto's errors for bad ids
+        try:
+            with open(os.path.join(console_dir, instance.id), "rb") as f:
+                written = f.read()
+        except FileNotFoundError:
+            return original(self)
+        output = (boot_text.encode("utf-8") + written)[-CONSOLE_LIMIT:]
+        return general.ActionResult({
+            "InstanceId": instance.id,
+            "Timestamp": utcnow(),
+            "Output": Base64EncodedString(base64.b64encode(output).decode("ascii")),
+        })
+
+    general.General.get_console_output = get_console_output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--console-dir")
+    args, rest = parser.parse_known_args(argv)
+    if args.console_dir:
+        os.makedirs(args.console_dir, exist_ok=True)
+        serve_consoles(os.path.abspath(args.console_dir))
+    from moto.server import main as moto_main
+    sys.argv = [sys.argv[0], *rest]
+    moto_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
