@@ -157,11 +157,15 @@ pub struct UpArgs {
     #[arg(long, env = "CLUSTERCTL_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
     #[command(flatten)]
+    pub net: NetworkArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub fargate: FargateArgs,
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub digitalocean: DigitalOceanArgs,
 }
 
 /// Where Kubernetes clusters live: the kube context and namespace.
@@ -225,20 +229,56 @@ pub struct FargateArgs {
     pub cpu_architecture: Option<String>,
 }
 
+/// Network options shared by the cloud providers.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Network options (cloud providers)")]
+pub struct NetworkArgs {
+    /// CIDR allowed to reach the scheduler and dashboard ports (repeatable). Nothing is open to
+    /// the world unless you pass 0.0.0.0/0 yourself. Required unless --private.
+    #[arg(long = "allow-cidr", value_name = "CIDR", value_delimiter = ',')]
+    pub allow_cidrs: Vec<String>,
+    /// VPC to launch into. AWS: a VPC id (default: the subnets' VPC, else the default VPC);
+    /// DigitalOcean: a VPC uuid (default: the region's default VPC).
+    #[arg(long, value_name = "ID")]
+    pub vpc: Option<String>,
+}
+
+/// Options of the DigitalOcean provider (it also takes --region, --vpc, --allow-cidr and
+/// --private). The API token comes from DIGITALOCEAN_TOKEN, DIGITALOCEAN_ACCESS_TOKEN or doctl's
+/// configuration, never from a flag.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "DigitalOcean options")]
+pub struct DigitalOceanArgs {
+    /// Droplet image slug or id (default: ubuntu-24-04-x64; Docker is installed at boot).
+    #[arg(long, value_name = "SLUG")]
+    pub droplet_image: Option<String>,
+    /// Scheduler droplet size (default: the provider's, or the smallest fitting
+    /// --scheduler-cpus/-memory).
+    #[arg(long, value_name = "SLUG")]
+    pub scheduler_size: Option<String>,
+    /// Worker droplet size(s), in order of preference (default: the provider's, or the smallest
+    /// fitting --worker-cpus/-memory).
+    #[arg(long = "worker-size", value_name = "SLUG", value_delimiter = ',')]
+    pub worker_sizes: Vec<String>,
+    /// Your SSH key(s) (id or fingerprint) for the droplets (default: a throwaway key per
+    /// cluster, whose private half is discarded, so no root password is e-mailed).
+    #[arg(long = "ssh-key", value_name = "ID|FINGERPRINT", value_delimiter = ',')]
+    pub ssh_keys: Vec<String>,
+    /// Turn on DigitalOcean's monitoring agent on the droplets.
+    #[arg(long)]
+    pub monitoring: bool,
+    /// API base URL (default: DIGITALOCEAN_API_URL, else https://api.digitalocean.com).
+    #[arg(long, value_name = "URL")]
+    pub digitalocean_api_url: Option<String>,
+}
+
 /// Options of the AWS provider.
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "AWS options")]
 pub struct AwsArgs {
-    /// VPC to launch into (default: the subnets' VPC, else the default VPC).
-    #[arg(long, value_name = "VPC_ID")]
-    pub vpc: Option<String>,
     /// Subnet(s), in order of preference; workers spread over them on capacity errors.
     #[arg(long = "subnet", value_name = "SUBNET_ID", value_delimiter = ',')]
     pub subnets: Vec<String>,
-    /// CIDR allowed to reach the scheduler and dashboard ports (repeatable). Nothing is open to
-    /// the world unless you pass 0.0.0.0/0 yourself.
-    #[arg(long = "allow-cidr", value_name = "CIDR", value_delimiter = ',')]
-    pub allow_cidrs: Vec<String>,
     /// AMI (default: the ECS-optimized Amazon Linux 2023 image, from its public SSM parameter).
     #[arg(long, value_name = "AMI_ID")]
     pub ami: Option<String>,
@@ -293,6 +333,11 @@ pub struct DownArgs {
     /// Every clusterctl cluster found on the provider(s) and in the records.
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
+    /// Every clusterctl cluster past its TTL, found on the provider(s) and in the records. A
+    /// node that powered itself off at the TTL may still be billed (DigitalOcean bills
+    /// powered-off droplets); this removes them.
+    #[arg(long, conflicts_with_all = ["name", "all"])]
+    pub expired: bool,
     /// How long teardown may take before reporting what is left.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,

@@ -108,6 +108,24 @@ pub struct KubernetesSection {
     pub k8s_operator: Option<bool>,
 }
 
+/// Settings of the DigitalOcean provider (the same names as the flags; no token: it comes
+/// from the environment or doctl's configuration only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigitalOceanSection {
+    pub api_url: Option<String>,
+    pub vpc: Option<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub droplet_image: Option<String>,
+    pub scheduler_size: Option<String>,
+    #[serde(default)]
+    pub worker_sizes: Vec<String>,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    pub monitoring: Option<bool>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -132,6 +150,7 @@ pub struct FileConfig {
     pub aws: Option<AwsSection>,
     pub fargate: Option<FargateSection>,
     pub kubernetes: Option<KubernetesSection>,
+    pub digitalocean: Option<DigitalOceanSection>,
 }
 
 /// A config file and its contents.

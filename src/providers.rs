@@ -63,7 +63,23 @@ pub fn available() -> Vec<ProviderKind> {
     if cfg!(feature = "kubernetes") {
         kinds.push(ProviderKind::Kubernetes);
     }
+    if cfg!(feature = "digitalocean") {
+        kinds.push(ProviderKind::Digitalocean);
+    }
     kinds
+}
+
+/// A provider's options from their JSON form (defaults when there are none).
+#[allow(dead_code)] // unused in builds without any provider that has options
+fn options<T: serde::de::DeserializeOwned + Default>(
+    extra: &serde_json::Value,
+    what: &'static str,
+) -> Result<T> {
+    if extra.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(extra.clone())
+        .map_err(|e| Error::invalid(what, extra.to_string(), e.to_string(), None))
 }
 
 /// Build the provider of `kind`.
@@ -99,13 +115,7 @@ pub async fn build(
         }
         #[cfg(feature = "aws")]
         ProviderKind::Aws => {
-            let mut o: clusterctl_aws::Ec2Options = if opts.extra.is_null() {
-                Default::default()
-            } else {
-                serde_json::from_value(opts.extra.clone()).map_err(|e| {
-                    Error::invalid("AWS options", opts.extra.to_string(), e.to_string(), None)
-                })?
-            };
+            let mut o: clusterctl_aws::Ec2Options = options(&opts.extra, "AWS options")?;
             if opts.region.is_some() {
                 o.region = opts.region.clone();
             }
@@ -113,18 +123,7 @@ pub async fn build(
         }
         #[cfg(feature = "fargate")]
         ProviderKind::Fargate => {
-            let mut o: clusterctl_aws::FargateOptions = if opts.extra.is_null() {
-                Default::default()
-            } else {
-                serde_json::from_value(opts.extra.clone()).map_err(|e| {
-                    Error::invalid(
-                        "Fargate options",
-                        opts.extra.to_string(),
-                        e.to_string(),
-                        None,
-                    )
-                })?
-            };
+            let mut o: clusterctl_aws::FargateOptions = options(&opts.extra, "Fargate options")?;
             if opts.region.is_some() {
                 o.region = opts.region.clone();
             }
@@ -142,20 +141,21 @@ pub async fn build(
                     Some("use `--context` and `--namespace`".into()),
                 ));
             }
-            let o: clusterctl_kubernetes::KubernetesOptions = if opts.extra.is_null() {
-                Default::default()
-            } else {
-                serde_json::from_value(opts.extra.clone()).map_err(|e| {
-                    Error::invalid(
-                        "Kubernetes options",
-                        opts.extra.to_string(),
-                        e.to_string(),
-                        None,
-                    )
-                })?
-            };
+            let o: clusterctl_kubernetes::KubernetesOptions =
+                options(&opts.extra, "Kubernetes options")?;
             Ok(Arc::new(
                 clusterctl_kubernetes::KubernetesProvider::from_env(o).await?,
+            ))
+        }
+        #[cfg(feature = "digitalocean")]
+        ProviderKind::Digitalocean => {
+            let mut o: clusterctl_digitalocean::DigitalOceanOptions =
+                options(&opts.extra, "DigitalOcean options")?;
+            if opts.region.is_some() {
+                o.region = opts.region.clone();
+            }
+            Ok(Arc::new(
+                clusterctl_digitalocean::DigitalOceanProvider::from_env(o)?,
             ))
         }
         other => Err(Error::ProviderUnavailable {

@@ -24,7 +24,11 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         None => lifecycle::TEARDOWN_TIMEOUT,
     };
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
-    if args.all {
+    if args.all || args.expired {
+        // With --expired, only clusters whose expiry (from their tags, else the record) passed.
+        let now = clusterctl_core::model::now_epoch();
+        let wanted =
+            |expires_at: Option<u64>| !args.expired || expires_at.is_some_and(|t| t <= now);
         for kind in providers_to_ask(ctx, args.at.provider.as_deref())? {
             let opts = ProviderOptions {
                 region: args.at.region.clone(),
@@ -33,13 +37,18 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
             for summary in clusterctl_core::model::summarize(provider.list_nodes(None).await?) {
+                if !wanted(summary.expires_at) {
+                    continue;
+                }
                 if let Ok(name) = ClusterName::new(&summary.name) {
                     targets.push((name, provider.clone()));
                 }
             }
         }
         for record in ctx.store.list()? {
-            if !targets.iter().any(|(n, _)| n == record.name()) {
+            if wanted(Some(record.spec.expires_at()))
+                && !targets.iter().any(|(n, _)| n == record.name())
+            {
                 targets.push((record.name().clone(), ctx.provider_of(&record).await?));
             }
         }

@@ -160,7 +160,10 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
                 recorded_here: records
                     .iter()
                     .any(|r| r.name().as_str() == s.name && r.provider == kind),
-                state: if s.scheduler().is_some() {
+                state: if s.expires_at.is_some_and(|t| t <= now_epoch()) {
+                    // Past the TTL but still there: powered-off nodes may still be billed.
+                    "expired"
+                } else if s.scheduler().is_some() {
                     "running"
                 } else {
                     "degraded"
@@ -192,6 +195,11 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
         }
     }
     rows.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+    if rows.iter().any(|r| r.state == "expired") {
+        ctx.printer.hint(
+            "expired clusters are past their TTL but still exist, and may still be billed (a powered-off droplet is); remove them with `clusterctl down --expired`",
+        );
+    }
     ctx.printer.result(
         || {
             if rows.is_empty() {

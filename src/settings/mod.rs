@@ -8,7 +8,6 @@ use clap::{ArgMatches, parser::ValueSource};
 use clusterctl_core::{
     Error, Result,
     model::{ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
-    tags,
 };
 use serde::Serialize;
 
@@ -16,6 +15,17 @@ use crate::{
     cli::UpArgs,
     config::{LoadedConfig, Scalar},
 };
+
+mod aws;
+mod digitalocean;
+mod kubernetes;
+#[cfg(test)]
+mod tests;
+mod values;
+
+pub use kubernetes::scope_options;
+use values::{owner, parse_cpus, validate_env, validate_tag};
+pub use values::{parse_duration, parse_env, parse_memory, parse_tags, parse_workers};
 
 /// Where a value came from.
 #[derive(Debug, Clone, Serialize)]
@@ -107,250 +117,9 @@ impl Resolver<'_> {
     }
 }
 
-/// Parse a duration like `90s`, `15m`, `2h`, `1h30m`; `0` is zero.
-pub fn parse_duration(what: &'static str, s: &str) -> Result<Duration> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(t).map_err(|e| {
-        Error::invalid(
-            what,
-            s,
-            e.to_string(),
-            Some("use a duration like `90s`, `15m`, `2h` or `1h30m`".into()),
-        )
-    })
-}
-
-/// Parse a worker count: a whole number from 0 to [`MAX_WORKERS`].
-pub fn parse_workers(what: &'static str, s: &str) -> Result<u32> {
-    let n: i64 = s.trim().parse().map_err(|_| {
-        Error::invalid(
-            what,
-            s,
-            "not a whole number",
-            Some(format!("use a number of workers from 0 to {MAX_WORKERS}")),
-        )
-    })?;
-    if n < 0 {
-        return Err(Error::invalid(
-            what,
-            s,
-            "the number of workers cannot be negative",
-            Some(format!("use a number from 0 to {MAX_WORKERS}")),
-        ));
-    }
-    if n > i64::from(MAX_WORKERS) {
-        return Err(Error::invalid(
-            what,
-            s,
-            format!("more than {MAX_WORKERS} workers"),
-            Some("split the work over several clusters".into()),
-        ));
-    }
-    Ok(n as u32)
-}
-
-/// Parse a vCPU count (1 to 512).
-fn parse_cpus(what: &'static str, s: &str) -> Result<u32> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (1..=512).contains(&n) => Ok(n),
-        _ => Err(Error::invalid(
-            what,
-            s,
-            "not a whole number of vCPUs from 1 to 512",
-            Some("e.g. `2`".into()),
-        )),
-    }
-}
-
-/// Parse a memory size (`4GiB`, `512MiB`, `8G`, `4096M`; a bare number is MiB) into MiB.
-pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let refuse = || {
-        Error::invalid(
-            what,
-            s,
-            "not a memory size",
-            Some("use e.g. `4GiB`, `512MiB` or `8G`".into()),
-        )
-    };
-    let n: u64 = num.parse().map_err(|_| refuse())?;
-    let mib = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "m" | "mi" | "mib" | "mb" => n,
-        "g" | "gi" | "gib" | "gb" => n * 1024,
-        "t" | "ti" | "tib" | "tb" => n * 1024 * 1024,
-        _ => return Err(refuse()),
-    };
-    if mib < 128 {
-        return Err(Error::invalid(
-            what,
-            s,
-            "less than 128MiB",
-            Some("Dask needs at least a few hundred MiB per process".into()),
-        ));
-    }
-    Ok(mib)
-}
-
-/// Names of environment variables that hold credentials; they would end up in the nodes'
-/// bootstrap (user-data, task definitions), readable by anyone who can describe the resources.
-fn looks_like_credential(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    [
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "TOKEN",
-        "CREDENTIAL",
-        "PRIVATE_KEY",
-        "ACCESS_KEY",
-        "API_KEY",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
-}
-
-/// Parse `K=V` pairs for `--env`.
-pub fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for pair in pairs {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::invalid(
-                "--env",
-                pair.clone(),
-                "not of the form K=V",
-                Some("e.g. `--env OMP_NUM_THREADS=1`".into()),
-            )
-        })?;
-        validate_env(k, v)?;
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
-fn validate_env(k: &str, v: &str) -> Result<()> {
-    let valid_name = !k.is_empty()
-        && !k.starts_with(|c: char| c.is_ascii_digit())
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_name {
-        return Err(Error::invalid(
-            "environment variable name",
-            k,
-            "use letters, digits and '_', not starting with a digit",
-            None,
-        ));
-    }
-    if k.starts_with("CLUSTERCTL_") {
-        return Err(Error::invalid(
-            "environment variable name",
-            k,
-            "CLUSTERCTL_* variables are set by clusterctl itself",
-            None,
-        ));
-    }
-    if v.contains(['\n', '\r', '\0']) {
-        return Err(Error::invalid(
-            "environment variable",
-            k,
-            "its value contains a line break",
-            Some("pass single-line values".into()),
-        ));
-    }
-    if looks_like_credential(k) {
-        return Err(Error::invalid(
-            "environment variable",
-            k,
-            "it looks like a credential, and the environment is written into the nodes' bootstrap, readable by anyone who can inspect the resources",
-            Some("give the nodes access through the platform's identity (instance profile, task role, workload identity) instead".into()),
-        ));
-    }
-    Ok(())
-}
-
-/// Parse `K=V` pairs for `--tag`.
-pub fn parse_tags(pairs: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for pair in pairs {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::invalid(
-                "--tag",
-                pair.clone(),
-                "not of the form K=V",
-                Some("e.g. `--tag team=data`".into()),
-            )
-        })?;
-        validate_tag(k, v)?;
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
-fn validate_tag(k: &str, v: &str) -> Result<()> {
-    let ok = |s: &str, max: usize| {
-        s.len() <= max
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    if k.is_empty() || !ok(k, 63) || !k.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(Error::invalid(
-            "tag key",
-            k,
-            "use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit (every provider accepts these)",
-            None,
-        ));
-    }
-    if tags::is_reserved(k) {
-        return Err(Error::invalid(
-            "tag key",
-            k,
-            "keys starting with `clusterctl-` are reserved",
-            None,
-        ));
-    }
-    if !ok(v, 63) {
-        return Err(Error::invalid(
-            "tag value",
-            v,
-            "use up to 63 letters, digits, '-', '_' or '.'",
-            None,
-        ));
-    }
-    Ok(())
-}
-
-/// The user name for the owner tag, reduced to characters every platform accepts.
-fn owner() -> String {
-    let raw = std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cleaned: String = raw
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    if cleaned.is_empty() {
-        "unknown".into()
-    } else {
-        cleaned
-    }
+/// A list flag beats the file's list; flags replace, they do not append.
+fn list(flag: &[String], file: Vec<String>) -> Vec<String> {
+    if flag.is_empty() { file } else { flag.to_vec() }
 }
 
 fn scalar(s: &Option<Scalar>) -> Option<String> {
@@ -374,121 +143,53 @@ pub fn resolve_provider(flag: Option<&str>, file: Option<&LoadedConfig>) -> Resu
     Ok(kind)
 }
 
-/// The AWS options: flags beat the file's `aws:` section. The keys are those of
-/// `clusterctl_aws::Ec2Options`.
-fn aws_options(
-    args: &crate::cli::AwsArgs,
-    file: Option<&crate::config::AwsSection>,
-    region: Option<&str>,
-) -> serde_json::Value {
-    let f = file.cloned().unwrap_or_default();
-    let list =
-        |flag: &Vec<String>, file: Vec<String>| if flag.is_empty() { file } else { flag.clone() };
-    serde_json::json!({
-        "region": region,
-        "vpc": args.vpc.clone().or(f.vpc),
-        "subnets": list(&args.subnets, f.subnets),
-        "allow_cidrs": list(&args.allow_cidrs, f.allow_cidrs),
-        "ami": args.ami.clone().or(f.ami),
-        "scheduler_instance_type": args.scheduler_instance_type.clone().or(f.scheduler_instance_type),
-        "worker_instance_types": list(&args.worker_instance_types, f.worker_instance_types),
-        "root_volume_gib": args.root_volume_gib.or(f.root_volume_size),
-        "spot": args.spot || f.spot.unwrap_or(false),
-        "instance_profile": args.instance_profile.clone().or(f.instance_profile),
-        "key_name": args.key_name.clone().or(f.key_name),
-    })
-}
-
-/// The Fargate options: flags beat the file's `fargate:` section. The keys are those of
-/// `clusterctl_aws::FargateOptions`; network and market flags are shared with `aws`.
-fn fargate_options(
+/// The options of `provider` beyond the common spec, from its flags and file section (JSON in the
+/// shape of the provider crate's options struct; `null` for providers without options).
+fn provider_options(
+    provider: ProviderKind,
     args: &UpArgs,
-    file: Option<&crate::config::FargateSection>,
+    fc: &crate::config::FileConfig,
     region: Option<&str>,
-) -> serde_json::Value {
-    let f = file.cloned().unwrap_or_default();
-    let (a, g) = (&args.aws, &args.fargate);
-    let list =
-        |flag: &Vec<String>, file: Vec<String>| if flag.is_empty() { file } else { flag.clone() };
-    serde_json::json!({
-        "region": region,
-        "vpc": a.vpc.clone().or(f.vpc),
-        "subnets": list(&a.subnets, f.subnets),
-        "allow_cidrs": list(&a.allow_cidrs, f.allow_cidrs),
-        "spot": a.spot || f.spot.unwrap_or(false),
-        "ecs_cluster": g.ecs_cluster.clone().or(f.ecs_cluster),
-        "execution_role_arn": g.execution_role_arn.clone().or(f.execution_role_arn),
-        "task_role_arn": g.task_role_arn.clone().or(f.task_role_arn),
-        "task_role_policies": list(&g.task_role_policies, f.task_role_policies),
-        "log_group": g.log_group.clone().or(f.log_group),
-        "log_retention_days": g.log_retention_days.or(f.log_retention_days),
-        "keep_logs": g.keep_logs || f.keep_logs.unwrap_or(false),
-        "architecture": g.cpu_architecture.clone().or(f.cpu_architecture),
-    })
-}
-
-/// The Kubernetes options: flags beat the file's `kubernetes:` section. The keys are those of
-/// `clusterctl_kubernetes::KubernetesOptions`; `--allow-cidr` and `--private` are shared.
-fn kubernetes_options(
-    args: &UpArgs,
-    file: Option<&crate::config::KubernetesSection>,
     private: bool,
 ) -> Result<serde_json::Value> {
-    let f = file.cloned().unwrap_or_default();
-    let k = &args.kube;
-    let service_type = match k.service_type.clone().or(f.service_type) {
-        Some(t) => kube_service_type(&t)?,
-        None => "ClusterIP",
-    };
-    let cidrs = if args.aws.allow_cidrs.is_empty() {
-        f.allow_cidrs
+    Ok(match provider {
+        ProviderKind::Aws => aws::ec2_options(args, fc.aws.as_ref(), region),
+        ProviderKind::Fargate => aws::fargate_options(args, fc.fargate.as_ref(), region),
+        ProviderKind::Kubernetes => {
+            kubernetes::kubernetes_options(args, fc.kubernetes.as_ref(), private)?
+        }
+        ProviderKind::Digitalocean => {
+            digitalocean::digitalocean_options(args, fc.digitalocean.as_ref(), region, private)
+        }
+        ProviderKind::Local | ProviderKind::Azure | ProviderKind::Gcp => serde_json::Value::Null,
+    })
+}
+
+/// The size of one role's nodes (`scheduler` or `worker`) from its flags and file section.
+fn resolve_size(
+    r: &mut Resolver,
+    role: &'static str,
+    cpus: &Option<String>,
+    memory: &Option<String>,
+    file: &Option<crate::config::SizeConfig>,
+) -> Result<NodeSize> {
+    let ((cpu_key, cpu_id, cpu_flag), (mem_key, mem_id, mem_flag)) = if role == "scheduler" {
+        (
+            ("scheduler.cpus", "scheduler_cpus", "--scheduler-cpus"),
+            ("scheduler.memory", "scheduler_memory", "--scheduler-memory"),
+        )
     } else {
-        args.aws.allow_cidrs.clone()
+        (
+            ("worker.cpus", "worker_cpus", "--worker-cpus"),
+            ("worker.memory", "worker_memory", "--worker-memory"),
+        )
     };
-    Ok(serde_json::json!({
-        "context": k.scope.context.clone().or(f.context),
-        "namespace": k.scope.namespace.clone().or(f.namespace),
-        "create_namespace": k.create_namespace || f.create_namespace.unwrap_or(false),
-        "service_type": service_type,
-        "allow_cidrs": cidrs,
-        "operator": k.k8s_operator || f.k8s_operator.unwrap_or(false),
-        "private": private,
-    }))
-}
-
-/// The Service type as `clusterctl_kubernetes::ServiceType` spells it.
-fn kube_service_type(t: &str) -> Result<&'static str> {
-    match t.to_ascii_lowercase().as_str() {
-        "clusterip" => Ok("ClusterIP"),
-        "nodeport" => Ok("NodePort"),
-        "loadbalancer" => Ok("LoadBalancer"),
-        _ => Err(Error::invalid(
-            "--service-type",
-            t,
-            "not a Service type clusterctl can expose the scheduler with",
-            Some("use ClusterIP (the default), NodePort or LoadBalancer".into()),
-        )),
-    }
-}
-
-/// Provider options for commands that find clusters without a record (`down`, `status`,
-/// `list`, `dashboard`): for Kubernetes, the context and namespace from flags or the file.
-pub fn scope_options(
-    kind: ProviderKind,
-    scope: &crate::cli::KubeScope,
-    all_namespaces: bool,
-    file: Option<&LoadedConfig>,
-) -> serde_json::Value {
-    if kind != ProviderKind::Kubernetes {
-        return serde_json::Value::Null;
-    }
-    let f = file
-        .and_then(|f| f.config.kubernetes.clone())
-        .unwrap_or_default();
-    serde_json::json!({
-        "context": scope.context.clone().or(f.context),
-        "namespace": scope.namespace.clone().or(f.namespace),
-        "all_namespaces": all_namespaces,
+    let file = file.clone().unwrap_or_default();
+    let c = r.pick(cpu_key, cpu_id, cpus.clone(), scalar(&file.cpus), None);
+    let m = r.pick(mem_key, mem_id, memory.clone(), scalar(&file.memory), None);
+    Ok(NodeSize {
+        cpus: c.map(|c| parse_cpus(cpu_flag, &c)).transpose()?,
+        memory_mib: m.map(|m| parse_memory(mem_flag, &m)).transpose()?,
     })
 }
 
@@ -564,65 +265,14 @@ pub fn resolve_up(
             Some(clusterctl_core::default_image(&dask_version)),
         )
         .unwrap_or_default();
-    let size = |r: &mut Resolver,
-                role: &'static str,
-                cpus: &Option<String>,
-                mem: &Option<String>,
-                fcs: &Option<crate::config::SizeConfig>|
-     -> Result<NodeSize> {
-        let (cpu_key, mem_key, cpu_id, mem_id) = if role == "scheduler" {
-            (
-                "scheduler.cpus",
-                "scheduler.memory",
-                "scheduler_cpus",
-                "scheduler_memory",
-            )
-        } else {
-            (
-                "worker.cpus",
-                "worker.memory",
-                "worker_cpus",
-                "worker_memory",
-            )
-        };
-        let fcs = fcs.clone().unwrap_or_default();
-        let c = r.pick(cpu_key, cpu_id, cpus.clone(), scalar(&fcs.cpus), None);
-        let m = r.pick(mem_key, mem_id, mem.clone(), scalar(&fcs.memory), None);
-        Ok(NodeSize {
-            cpus: c
-                .map(|c| {
-                    parse_cpus(
-                        if role == "scheduler" {
-                            "--scheduler-cpus"
-                        } else {
-                            "--worker-cpus"
-                        },
-                        &c,
-                    )
-                })
-                .transpose()?,
-            memory_mib: m
-                .map(|m| {
-                    parse_memory(
-                        if role == "scheduler" {
-                            "--scheduler-memory"
-                        } else {
-                            "--worker-memory"
-                        },
-                        &m,
-                    )
-                })
-                .transpose()?,
-        })
-    };
-    let scheduler_size = size(
+    let scheduler_size = resolve_size(
         &mut r,
         "scheduler",
         &args.scheduler_cpus,
         &args.scheduler_memory,
         &fc.scheduler,
     )?;
-    let worker_size = size(
+    let worker_size = resolve_size(
         &mut r,
         "worker",
         &args.worker_cpus,
@@ -763,28 +413,13 @@ pub fn resolve_up(
         )
         .map(PathBuf::from);
 
-    let provider_options = match provider {
-        ProviderKind::Fargate => fargate_options(args, fc.fargate.as_ref(), region.as_deref()),
-        ProviderKind::Kubernetes => kubernetes_options(args, fc.kubernetes.as_ref(), private)?,
-        _ => aws_options(&args.aws, fc.aws.as_ref(), region.as_deref()),
-    };
-    match provider {
-        ProviderKind::Aws => r.shown.push(Shown {
-            key: "aws",
+    let provider_options = provider_options(provider, args, &fc, region.as_deref(), private)?;
+    if !provider_options.is_null() {
+        r.shown.push(Shown {
+            key: provider.as_str(),
             value: provider_options.to_string(),
-            source: "flags and file section `aws`".into(),
-        }),
-        ProviderKind::Fargate => r.shown.push(Shown {
-            key: "fargate",
-            value: provider_options.to_string(),
-            source: "flags and file section `fargate`".into(),
-        }),
-        ProviderKind::Kubernetes => r.shown.push(Shown {
-            key: "kubernetes",
-            value: provider_options.to_string(),
-            source: "flags and file section `kubernetes`".into(),
-        }),
-        _ => {}
+            source: format!("flags and file section `{provider}`"),
+        });
     }
 
     let spec = ClusterSpec {
@@ -816,160 +451,4 @@ pub fn resolve_up(
         dry_run: args.dry_run,
         shown: r.shown,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::parse;
-    use std::path::Path;
-
-    fn file(text: &str) -> LoadedConfig {
-        LoadedConfig {
-            path: PathBuf::from("c.yaml"),
-            config: parse(Path::new("c.yaml"), text).unwrap(),
-        }
-    }
-
-    #[test]
-    fn flags_beat_file_beats_defaults() {
-        let f = file("workers: 5\nttl: 30m\n");
-        let args = UpArgs {
-            workers: Some("3".into()),
-            ..Default::default()
-        };
-        let s = resolve_up(&args, None, Some(&f)).unwrap();
-        assert_eq!(s.spec.workers, 3);
-        assert_eq!(s.spec.ttl, Duration::from_secs(1800));
-        assert_eq!(s.spec.idle_timeout, DEFAULT_IDLE_TIMEOUT);
-        assert_eq!(s.provider, ProviderKind::Local);
-        assert!(!s.spec.tls, "local defaults to plain TCP on loopback");
-        let src = |k: &str| s.shown.iter().find(|x| x.key == k).unwrap().source.clone();
-        assert_eq!(src("workers"), "flag --workers");
-        assert_eq!(src("ttl"), "file c.yaml");
-        assert_eq!(src("idle_timeout"), "default");
-    }
-
-    #[test]
-    fn refusals_name_value_and_fix() {
-        let bad = |args: UpArgs, needle: &str| {
-            let e = resolve_up(&args, None, None).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{e}");
-            let msg = format!("{e} {}", e.hints().join(" "));
-            assert!(msg.contains(needle), "{msg}");
-        };
-        bad(
-            UpArgs {
-                workers: Some("-1".into()),
-                ..Default::default()
-            },
-            "cannot be negative",
-        );
-        bad(
-            UpArgs {
-                workers: Some("many".into()),
-                ..Default::default()
-            },
-            "`many`",
-        );
-        bad(
-            UpArgs {
-                provider: Some("nimbus".into()),
-                ..Default::default()
-            },
-            "kubernetes",
-        );
-        bad(
-            UpArgs {
-                provider: Some("gcp".into()),
-                ..Default::default()
-            },
-            "not available in this build",
-        );
-        bad(
-            UpArgs {
-                name: Some("Bad_Name".into()),
-                ..Default::default()
-            },
-            "`Bad_Name`",
-        );
-        bad(
-            UpArgs {
-                ttl: Some("forever".into()),
-                ..Default::default()
-            },
-            "`forever`",
-        );
-        bad(
-            UpArgs {
-                env: vec!["AWS_SECRET_ACCESS_KEY=x".into()],
-                ..Default::default()
-            },
-            "credential",
-        );
-        bad(
-            UpArgs {
-                env: vec!["NOEQUALS".into()],
-                ..Default::default()
-            },
-            "K=V",
-        );
-        bad(
-            UpArgs {
-                tag: vec!["clusterctl-cluster=x".into()],
-                ..Default::default()
-            },
-            "reserved",
-        );
-        bad(
-            UpArgs {
-                worker_memory: Some("lots".into()),
-                ..Default::default()
-            },
-            "memory size",
-        );
-        bad(
-            UpArgs {
-                workers: Some("2".into()),
-                wait_workers: Some("3".into()),
-                ..Default::default()
-            },
-            "more than the 2",
-        );
-    }
-
-    #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("m", "4GiB").unwrap(), 4096);
-        assert_eq!(parse_memory("m", "512MiB").unwrap(), 512);
-        assert_eq!(parse_memory("m", "8G").unwrap(), 8192);
-        assert_eq!(parse_memory("m", "1024").unwrap(), 1024);
-        assert!(parse_memory("m", "64MiB").is_err());
-        assert!(parse_memory("m", "4 parsecs").is_err());
-    }
-
-    #[test]
-    fn tls_flags() {
-        let on = resolve_up(
-            &UpArgs {
-                tls: true,
-                ..Default::default()
-            },
-            None,
-            None,
-        )
-        .unwrap();
-        assert!(on.spec.tls);
-        let f = file("tls: true\n");
-        let off = resolve_up(
-            &UpArgs {
-                no_tls: true,
-                ..Default::default()
-            },
-            None,
-            Some(&f),
-        )
-        .unwrap();
-        assert!(!off.spec.tls);
-    }
 }

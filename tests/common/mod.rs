@@ -5,6 +5,7 @@
 
 pub mod k8s;
 pub mod moto;
+pub mod restsim;
 pub mod sandbox;
 
 use std::{
@@ -65,6 +66,13 @@ impl Env {
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("CLUSTERCTL_KUBE_CONTEXT")
             .env_remove("CLUSTERCTL_NAMESPACE")
+            // Never reach DigitalOcean: no token unless a test gives its simulator's, an API URL
+            // that goes nowhere, and no doctl configuration (the user config dir is our own).
+            .env_remove("DIGITALOCEAN_TOKEN")
+            .env_remove("DIGITALOCEAN_ACCESS_TOKEN")
+            .env("DIGITALOCEAN_API_URL", "https://127.0.0.1:9")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env_remove("CLUSTERCTL_EXTRA_CA_FILE")
             .current_dir(self.dir.path());
         c
     }

@@ -11,6 +11,7 @@
 //! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
 //! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
 //! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
+//! - `rest` (Cargo feature `rest`): the JSON-over-HTTPS client of the REST clouds;
 //! - [`lifecycle`]: `up` with rollback, readiness, `scale` and `down` over any provider;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
@@ -23,6 +24,8 @@ pub mod lifecycle;
 pub mod model;
 pub mod provider;
 pub mod record;
+#[cfg(feature = "rest")]
+pub mod rest;
 pub mod retry;
 pub mod tags;
 pub mod tls;

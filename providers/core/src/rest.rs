@@ -1,0 +1,835 @@
+//! The JSON-over-HTTPS client shared by the REST clouds (DigitalOcean now; Azure ARM and GCE
+//! later): a base URL, bearer auth supplied by the caller, JSON bodies, a timeout per attempt and
+//! a deadline per call, retries with jittered exponential backoff ([`crate::retry::RetryConfig`],
+//! backon) that honour `Retry-After` and a provider's rate-limit headers, and errors as a typed
+//! value ([`RestError`]) with the status, headers and body for the provider to map.
+//!
+//! What is retried:
+//! - HTTP 429 always: the platform refused the request before doing anything.
+//! - HTTP 5xx and transport failures after the request may have reached the server only when
+//!   the request is *repeatable* (by default: the idempotent methods GET, HEAD, PUT, DELETE,
+//!   OPTIONS). A POST that creates something is not repeated blindly after a 502, which might
+//!   have created it; a provider marks the POSTs that are safe to repeat with
+//!   [`RestRequest::repeatable`].
+//! - Connection failures (nothing was sent) always.
+//!
+//! Trust: the system's roots, plus the PEM bundle named by [`EXTRA_CA_ENV`] when it is set
+//! (added, never replacing them): the tests trust their API simulator's CA with it, and behind a
+//! corporate TLS-inspecting proxy it names the proxy's CA. There is no way to turn verification
+//! off.
+//!
+//! Benchmarks: with [`API_LOG_ENV`] set, every attempt appends `<unix ms> <service>:<METHOD>
+//! <path> <status>` to that file (status `-` when no response came), the same `<ms> <what>` shape
+//! as the AWS providers' SDK interceptor, so the bench scripts count calls the same way.
+
+use std::{
+    fmt,
+    io::Write,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use backon::{ExponentialBuilder, Retryable as _};
+use reqwest::{
+    Method, StatusCode, Url,
+    header::{ACCEPT, CONTENT_TYPE, HeaderMap},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    retry::{RetryClass, RetryConfig},
+    wait::Deadline,
+};
+
+/// The environment variable naming a PEM bundle of extra trusted roots.
+pub const EXTRA_CA_ENV: &str = "CLUSTERCTL_EXTRA_CA_FILE";
+/// The environment variable naming the API call log of benchmarks.
+pub const API_LOG_ENV: &str = "CLUSTERCTL_API_LOG";
+
+/// A credential (a bearer token): never printed, never serialized.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A provider's reading of its rate-limit headers on an HTTP 429 without `Retry-After`: how long
+/// to wait before the next attempt (`None`: use the backoff).
+pub type RateLimitHook = Arc<dyn Fn(&HeaderMap) -> Option<Duration> + Send + Sync>;
+
+/// How a [`RestClient`] talks to one API.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// The API's name in errors and in the API log, e.g. `digitalocean`.
+    pub service: &'static str,
+    /// The base URL, e.g. `https://api.digitalocean.com`; paths are appended to its path.
+    pub base_url: String,
+    /// Longest time one attempt may take (connect, send, read the whole answer).
+    pub request_timeout: Duration,
+    /// Longest time to connect.
+    pub connect_timeout: Duration,
+    /// Longest time one call may take, attempts and waits between them included.
+    pub call_deadline: Duration,
+    /// Backoff between attempts and the attempt budget.
+    pub retry: RetryConfig,
+}
+
+impl RestConfig {
+    /// Defaults for a cloud control plane: 30 s per attempt, 10 s to connect, 3 minutes per
+    /// call, and the default [`RetryConfig`].
+    pub fn new(service: &'static str, base_url: impl Into<String>) -> Self {
+        RestConfig {
+            service,
+            base_url: base_url.into(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            call_deadline: Duration::from_secs(180),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// The API answered with a non-success status.
+    #[error("{service} {method} {path}: HTTP {status}{}", body_suffix(body))]
+    Status {
+        /// The API's name.
+        service: &'static str,
+        /// The request's method.
+        method: Method,
+        /// The request's path (no query).
+        path: String,
+        /// The status.
+        status: StatusCode,
+        /// The response headers (boxed: they are most of the error's size).
+        headers: Box<HeaderMap>,
+        /// The response body (text; JSON for most APIs).
+        body: String,
+    },
+    /// No (complete) answer: connection refused, TLS failure, timeout, reset.
+    #[error("{service} {method} {path}: {message}")]
+    Transport {
+        /// The API's name.
+        service: &'static str,
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// What happened, with its causes.
+        message: String,
+        /// Whether the request may have reached the server (false: the connection failed).
+        sent: bool,
+    },
+    /// The answer was a success but not the JSON expected.
+    #[error("{service} {method} {path}: unexpected answer: {message}")]
+    Decode {
+        /// The API's name.
+        service: &'static str,
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// The call's deadline passed before an answer came.
+    #[error("{service} {method} {path}: no answer within {}", humantime::format_duration(*after))]
+    Deadline {
+        /// The API's name.
+        service: &'static str,
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The client cannot be built or the request cannot be formed (bad base URL, CA file).
+    #[error("{service}: {message}")]
+    Config {
+        /// The API's name.
+        service: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn body_suffix(body: &str) -> String {
+    let b = body.trim();
+    if b.is_empty() {
+        String::new()
+    } else {
+        let cut: String = b.chars().take(300).collect();
+        format!(": {cut}")
+    }
+}
+
+impl RestError {
+    /// The HTTP status, when the API answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            RestError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A response header, when the API answered.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self {
+            RestError::Status { headers, .. } => headers.get(name)?.to_str().ok(),
+            _ => None,
+        }
+    }
+
+    /// The response body, when the API answered.
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            RestError::Status { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Whether the API answered 404.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+    }
+
+    /// `METHOD /path` of the failed request.
+    pub fn operation(&self) -> String {
+        match self {
+            RestError::Status { method, path, .. }
+            | RestError::Transport { method, path, .. }
+            | RestError::Decode { method, path, .. }
+            | RestError::Deadline { method, path, .. } => format!("{method} {path}"),
+            RestError::Config { .. } => String::new(),
+        }
+    }
+}
+
+/// How [`RestClient`] treats an error of a request that is (or is not) `repeatable`.
+pub fn retry_class(err: &RestError, repeatable: bool) -> RetryClass {
+    match err {
+        RestError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+            RetryClass::Throttled
+        }
+        RestError::Status { status, .. } if status.is_server_error() && repeatable => {
+            RetryClass::Transient
+        }
+        RestError::Transport { sent: false, .. } => RetryClass::Transient,
+        RestError::Transport { sent: true, .. } if repeatable => RetryClass::Transient,
+        _ => RetryClass::Fatal,
+    }
+}
+
+/// Parse a `Retry-After` value: delay seconds, or an HTTP date (the wait until then, zero when
+/// it has passed). `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// How long the server asked us to wait before retrying `err`: `Retry-After`, else (on a 429)
+/// the provider's reading of its rate-limit headers.
+fn server_wait(err: &RestError, hook: Option<&RateLimitHook>) -> Option<Duration> {
+    let RestError::Status {
+        status, headers, ..
+    } = err
+    else {
+        return None;
+    };
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    retry_after.or_else(|| {
+        if *status == StatusCode::TOO_MANY_REQUESTS {
+            hook.and_then(|h| h(headers))
+        } else {
+            None
+        }
+    })
+}
+
+/// The wait before the next attempt: none once the backoff's budget is spent (`backoff` is
+/// `None`); the server's wait when it gave one, else the backoff's; none when that wait would
+/// end after the call's deadline (the error is returned now rather than after a pointless
+/// sleep).
+pub fn next_delay(
+    server: Option<Duration>,
+    backoff: Option<Duration>,
+    remaining: Duration,
+) -> Option<Duration> {
+    let computed = backoff?;
+    let delay = server.unwrap_or(computed);
+    (delay < remaining).then_some(delay)
+}
+
+/// The backoff of a [`RetryConfig`]: jittered exponential, bounded in attempts and total wait.
+pub fn backoff(config: &RetryConfig) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(config.min_delay)
+        .with_max_delay(config.max_delay)
+        .with_max_times(config.max_retries)
+        .with_total_delay(Some(config.max_total_delay))
+}
+
+/// `base`'s path followed by `path` (which must start with `/` and hold no query): the URL of
+/// an API path. Query and fragment of `base` are dropped.
+pub fn join_url(base: &Url, path: &str) -> Result<Url, String> {
+    if !path.starts_with('/') {
+        return Err(format!("API path `{path}` does not start with `/`"));
+    }
+    if path.contains(['?', '#']) || path.split('/').any(|s| s == "..") {
+        return Err(format!(
+            "API path `{path}` holds a query, a fragment or `..`"
+        ));
+    }
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// Percent-encode one path segment (a tag name, an image slug): everything outside the
+/// unreserved characters and `:` and `@` (both allowed in a segment).
+pub fn segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Check a base URL: `https`, or `http` to a loopback address (a local test server: the token
+/// never leaves the machine).
+pub fn parse_base_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => {
+            return Err(format!(
+                "scheme `{other}` is not allowed: the token is only sent over https (or http to this machine)"
+            ));
+        }
+    }
+    if url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err("it must be a base URL with a host and no query or fragment".into());
+    }
+    Ok(url)
+}
+
+/// Appends one line per request attempt to the file of [`API_LOG_ENV`].
+#[derive(Debug, Clone)]
+struct ApiLog {
+    file: Arc<Mutex<std::fs::File>>,
+}
+
+impl ApiLog {
+    fn from_env() -> Option<Self> {
+        let path = std::env::var_os(API_LOG_ENV)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        Some(ApiLog {
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    fn record(&self, service: &str, method: &Method, path: &str, status: Option<StatusCode>) {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let status = status.map_or_else(|| "-".to_string(), |s| s.as_u16().to_string());
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{ms} {service}:{method} {path} {status}");
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Inner {
+    service: &'static str,
+    base: Url,
+    http: reqwest::Client,
+    auth: Option<Secret>,
+    request_timeout: Duration,
+    call_deadline: Duration,
+    retry: RetryConfig,
+    rate_limit: Option<RateLimitHook>,
+    log: Option<ApiLog>,
+}
+
+/// A JSON API client (cheap to clone: clones share the connection pool).
+#[derive(Clone)]
+pub struct RestClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RestClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestClient")
+            .field("service", &self.inner.service)
+            .field("base", &self.inner.base.as_str())
+            .field("auth", &self.inner.auth.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Read the extra trusted roots of [`EXTRA_CA_ENV`], if it is set.
+fn extra_roots(service: &'static str) -> Result<Vec<reqwest::Certificate>, RestError> {
+    let Some(path) = std::env::var_os(EXTRA_CA_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let pem = std::fs::read(&path).map_err(|e| RestError::Config {
+        service,
+        message: format!("cannot read {EXTRA_CA_ENV}={shown}: {e}"),
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RestError::Config {
+        service,
+        message: format!("{EXTRA_CA_ENV}={shown} is not a PEM bundle of certificates: {e}"),
+    })?;
+    if certs.is_empty() {
+        return Err(RestError::Config {
+            service,
+            message: format!("{EXTRA_CA_ENV}={shown} holds no certificate"),
+        });
+    }
+    Ok(certs)
+}
+
+impl RestClient {
+    /// A client for `config`'s API that sends `auth` as a bearer token (none: no
+    /// `Authorization` header). Reads [`EXTRA_CA_ENV`] and [`API_LOG_ENV`].
+    pub fn new(config: RestConfig, auth: Option<Secret>) -> Result<Self, RestError> {
+        let service = config.service;
+        let base = parse_base_url(&config.base_url).map_err(|m| RestError::Config {
+            service,
+            message: format!("base URL `{}`: {m}", config.base_url),
+        })?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("clusterctl/", env!("CARGO_PKG_VERSION")))
+            // A redirect would be followed without the token anyway; an API never needs one.
+            .redirect(reqwest::redirect::Policy::none());
+        let roots = extra_roots(service)?;
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder.build().map_err(|e| RestError::Config {
+            service,
+            message: format!("cannot build the HTTPS client: {}", chain(&e)),
+        })?;
+        Ok(RestClient {
+            inner: Arc::new(Inner {
+                service,
+                base,
+                http,
+                auth,
+                request_timeout: config.request_timeout,
+                call_deadline: config.call_deadline,
+                retry: config.retry,
+                rate_limit: None,
+                log: ApiLog::from_env(),
+            }),
+        })
+    }
+
+    /// Consult `hook` for the wait after an HTTP 429 that carries no `Retry-After`.
+    pub fn with_rate_limit_hook(
+        mut self,
+        hook: impl Fn(&HeaderMap) -> Option<Duration> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.inner).rate_limit = Some(Arc::new(hook));
+        self
+    }
+
+    /// The API's name.
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    /// The URL of an API path (see [`join_url`]).
+    pub fn url(&self, path: &str) -> Result<Url, RestError> {
+        join_url(&self.inner.base, path).map_err(|message| RestError::Config {
+            service: self.inner.service,
+            message,
+        })
+    }
+
+    /// A request of `method` to the API path `path` (segments already encoded, see
+    /// [`segment`]).
+    pub fn request(&self, method: Method, path: &str) -> RestRequest<'_> {
+        let repeatable = is_idempotent(&method);
+        RestRequest {
+            client: self,
+            url: self.url(path),
+            method,
+            body: None,
+            repeatable,
+        }
+    }
+
+    /// `GET path`, decoded.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, RestError> {
+        self.request(Method::GET, path).send_json().await
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        deadline: Deadline,
+    ) -> Result<RestResponse, RestError> {
+        let inner = &self.inner;
+        let path = url.path().to_string();
+        let remaining = deadline.remaining();
+        if remaining.is_zero() {
+            return Err(RestError::Deadline {
+                service: inner.service,
+                method: method.clone(),
+                path,
+                after: deadline.total(),
+            });
+        }
+        let mut req = inner
+            .http
+            .request(method.clone(), url.clone())
+            .timeout(inner.request_timeout.min(remaining))
+            .header(ACCEPT, "application/json");
+        if let Some(token) = &inner.auth {
+            req = req.bearer_auth(token.expose());
+        }
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let transport = |e: reqwest::Error| RestError::Transport {
+            service: inner.service,
+            method: method.clone(),
+            path: path.clone(),
+            sent: !e.is_connect(),
+            message: chain(&e.without_url()),
+        };
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(log) = &inner.log {
+                    log.record(inner.service, method, &path, None);
+                }
+                return Err(transport(e));
+            }
+        };
+        let status = resp.status();
+        if let Some(log) = &inner.log {
+            log.record(inner.service, method, &path, Some(status));
+        }
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(transport)?;
+        if status.is_success() {
+            Ok(RestResponse {
+                status,
+                headers,
+                body: text,
+            })
+        } else {
+            Err(RestError::Status {
+                service: inner.service,
+                method: method.clone(),
+                path,
+                status,
+                headers: Box::new(headers),
+                body: text,
+            })
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+/// An error with its causes, which reqwest's own Display leaves out.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// One request being built.
+pub struct RestRequest<'a> {
+    client: &'a RestClient,
+    method: Method,
+    url: Result<Url, RestError>,
+    body: Option<Result<Vec<u8>, RestError>>,
+    repeatable: bool,
+}
+
+impl RestRequest<'_> {
+    /// Add a query parameter.
+    pub fn query(mut self, key: &str, value: impl fmt::Display) -> Self {
+        if let Ok(url) = &mut self.url {
+            url.query_pairs_mut().append_pair(key, &value.to_string());
+        }
+        self
+    }
+
+    /// Send `body` as JSON.
+    pub fn json<B: Serialize + ?Sized>(mut self, body: &B) -> Self {
+        let service = self.client.inner.service;
+        self.body = Some(serde_json::to_vec(body).map_err(|e| RestError::Config {
+            service,
+            message: format!("cannot encode the request body: {e}"),
+        }));
+        self
+    }
+
+    /// Whether the request may be repeated after it may have reached the server (a 5xx, a
+    /// timeout): true by default for idempotent methods; set it for a POST whose repetition is
+    /// harmless (creating a tag, or something found by name afterwards).
+    pub fn repeatable(mut self, yes: bool) -> Self {
+        self.repeatable = yes;
+        self
+    }
+
+    /// Send with retries; the answer of a success status.
+    pub async fn send(self) -> Result<RestResponse, RestError> {
+        let RestRequest {
+            client,
+            method,
+            url,
+            body,
+            repeatable,
+        } = self;
+        let url = url?;
+        let body = body.transpose()?;
+        let inner = &client.inner;
+        let deadline = Deadline::after(inner.call_deadline);
+        let hook = inner.rate_limit.clone();
+        let attempt = || client.attempt(&method, &url, body.as_deref(), deadline);
+        attempt
+            .retry(backoff(&inner.retry))
+            .sleep(tokio::time::sleep)
+            .when(|e: &RestError| retry_class(e, repeatable) != RetryClass::Fatal)
+            .adjust(|e: &RestError, next| {
+                next_delay(server_wait(e, hook.as_ref()), next, deadline.remaining())
+            })
+            .await
+    }
+
+    /// Send with retries and decode the JSON answer.
+    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, RestError> {
+        let method = self.method.clone();
+        let path = self
+            .url
+            .as_ref()
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        let service = self.client.inner.service;
+        let resp = self.send().await?;
+        resp.json().map_err(|message| RestError::Decode {
+            service,
+            method,
+            path,
+            message,
+        })
+    }
+}
+
+/// A success answer.
+#[derive(Debug, Clone)]
+pub struct RestResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub body: String,
+}
+
+impl RestResponse {
+    /// The body decoded as JSON (an empty body decodes as `null`).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let text = if self.body.trim().is_empty() {
+            "null"
+        } else {
+            &self.body
+        };
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(42))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn backoff_stays_within_its_bounds() {
+        let config = RetryConfig {
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            max_retries: 6,
+            max_total_delay: Duration::from_secs(60),
+        };
+        for _ in 0..50 {
+            let delays: Vec<Duration> = backon::BackoffBuilder::build(backoff(&config)).collect();
+            assert!(delays.len() <= 6, "{delays:?}");
+            assert!(!delays.is_empty());
+            for d in &delays {
+                // Jitter adds up to the delay itself on top of it.
+                assert!(*d >= config.min_delay && *d < config.max_delay * 2, "{d:?}");
+            }
+            assert!(delays.iter().sum::<Duration>() <= config.max_total_delay);
+        }
+    }
+
+    #[test]
+    fn next_delay_honours_server_budget_and_deadline() {
+        let s = Duration::from_secs;
+        // The server's wait replaces the backoff's.
+        assert_eq!(next_delay(Some(s(5)), Some(s(1)), s(60)), Some(s(5)));
+        assert_eq!(next_delay(None, Some(s(1)), s(60)), Some(s(1)));
+        // The attempt budget is spent: no more attempts whatever the server says.
+        assert_eq!(next_delay(Some(s(1)), None, s(60)), None);
+        // Waiting past the deadline is pointless: give up now.
+        assert_eq!(next_delay(Some(s(3600)), Some(s(1)), s(60)), None);
+        assert_eq!(next_delay(None, Some(s(2)), s(1)), None);
+    }
+
+    #[test]
+    fn urls_join_under_the_base_path() {
+        let base = Url::parse("https://api.example.com").unwrap();
+        assert_eq!(
+            join_url(&base, "/v2/droplets").unwrap().as_str(),
+            "https://api.example.com/v2/droplets"
+        );
+        let prefixed = Url::parse("https://proxy.example.com/do/?x=1").unwrap();
+        assert_eq!(
+            join_url(&prefixed, "/v2/tags/a:b").unwrap().as_str(),
+            "https://proxy.example.com/do/v2/tags/a:b"
+        );
+        assert!(join_url(&base, "v2/droplets").is_err());
+        assert!(join_url(&base, "/v2/../admin").is_err());
+        assert!(join_url(&base, "/v2/droplets?tag_name=x").is_err());
+        assert_eq!(
+            segment("clusterctl-cluster:a_5f"),
+            "clusterctl-cluster:a_5f"
+        );
+        assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn base_urls_are_https_or_loopback() {
+        assert!(parse_base_url("https://api.digitalocean.com").is_ok());
+        assert!(parse_base_url("https://127.0.0.1:8443").is_ok());
+        assert!(parse_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_base_url("http://localhost:8080").is_ok());
+        assert!(parse_base_url("http://api.digitalocean.com").is_err());
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn classes() {
+        let status = |code: u16| RestError::Status {
+            service: "t",
+            method: Method::POST,
+            path: "/".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            headers: Box::default(),
+            body: String::new(),
+        };
+        assert_eq!(retry_class(&status(429), false), RetryClass::Throttled);
+        assert_eq!(retry_class(&status(502), true), RetryClass::Transient);
+        assert_eq!(retry_class(&status(502), false), RetryClass::Fatal);
+        assert_eq!(retry_class(&status(422), true), RetryClass::Fatal);
+        let transport = |sent| RestError::Transport {
+            service: "t",
+            method: Method::POST,
+            path: "/".into(),
+            message: String::new(),
+            sent,
+        };
+        assert_eq!(retry_class(&transport(false), false), RetryClass::Transient);
+        assert_eq!(retry_class(&transport(true), false), RetryClass::Fatal);
+        assert_eq!(retry_class(&transport(true), true), RetryClass::Transient);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("dop_v1_abcdef");
+        assert!(!format!("{s:?}").contains("abcdef"));
+        let client =
+            RestClient::new(RestConfig::new("t", "https://api.example.com"), Some(s)).unwrap();
+        assert!(!format!("{client:?}").contains("abcdef"));
+    }
+}

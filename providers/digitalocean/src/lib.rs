@@ -1,0 +1,737 @@
+//! The `digitalocean` provider: a Dask cluster on DigitalOcean droplets, through API v2.
+//!
+//! Each node is a droplet (plain Ubuntu; Docker installed at boot) that runs the rendered
+//! cloud-init (`clusterctl_core::bootstrap`): the pinned Dask image with host networking, TLS
+//! material, a TTL power-off, and power-off when Dask exits. DigitalOcean has no
+//! terminate-on-shutdown: a powered-off droplet is still billed until it is deleted, which
+//! `down` (or `down --expired`) does. Every droplet carries the cluster's tags (`tags.rs`), a
+//! per-cluster cloud firewall applies by the cluster tag, and everything is found by tags.
+//!
+//! Calls go through `clusterctl_core::rest` (retries of 429 with `Retry-After` or the
+//! `ratelimit-*` headers, of 5xx on repeatable calls, with jittered backoff and a deadline);
+//! every wait is bounded (`clusterctl_core::wait`).
+
+mod api;
+mod droplets;
+pub mod errors;
+mod firewall;
+mod keys;
+pub mod options;
+mod plan;
+pub mod tags;
+mod teardown;
+#[cfg(test)]
+mod tests;
+pub mod token;
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant, SystemTime},
+};
+
+use async_trait::async_trait;
+use clusterctl_core::{
+    Error, Result,
+    bootstrap::{self, BootLayout, VmOptions, render_cloud_init, scheduler_intent, worker_intent},
+    health::Dashboard,
+    model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
+    provider::{ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch},
+    rest::{RestClient, RestConfig, RestError},
+    tags as core_tags,
+    wait::{Deadline, Interval, Poll, poll_until},
+};
+use futures_util::{StreamExt as _, stream};
+pub use options::DigitalOceanOptions;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::{
+    api::{Api, Droplet, DropletCreate, Ref},
+    droplets::{address, droplet_name, node_of, nodes_of},
+    plan::Resolved,
+};
+
+/// Where node files go on the droplet.
+const ROOT: &str = "/etc/clusterctl";
+/// Create requests in flight at once (each names up to ten droplets).
+const CREATES_IN_FLIGHT: usize = 3;
+/// Deletes by id in flight at once.
+const DELETES_IN_FLIGHT: usize = 5;
+/// How long a droplet may take to show the address asked for.
+const ADDRESS_TIMEOUT: Duration = Duration::from_secs(300);
+/// Least time between two listings: `down` polls fast, and a token has 250 calls a minute.
+const MIN_LIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The DigitalOcean provider.
+#[derive(Debug)]
+pub struct DigitalOceanProvider {
+    api: Api,
+    api_url: String,
+    options: DigitalOceanOptions,
+    resolved: OnceCell<Resolved>,
+    /// What `plan` learnt of the account: identity and droplet limit.
+    account: std::sync::OnceLock<plan::AccountFacts>,
+    /// The throwaway SSH key's id, once created or found.
+    key: Mutex<Option<u64>>,
+    last_list: Mutex<Option<Instant>>,
+    /// Tags seen on droplets of a cluster in this process (listed or created), so that `cleanup`
+    /// can also remove the user's `--tag`s once nothing uses them (best effort: a `down` that
+    /// finds no droplet any more leaves them).
+    seen_tags: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl DigitalOceanProvider {
+    /// Build from the environment: the token (`DIGITALOCEAN_TOKEN`,
+    /// `DIGITALOCEAN_ACCESS_TOKEN`, or doctl's config), the API URL (`options.api_url`, else
+    /// `DIGITALOCEAN_API_URL`, else the real API), `CLUSTERCTL_EXTRA_CA_FILE` and
+    /// `CLUSTERCTL_API_LOG`. Checks the options' formats; what `up` needs besides is checked
+    /// by `plan`.
+    pub fn from_env(options: DigitalOceanOptions) -> Result<Self> {
+        Self::from_env_with(options, |k| std::env::var(k).ok())
+    }
+
+    /// [`Self::from_env`] reading variables through `env` (tests).
+    pub fn from_env_with(
+        options: DigitalOceanOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        options.validate_formats()?;
+        let token = token::find(&env)?;
+        let api_url = match &options.api_url {
+            Some(u) => u.clone(),
+            None => match env(options::API_URL_ENV).filter(|u| !u.trim().is_empty()) {
+                Some(u) => {
+                    clusterctl_core::rest::parse_base_url(&u).map_err(|reason| {
+                        Error::invalid(
+                            options::API_URL_ENV,
+                            u.clone(),
+                            reason,
+                            Some(format!(
+                                "use an https URL like {}",
+                                options::DEFAULT_API_URL
+                            )),
+                        )
+                    })?;
+                    u
+                }
+                None => options::DEFAULT_API_URL.to_string(),
+            },
+        };
+        let rest = RestClient::new(RestConfig::new("digitalocean", &api_url), Some(token))
+            .map_err(|e| match e {
+                RestError::Config { message, .. } => Error::invalid(
+                    "HTTPS client setting",
+                    api_url.clone(),
+                    message,
+                    Some(format!(
+                        "{} must name a readable PEM bundle of CA certificates (added to the system's)",
+                        clusterctl_core::rest::EXTRA_CA_ENV
+                    )),
+                ),
+                other => errors::map(other, errors::Context::default()),
+            })?
+            .with_rate_limit_hook(|h| api::rate_limit_wait(h, SystemTime::now()));
+        Ok(DigitalOceanProvider {
+            api: Api::new(rest),
+            api_url,
+            options,
+            resolved: OnceCell::new(),
+            account: std::sync::OnceLock::new(),
+            key: Mutex::new(None),
+            last_list: Mutex::new(None),
+            seen_tags: std::sync::Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &DigitalOceanOptions {
+        &self.options
+    }
+
+    /// Map an API error with what this provider knows (region, droplet limit, identity).
+    fn err(&self, e: RestError) -> Error {
+        let account = self.account.get();
+        errors::map(
+            e,
+            errors::Context {
+                region: self.options.region.as_deref(),
+                droplet_limit: account.and_then(|a| a.droplet_limit),
+                identity: account.and_then(|a| a.identity.as_deref()),
+            },
+        )
+    }
+
+    fn layout() -> BootLayout {
+        BootLayout {
+            dask: vec!["dask".into()],
+            files_root: ROOT.into(),
+            bind_host: "0.0.0.0".into(),
+            scheduler_port: bootstrap::SCHEDULER_PORT,
+            dashboard_port: bootstrap::DASHBOARD_PORT,
+            nanny: true,
+        }
+    }
+
+    fn vm_options(spec: &ClusterSpec) -> VmOptions {
+        // Ubuntu has no Docker; the run script installs it when `docker` is missing, so an
+        // image that has it (a custom one) starts at once.
+        VmOptions {
+            image: spec.image.clone(),
+            install_docker: true,
+            gpu: false,
+        }
+    }
+
+    /// The droplet tags of a node of `role`. Workers are created ten to a request, which gives
+    /// them one tag set: no node tag (their names come from their droplet names).
+    fn droplet_tags(spec: &ClusterSpec, role: Role) -> Result<Vec<String>> {
+        let pairs = match role {
+            Role::Scheduler => core_tags::node_tags(spec, role, role.as_str()),
+            Role::Worker => {
+                let mut t = core_tags::cluster_tags(spec);
+                t.insert(core_tags::ROLE.into(), role.as_str().into());
+                t
+            }
+        };
+        tags::encode_all(&pairs)
+    }
+
+    /// The SSH keys for a droplet: the user's, else the cluster's throwaway key (found, or
+    /// created when missing, e.g. by a `scale` after someone deleted it).
+    async fn ssh_keys(&self, cluster: &ClusterName) -> Result<Vec<Ref>> {
+        if !self.options.ssh_keys.is_empty() {
+            return Ok(self
+                .options
+                .ssh_keys
+                .iter()
+                .map(|k| Ref::parse(k))
+                .collect());
+        }
+        let mut cached = self.key.lock().await;
+        if let Some(id) = *cached {
+            return Ok(vec![Ref::Id(id)]);
+        }
+        let name = keys::key_name(cluster);
+        let found = self
+            .api
+            .keys()
+            .await
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .find(|k| k.name == name);
+        let id = match found {
+            Some(k) => k.id,
+            None => self.create_key(cluster).await?,
+        };
+        *cached = Some(id);
+        Ok(vec![Ref::Id(id)])
+    }
+
+    async fn create_key(&self, cluster: &ClusterName) -> Result<u64> {
+        let name = keys::key_name(cluster);
+        let public = keys::throwaway_public_key(&name)?;
+        Ok(self
+            .api
+            .create_key(&name, &public)
+            .await
+            .map_err(|e| self.err(e))?
+            .id)
+    }
+
+    /// Poll droplet `id` until `ready` finds what it needs in it, failing when the droplet
+    /// stops or disappears after having been seen.
+    async fn wait_for_droplet<T>(
+        &self,
+        phase: &str,
+        id: u64,
+        ready: impl Fn(&Droplet) -> Option<T>,
+    ) -> Result<T> {
+        let seen = std::sync::atomic::AtomicBool::new(false);
+        poll_until(
+            phase,
+            Deadline::after(ADDRESS_TIMEOUT),
+            Interval::CLOUD,
+            || async {
+                let Some(d) = self.api.droplet(id).await.map_err(|e| self.err(e))? else {
+                    // Just created droplets may take a moment to be readable.
+                    if seen.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(Error::NodeFailed {
+                            role: Role::Scheduler,
+                            node: id.to_string(),
+                            reason: "the droplet was deleted".into(),
+                            log_tail: String::new(),
+                        });
+                    }
+                    return Ok(Poll::Pending(format!("droplet {id} not visible yet")));
+                };
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(v) = ready(&d) {
+                    return Ok(Poll::Ready(v));
+                }
+                if let NodeState::Failed(reason) = droplets::map_status(&d.status) {
+                    return Err(Error::NodeFailed {
+                        role: node_of(&d).map_or(Role::Scheduler, |n| n.role),
+                        node: d.name.clone(),
+                        reason,
+                        log_tail: String::new(),
+                    });
+                }
+                if d.status == "archive" {
+                    return Err(Error::NodeFailed {
+                        role: node_of(&d).map_or(Role::Scheduler, |n| n.role),
+                        node: d.name.clone(),
+                        reason: "the droplet was destroyed".into(),
+                        log_tail: String::new(),
+                    });
+                }
+                Ok(Poll::Pending(format!("droplet {} is {}", d.name, d.status)))
+            },
+        )
+        .await
+    }
+
+    /// One create request for `names` with the first size of `sizes` DigitalOcean has
+    /// capacity for, from `*first` on (raised for the other requests when a size runs out).
+    #[allow(clippy::too_many_arguments)]
+    async fn create_with_fallback(
+        &self,
+        ctx: &LaunchContext<'_>,
+        names: Vec<String>,
+        sizes: &[String],
+        first: &std::sync::atomic::AtomicUsize,
+        tags: &[String],
+        ssh_keys: &[Ref],
+        user_data: &str,
+    ) -> Result<Vec<Droplet>> {
+        use std::sync::atomic::Ordering;
+        let region = self.region()?;
+        let mut last = None;
+        let mut i = first.load(Ordering::SeqCst);
+        while let Some(size) = sizes.get(i) {
+            let body = DropletCreate {
+                name: None,
+                names: Some(names.clone()),
+                region: region.to_string(),
+                size: size.clone(),
+                image: Ref::parse(self.image()),
+                ssh_keys: ssh_keys.to_vec(),
+                tags: tags.to_vec(),
+                user_data: user_data.to_string(),
+                vpc_uuid: self.options.vpc.clone(),
+                monitoring: self.options.monitoring,
+                ipv6: false,
+                with_droplet_agent: false,
+            };
+            match self
+                .api
+                .create_droplets(&body)
+                .await
+                .map_err(|e| self.err(e))
+            {
+                Ok(d) => return Ok(d),
+                Err(e @ Error::CapacityUnavailable { .. }) => {
+                    ctx.progress.note(&format!(
+                        "no capacity for {size} in {region}; trying the next worker size"
+                    ));
+                    first.fetch_max(i + 1, Ordering::SeqCst);
+                    last = Some(e);
+                    i = first.load(Ordering::SeqCst).max(i + 1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(match last {
+            Some(Error::CapacityUnavailable { message, .. }) => Error::CapacityUnavailable {
+                provider: ProviderKind::Digitalocean,
+                location: region.to_string(),
+                message: format!("{message} (tried {})", sizes.join(", ")),
+            },
+            Some(other) => other,
+            None => Error::CapacityUnavailable {
+                provider: ProviderKind::Digitalocean,
+                location: region.to_string(),
+                message: format!("every worker size ran out ({})", sizes.join(", ")),
+            },
+        })
+    }
+
+    fn region(&self) -> Result<&str> {
+        self.options.region.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "--region",
+                "",
+                "DigitalOcean needs a region to create droplets in",
+                Some("pass `--region nyc3`".into()),
+            )
+        })
+    }
+
+    fn image(&self) -> &str {
+        self.options
+            .image
+            .as_deref()
+            .unwrap_or(options::DEFAULT_IMAGE)
+    }
+
+    /// Remember tags put on or seen on a cluster's droplets.
+    fn saw_tags<'a>(&self, tags: impl IntoIterator<Item = &'a String>) {
+        if let Ok(mut seen) = self.seen_tags.lock() {
+            seen.extend(tags.into_iter().cloned());
+        }
+    }
+
+    /// Wait out [`MIN_LIST_INTERVAL`] since the last listing.
+    async fn pace_listing(&self) {
+        let mut last = self.last_list.lock().await;
+        if let Some(at) = *last {
+            let since = at.elapsed();
+            if since < MIN_LIST_INTERVAL {
+                tokio::time::sleep(MIN_LIST_INTERVAL - since).await;
+            }
+        }
+        *last = Some(Instant::now());
+    }
+}
+
+#[async_trait]
+impl ClusterProvider for DigitalOceanProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Digitalocean
+    }
+
+    fn location(&self) -> String {
+        self.options
+            .region
+            .clone()
+            .unwrap_or_else(|| "all regions".into())
+    }
+
+    fn pinned_options(&self, given: &serde_json::Value) -> serde_json::Value {
+        // Later commands talk to the API `up` talked to, whatever DIGITALOCEAN_API_URL says
+        // then.
+        let mut pinned = given.clone();
+        if pinned.is_null() {
+            pinned = serde_json::json!({});
+        }
+        if let Some(o) = pinned.as_object_mut() {
+            o.insert("api_url".into(), self.api_url.clone().into());
+        }
+        pinned
+    }
+
+    async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
+        self.make_plan(ctx).await
+    }
+
+    async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        let spec = ctx.spec;
+        let cluster_tag = tags::cluster_tag(&spec.name);
+        // Firewalls may only name existing tags; droplet creation makes its own.
+        self.api
+            .create_tag(&cluster_tag)
+            .await
+            .map_err(|e| self.err(e))?;
+        if self.options.ssh_keys.is_empty() {
+            let id = self.create_key(&spec.name).await?;
+            *self.key.lock().await = Some(id);
+        }
+        let name = firewall::firewall_name(&spec.name);
+        let exists = self
+            .api
+            .firewalls()
+            .await
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .any(|f| f.name == name && f.tags.unwrap_or_default().contains(&cluster_tag));
+        if !exists {
+            let allowed = self.allowed_sources().await?;
+            let body = firewall::rules(&spec.name, &cluster_tag, &allowed);
+            self.api
+                .create_firewall(&body)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
+        let spec = ctx.spec;
+        let r = self.resolve(spec, None).await?;
+        let layout = Self::layout();
+        let user_data = render_cloud_init(
+            spec,
+            &scheduler_intent(spec, &layout, ctx.tls),
+            &layout,
+            &Self::vm_options(spec),
+        )?;
+        let body = DropletCreate {
+            name: Some(droplet_name(spec.name.as_str(), "scheduler")),
+            names: None,
+            region: self.region()?.to_string(),
+            size: r.scheduler_size.clone(),
+            image: Ref::parse(self.image()),
+            ssh_keys: self.ssh_keys(&spec.name).await?,
+            tags: Self::droplet_tags(spec, Role::Scheduler)?,
+            user_data,
+            vpc_uuid: self.options.vpc.clone(),
+            monitoring: self.options.monitoring,
+            ipv6: false,
+            with_droplet_agent: false,
+        };
+        self.saw_tags(&body.tags);
+        let created = self
+            .api
+            .create_droplets(&body)
+            .await
+            .map_err(|e| self.err(e))?;
+        let id = created
+            .first()
+            .map(|d| d.id)
+            .ok_or_else(|| Error::Provider {
+                provider: ProviderKind::Digitalocean,
+                operation: "POST /v2/droplets".into(),
+                message: "no droplet in the answer".into(),
+            })?;
+        // Only the private address is awaited, not `active`: the workers are created while
+        // the scheduler boots, and they retry until it listens.
+        let node = self
+            .wait_for_droplet(
+                "waiting for the scheduler droplet's private address",
+                id,
+                |d| address(d, "private").and_then(|_| node_of(d)),
+            )
+            .await?;
+        let address = node
+            .private_ip
+            .as_deref()
+            .map(|ip| bootstrap::scheduler_address(bootstrap::scheme(spec), ip));
+        Ok(SchedulerLaunch { node, address })
+    }
+
+    async fn launch_workers(
+        &self,
+        ctx: &LaunchContext<'_>,
+        scheduler_address: &str,
+        batch: WorkerBatch,
+    ) -> Result<Vec<Node>> {
+        let spec = ctx.spec;
+        let r = self.resolve(spec, None).await?;
+        let layout = Self::layout();
+        let user_data = render_cloud_init(
+            spec,
+            &worker_intent(spec, &layout, ctx.tls, scheduler_address, None),
+            &layout,
+            &Self::vm_options(spec),
+        )?;
+        let tags = Self::droplet_tags(spec, Role::Worker)?;
+        self.saw_tags(&tags);
+        let ssh_keys = self.ssh_keys(&spec.name).await?;
+        let names: Vec<String> = batch
+            .names()
+            .iter()
+            .map(|n| droplet_name(spec.name.as_str(), n))
+            .collect();
+        let first = std::sync::atomic::AtomicUsize::new(0);
+        let chunks: Vec<Vec<String>> = names
+            .chunks(api::MAX_NAMES_PER_CREATE)
+            .map(<[String]>::to_vec)
+            .collect();
+        let results: Vec<Result<Vec<Droplet>>> = stream::iter(chunks)
+            .map(|chunk| {
+                self.create_with_fallback(
+                    ctx,
+                    chunk,
+                    &r.worker_sizes,
+                    &first,
+                    &tags,
+                    &ssh_keys,
+                    &user_data,
+                )
+            })
+            .buffer_unordered(CREATES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut nodes = Vec::new();
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(d) => nodes.extend(nodes_of(&d)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Whatever was created carries the cluster tag: a rollback or `down` finds it.
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(nodes)
+    }
+
+    async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
+        let tag = cluster.map_or_else(tags::managed_tag, tags::cluster_tag);
+        self.pace_listing().await;
+        let droplets = self
+            .api
+            .droplets_by_tag(&tag)
+            .await
+            .map_err(|e| self.err(e))?;
+        if cluster.is_some() {
+            self.saw_tags(droplets.iter().flat_map(|d| &d.tags));
+        }
+        Ok(nodes_of(&droplets))
+    }
+
+    async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {
+        let kind = if private { "private" } else { "public" };
+        let known = if private {
+            scheduler.private_ip.clone()
+        } else {
+            scheduler.public_ip.clone()
+        };
+        let host = match known {
+            Some(h) => h,
+            None => {
+                let id: u64 = scheduler.id.parse().map_err(|_| Error::Provider {
+                    provider: ProviderKind::Digitalocean,
+                    operation: "endpoints".into(),
+                    message: format!("`{}` is not a droplet id", scheduler.id),
+                })?;
+                // `active` can come before the addresses appear: wait for the one needed.
+                self.wait_for_droplet(
+                    &format!("waiting for the scheduler droplet's {kind} address"),
+                    id,
+                    |d| address(d, kind),
+                )
+                .await?
+            }
+        };
+        Ok(Endpoints::on_host(
+            core_tags::protocol(&scheduler.tags),
+            &host,
+        ))
+    }
+
+    async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        if nodes.iter().any(|n| n.role == Role::Scheduler) {
+            // The whole cluster: one server-side delete by tag, which also catches droplets a
+            // listing has not shown yet.
+            return self
+                .api
+                .delete_droplets_by_tag(&tags::cluster_tag(cluster))
+                .await
+                .map_err(|e| self.err(e));
+        }
+        let ids: Vec<u64> = nodes
+            .iter()
+            .map(|n| {
+                n.id.parse().map_err(|_| Error::Provider {
+                    provider: ProviderKind::Digitalocean,
+                    operation: "terminate".into(),
+                    message: format!("`{}` is not a droplet id", n.id),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let results: Vec<Result<()>> = stream::iter(ids)
+            .map(|id| async move { self.api.delete_droplet(id).await.map_err(|e| self.err(e)) })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
+        self.teardown(cluster).await
+    }
+
+    async fn logs(
+        &self,
+        cluster: &ClusterName,
+        role: Option<Role>,
+        tail: usize,
+    ) -> Result<Vec<NodeLog>> {
+        let nodes = self.list_nodes(Some(cluster)).await?;
+        let scheduler = nodes
+            .iter()
+            .find(|n| n.role == Role::Scheduler && n.state == NodeState::Running);
+        let host = scheduler.and_then(|s| {
+            if self.options.private {
+                s.private_ip.clone()
+            } else {
+                s.public_ip.clone().or_else(|| s.private_ip.clone())
+            }
+        });
+        let Some(host) = host else {
+            let why = match nodes.iter().find(|n| n.role == Role::Scheduler) {
+                Some(s) => match &s.state {
+                    NodeState::Failed(reason) => format!("its scheduler droplet is {reason}"),
+                    other => format!("its scheduler droplet is {other}"),
+                },
+                None => "it has no scheduler droplet".into(),
+            };
+            return Err(Error::Unsupported {
+                provider: ProviderKind::Digitalocean,
+                what: format!(
+                    "reading the logs of cluster `{cluster}` now: {why}, and DigitalOcean keeps no console output of droplets"
+                ),
+                hint: Some(
+                    "clusterctl reads logs from the running scheduler's dashboard; with your own `--ssh-key` on the droplets, \
+                     `ssh root@<droplet address> cat /var/log/clusterctl-dask.log` shows a node's log"
+                        .into(),
+                ),
+            });
+        };
+        let endpoints = Endpoints::on_host("tcp", &host);
+        let dash = Dashboard::new(endpoints.dashboard_base(), Duration::from_secs(5));
+        let mut logs = Vec::new();
+        if role != Some(Role::Worker) {
+            let lines = dash.scheduler_log().await?;
+            logs.push(NodeLog {
+                node: "scheduler".into(),
+                role: Role::Scheduler,
+                lines: tail_of(lines, tail),
+            });
+        }
+        if role != Some(Role::Scheduler) {
+            let view = dash.view().await?;
+            let fetched: Vec<(String, Result<Vec<String>>)> = stream::iter(view.workers)
+                .map(|w| {
+                    let dash = &dash;
+                    let nodes = &nodes;
+                    async move {
+                        let name = nodes
+                            .iter()
+                            .find(|n| {
+                                n.role == Role::Worker && n.private_ip.as_deref() == Some(w.host())
+                            })
+                            .map_or_else(|| w.name.clone(), |n| n.name.clone());
+                        (name, dash.worker_log(&w.address).await)
+                    }
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+            let mut fetched: Vec<(String, Vec<String>)> = fetched
+                .into_iter()
+                .filter_map(|(n, r)| r.ok().map(|l| (n, l)))
+                .collect();
+            fetched.sort_by_key(|(n, _)| {
+                (
+                    clusterctl_core::lifecycle::worker_index(n).unwrap_or(u32::MAX),
+                    n.clone(),
+                )
+            });
+            logs.extend(fetched.into_iter().map(|(node, lines)| NodeLog {
+                node,
+                role: Role::Worker,
+                lines: tail_of(lines, tail),
+            }));
+        }
+        Ok(logs)
+    }
+}
+
+fn tail_of(mut lines: Vec<String>, n: usize) -> Vec<String> {
+    let cut = lines.len().saturating_sub(n);
+    lines.drain(..cut);
+    lines
+}
