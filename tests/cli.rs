@@ -280,3 +280,48 @@ fn kubernetes_options_come_from_flags_then_the_file_section() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Ingress"));
 }
+
+#[test]
+fn digitalocean_options_come_from_flags_then_the_file_section() {
+    let options = shown_options(
+        "provider: digitalocean\nregion: ams3\ndigitalocean:\n  scheduler_size: s-2vcpu-4gb\n  worker_sizes: [g-4vcpu-16gb]\n  allow_cidrs: [198.51.100.0/24]\n  monitoring: true\n",
+        "digitalocean",
+        &[
+            "--worker-size",
+            "c-4,c-8",
+            "--droplet-image",
+            "debian-12-x64",
+        ],
+    );
+    assert_eq!(options["region"], "ams3", "the common region: {options}");
+    assert_eq!(
+        options["worker_sizes"],
+        serde_json::json!(["c-4", "c-8"]),
+        "the flag wins: {options}"
+    );
+    assert_eq!(
+        options["scheduler_size"], "s-2vcpu-4gb",
+        "the file fills in"
+    );
+    assert_eq!(options["image"], "debian-12-x64");
+    assert_eq!(
+        options["allow_cidrs"],
+        serde_json::json!(["198.51.100.0/24"])
+    );
+    assert_eq!(options["monitoring"], true);
+    // The token is never a setting: no flag takes it, and the file section refuses it.
+    let e = Env::new();
+    std::fs::write(
+        e.dir.path().join("clusterctl.yaml"),
+        "digitalocean:\n  token: dop_v1_abc\n",
+    )
+    .unwrap();
+    let out = e.cmd().args(["config", "show"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token"), "{err}");
+    assert!(
+        !err.contains("dop_v1_abc"),
+        "the value is not echoed: {err}"
+    );
+}

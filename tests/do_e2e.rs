@@ -117,40 +117,27 @@ impl Do {
         let inv = self.sim.inventory();
         let tag = format!("clusterctl-cluster:{cluster}");
         let named = format!("clusterctl-{cluster}");
-        let droplets: Vec<&Value> = inv["droplets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| {
-                d["tags"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t == &json!(tag))
-            })
-            .collect();
-        assert!(droplets.is_empty(), "droplets left: {droplets:?}");
-        let firewalls: Vec<&Value> = inv["firewalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["name"] == json!(named))
-            .collect();
-        assert!(firewalls.is_empty(), "firewalls left: {firewalls:?}");
-        let keys: Vec<&Value> = inv["ssh_keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|k| k["name"] == json!(named))
-            .collect();
-        assert!(keys.is_empty(), "SSH keys left: {keys:?}");
-        let tags: Vec<&Value> = inv["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["name"] == json!(tag))
-            .collect();
-        assert!(tags.is_empty(), "tags left: {tags:?}");
+        let tagged = |d: &Value| {
+            d["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == &json!(tag))
+        };
+        for (kind, left) in [
+            ("droplets", held(&inv, "droplets", tagged)),
+            (
+                "firewalls",
+                held(&inv, "firewalls", |f| f["name"] == json!(named)),
+            ),
+            (
+                "SSH keys",
+                held(&inv, "ssh_keys", |k| k["name"] == json!(named)),
+            ),
+            ("tags", held(&inv, "tags", |t| t["name"] == json!(tag))),
+        ] {
+            assert!(left.is_empty(), "{kind} left: {left:?}");
+        }
         // The processes of deleted droplets stop in the background (SIGTERM, SIGKILL after 5 s).
         let started = Instant::now();
         loop {
@@ -182,6 +169,17 @@ impl Do {
         );
         self.env.assert_clean();
     }
+}
+
+/// The objects of `kind` in the simulator's inventory that `pick` selects.
+fn held(inv: &Value, kind: &str, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+    inv[kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| pick(o))
+        .cloned()
+        .collect()
 }
 
 fn live<'a>(droplets: &'a [Value], role: &str) -> Vec<&'a Value> {

@@ -4,7 +4,6 @@
 //! holds, the requests it rejected and the faults it injects.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -35,37 +34,21 @@ impl Sim {
         let workdir = dir.join("sim");
         std::fs::create_dir_all(&workdir).unwrap();
         let kubeconfig = dir.join("kubeconfig");
-        let log = std::fs::File::create(workdir.join("sim.log")).unwrap();
-        let mut child = Command::new(python())
-            .arg(script())
-            .args([
-                "serve",
-                "--workdir",
-                workdir.to_str().unwrap(),
-                "--python",
-                python().to_str().unwrap(),
-                "--kubeconfig-out",
-                kubeconfig.to_str().unwrap(),
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the simulator starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the simulator prints its ready line within 60 s");
-        let ready: Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("simulator ready line {line:?}: {e}; see sim.log"));
-        assert_eq!(ready["ready"], true, "{ready}");
+        let (child, ready) = super::spawn_ready(
+            Command::new(python())
+                .arg(script())
+                .args([
+                    "serve",
+                    "--workdir",
+                    workdir.to_str().unwrap(),
+                    "--python",
+                    python().to_str().unwrap(),
+                    "--kubeconfig-out",
+                    kubeconfig.to_str().unwrap(),
+                ])
+                .args(extra),
+            &workdir.join("sim.log"),
+        );
         Sim {
             child,
             kubeconfig,

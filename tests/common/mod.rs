@@ -144,6 +144,34 @@ impl Drop for Env {
     }
 }
 
+/// Start a test double (a simulator, a boot agent) that prints one JSON line on stdout once it
+/// is ready, with its stderr in `log`; wait up to a minute for that line and return it.
+pub fn spawn_ready(cmd: &mut Command, log: &Path) -> (std::process::Child, Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("the test double starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the test double prints its ready line within 60 s");
+    let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("ready line {line:?}: {e}; {}:\n{text}", log.display())
+    });
+    assert_eq!(ready["ready"], true, "{ready}");
+    (child, ready)
+}
+
 /// Stop a helper process: SIGTERM (it stops what it started), SIGKILL after `grace`.
 pub fn stop(child: &mut std::process::Child, grace: std::time::Duration) {
     let _ = nix::sys::signal::kill(

@@ -5,9 +5,8 @@
 //! requests it served and the ones it refused.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -34,32 +33,14 @@ impl RestSim {
     pub fn start(script: &str, dir: &Path, token: &str, extra: &[&str]) -> Self {
         let workdir = dir.join("sim");
         std::fs::create_dir_all(&workdir).unwrap();
-        let log = std::fs::File::create(workdir.join("sim.log")).unwrap();
-        let mut child = Command::new(python())
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
-            .args(["serve", "--workdir", workdir.to_str().unwrap()])
-            .args(["--python", python().to_str().unwrap(), "--token", token])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the simulator starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the simulator prints its ready line within 60 s");
-        let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(workdir.join("sim.log")).unwrap_or_default();
-            panic!("simulator ready line {line:?}: {e}; sim.log:\n{log}")
-        });
-        assert_eq!(ready["ready"], true, "{ready}");
+        let (child, ready) = super::spawn_ready(
+            Command::new(python())
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+                .args(["serve", "--workdir", workdir.to_str().unwrap()])
+                .args(["--python", python().to_str().unwrap(), "--token", token])
+                .args(extra),
+            &workdir.join("sim.log"),
+        );
         RestSim {
             child,
             workdir,

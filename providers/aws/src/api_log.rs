@@ -1,11 +1,6 @@
 //! An SDK interceptor that appends one line per API call attempt (`<unix ms> <service>:<operation>`)
 //! to the file named by `CLUSTERCTL_API_LOG`, so benchmarks can count the calls of each command.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use aws_smithy_runtime_api::{
     box_error::BoxError,
     client::{
@@ -16,24 +11,14 @@ use aws_smithy_runtime_api::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 
-/// Writes the API log (shared by the clients of one process).
+/// Writes the API log (shared by the clients of one process): core's log, as an SDK interceptor.
 #[derive(Debug, Clone)]
-pub struct ApiLog {
-    file: Arc<Mutex<std::fs::File>>,
-}
+pub struct ApiLog(clusterctl_core::api_log::ApiLog);
 
 impl ApiLog {
     /// The log named by `CLUSTERCTL_API_LOG`, if set and writable.
     pub fn from_env() -> Option<Self> {
-        let path = std::env::var_os("CLUSTERCTL_API_LOG")?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()?;
-        Some(ApiLog {
-            file: Arc::new(Mutex::new(file)),
-        })
+        clusterctl_core::api_log::ApiLog::from_env().map(ApiLog)
     }
 }
 
@@ -49,13 +34,8 @@ impl Intercept for ApiLog {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            if let Ok(mut f) = self.file.lock() {
-                let _ = writeln!(f, "{ms} {}:{}", meta.service(), meta.name());
-            }
+            self.0
+                .record(&format!("{}:{}", meta.service(), meta.name()));
         }
         Ok(())
     }

@@ -52,8 +52,6 @@ use tokio::sync::OnceCell;
 
 /// Attempts per API call (the first and the retries).
 pub const MAX_ATTEMPTS: u32 = 8;
-/// Where node files go on the instance.
-const ROOT: &str = "/etc/clusterctl";
 
 /// The EC2 provider.
 #[derive(Debug)]
@@ -119,17 +117,6 @@ impl Ec2Provider {
             errors::map(operation, &self.region, err),
             self.identity.get().map(String::as_str),
         )
-    }
-
-    fn layout() -> BootLayout {
-        BootLayout {
-            dask: vec!["dask".into()],
-            files_root: ROOT.into(),
-            bind_host: "0.0.0.0".into(),
-            scheduler_port: bootstrap::SCHEDULER_PORT,
-            dashboard_port: bootstrap::DASHBOARD_PORT,
-            nanny: true,
-        }
     }
 
     fn vm_options(&self, spec: &ClusterSpec, resolved: &Resolved) -> VmOptions {
@@ -355,7 +342,7 @@ impl ClusterProvider for Ec2Provider {
             });
         }
         let r = self.resolve(spec).await?;
-        let layout = Self::layout();
+        let layout = BootLayout::vm();
         let vm = self.vm_options(spec, r);
         let s = scheduler_intent(spec, &layout, ctx.tls);
         let address =
@@ -432,7 +419,7 @@ impl ClusterProvider for Ec2Provider {
         let spec = ctx.spec;
         let r = self.resolve(spec).await?;
         let group = self.group_id(&spec.name).await?;
-        let layout = Self::layout();
+        let layout = BootLayout::vm();
         let user_data = render_cloud_init(
             spec,
             &scheduler_intent(spec, &layout, ctx.tls),
@@ -494,7 +481,7 @@ impl ClusterProvider for Ec2Provider {
         let spec = ctx.spec;
         let r = self.resolve(spec).await?;
         let group = self.group_id(&spec.name).await?;
-        let layout = Self::layout();
+        let layout = BootLayout::vm();
         let intent = worker_intent(spec, &layout, ctx.tls, scheduler_address, None);
         let user_data = render_cloud_init(spec, &intent, &layout, &self.vm_options(spec, r))?;
         let markets: &[bool] = if self.options.spot {

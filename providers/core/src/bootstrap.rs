@@ -50,6 +50,25 @@ pub struct BootLayout {
     pub dashboard_port: u16,
 }
 
+/// Where VM nodes keep the intent's files.
+pub const VM_FILES_ROOT: &str = "/etc/clusterctl";
+
+impl BootLayout {
+    /// The layout of a VM node (EC2, DigitalOcean, Azure, GCE): Dask from the image under Docker
+    /// with host networking, bound to every interface, under a nanny, files in
+    /// [`VM_FILES_ROOT`].
+    pub fn vm() -> Self {
+        BootLayout {
+            dask: vec!["dask".into()],
+            files_root: VM_FILES_ROOT.into(),
+            bind_host: "0.0.0.0".into(),
+            scheduler_port: SCHEDULER_PORT,
+            dashboard_port: DASHBOARD_PORT,
+            nanny: true,
+        }
+    }
+}
+
 /// One file the node needs before it starts.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootFile {

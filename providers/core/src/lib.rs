@@ -11,11 +11,13 @@
 //! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
 //! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
 //! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
-//! - `rest` (Cargo feature `rest`): the JSON-over-HTTPS client of the REST clouds;
+//! - `rest` (Cargo feature `rest`): the JSON-over-HTTPS client of the REST clouds, and
+//!   [`api_log`], the request log every platform client writes for benchmarks;
 //! - [`lifecycle`]: `up` with rollback, readiness, `scale` and `down` over any provider;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
 
+pub mod api_log;
 pub mod bootstrap;
 pub mod container;
 pub mod error;

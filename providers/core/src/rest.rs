@@ -18,14 +18,13 @@
 //! corporate TLS-inspecting proxy it names the proxy's CA. There is no way to turn verification
 //! off.
 //!
-//! Benchmarks: with [`API_LOG_ENV`] set, every attempt appends `<unix ms> <service>:<METHOD>
+//! Benchmarks: with [`crate::api_log::API_LOG_ENV`] set, every attempt appends `<unix ms> <service>:<METHOD>
 //! <path> <status>` to that file (status `-` when no response came), the same `<ms> <what>` shape
 //! as the AWS providers' SDK interceptor, so the bench scripts count calls the same way.
 
 use std::{
     fmt,
-    io::Write,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -37,14 +36,13 @@ use reqwest::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
+    api_log::ApiLog,
     retry::{RetryClass, RetryConfig},
     wait::Deadline,
 };
 
 /// The environment variable naming a PEM bundle of extra trusted roots.
 pub const EXTRA_CA_ENV: &str = "CLUSTERCTL_EXTRA_CA_FILE";
-/// The environment variable naming the API call log of benchmarks.
-pub const API_LOG_ENV: &str = "CLUSTERCTL_API_LOG";
 
 /// A credential (a bearer token): never printed, never serialized.
 #[derive(Clone)]
@@ -355,35 +353,16 @@ pub fn parse_base_url(value: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// Appends one line per request attempt to the file of [`API_LOG_ENV`].
-#[derive(Debug, Clone)]
-struct ApiLog {
-    file: Arc<Mutex<std::fs::File>>,
-}
-
-impl ApiLog {
-    fn from_env() -> Option<Self> {
-        let path = std::env::var_os(API_LOG_ENV)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()?;
-        Some(ApiLog {
-            file: Arc::new(Mutex::new(file)),
-        })
-    }
-
-    fn record(&self, service: &str, method: &Method, path: &str, status: Option<StatusCode>) {
-        let ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let status = status.map_or_else(|| "-".to_string(), |s| s.as_u16().to_string());
-        if let Ok(mut f) = self.file.lock() {
-            let _ = writeln!(f, "{ms} {service}:{method} {path} {status}");
-        }
-    }
+/// One line in the API log: `<service>:<METHOD> <path> <status or ->`.
+fn log_request(
+    log: &ApiLog,
+    service: &str,
+    method: &Method,
+    path: &str,
+    status: Option<StatusCode>,
+) {
+    let status = status.map_or_else(|| "-".to_string(), |s| s.as_u16().to_string());
+    log.record(&format!("{service}:{method} {path} {status}"));
 }
 
 #[derive(Clone)]
@@ -440,7 +419,7 @@ fn extra_roots(service: &'static str) -> Result<Vec<reqwest::Certificate>, RestE
 
 impl RestClient {
     /// A client for `config`'s API that sends `auth` as a bearer token (none: no
-    /// `Authorization` header). Reads [`EXTRA_CA_ENV`] and [`API_LOG_ENV`].
+    /// `Authorization` header). Reads [`EXTRA_CA_ENV`] and [`crate::api_log::API_LOG_ENV`].
     pub fn new(config: RestConfig, auth: Option<Secret>) -> Result<Self, RestError> {
         let service = config.service;
         let base = parse_base_url(&config.base_url).map_err(|m| RestError::Config {
@@ -557,14 +536,14 @@ impl RestClient {
             Ok(r) => r,
             Err(e) => {
                 if let Some(log) = &inner.log {
-                    log.record(inner.service, method, &path, None);
+                    log_request(log, inner.service, method, &path, None);
                 }
                 return Err(transport(e));
             }
         };
         let status = resp.status();
         if let Some(log) = &inner.log {
-            log.record(inner.service, method, &path, Some(status));
+            log_request(log, inner.service, method, &path, Some(status));
         }
         let headers = resp.headers().clone();
         let text = resp.text().await.map_err(transport)?;

@@ -50,8 +50,6 @@ use crate::{
     plan::Resolved,
 };
 
-/// Where node files go on the droplet.
-const ROOT: &str = "/etc/clusterctl";
 /// Create requests in flight at once (each names up to ten droplets).
 const CREATES_IN_FLIGHT: usize = 3;
 /// Deletes by id in flight at once.
@@ -158,17 +156,6 @@ impl DigitalOceanProvider {
                 identity: account.and_then(|a| a.identity.as_deref()),
             },
         )
-    }
-
-    fn layout() -> BootLayout {
-        BootLayout {
-            dask: vec!["dask".into()],
-            files_root: ROOT.into(),
-            bind_host: "0.0.0.0".into(),
-            scheduler_port: bootstrap::SCHEDULER_PORT,
-            dashboard_port: bootstrap::DASHBOARD_PORT,
-            nanny: true,
-        }
     }
 
     fn vm_options(spec: &ClusterSpec) -> VmOptions {
@@ -456,7 +443,7 @@ impl ClusterProvider for DigitalOceanProvider {
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
         let spec = ctx.spec;
         let r = self.resolve(spec, None).await?;
-        let layout = Self::layout();
+        let layout = BootLayout::vm();
         let user_data = render_cloud_init(
             spec,
             &scheduler_intent(spec, &layout, ctx.tls),
@@ -515,7 +502,7 @@ impl ClusterProvider for DigitalOceanProvider {
     ) -> Result<Vec<Node>> {
         let spec = ctx.spec;
         let r = self.resolve(spec, None).await?;
-        let layout = Self::layout();
+        let layout = BootLayout::vm();
         let user_data = render_cloud_init(
             spec,
             &worker_intent(spec, &layout, ctx.tls, scheduler_address, None),

@@ -254,7 +254,7 @@ impl DigitalOceanProvider {
             }
         }
 
-        let layout = Self::layout();
+        let layout = clusterctl_core::bootstrap::BootLayout::vm();
         let vm = Self::vm_options(spec);
         let s = scheduler_intent(spec, &layout, ctx.tls);
         let address =
