@@ -549,6 +549,16 @@ fn without_the_record_size_fallback_ttl_power_off_and_down_expired() {
         .clone();
     assert_eq!(row["state"], "running", "{row}");
     assert_eq!(row["recorded_here"], false);
+    let (code, status, err) = d.json_in(&other, &["status", "dot", "--provider", "digitalocean"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(status["state"], "ready", "{status}");
+    assert_eq!(status["recorded_here"], false);
+    let (code, logs, err) = d.json_in(&other, &["logs", "dot", "--provider", "digitalocean"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        logs["logs"].as_array().is_some_and(|l| l.len() == 2),
+        "the scheduler's and the worker's logs, without the record: {logs}"
+    );
 
     // At the TTL the nodes power themselves off; DigitalOcean keeps billing them.
     let started = Instant::now();
