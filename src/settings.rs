@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use clap::{ArgMatches, parser::ValueSource};
 use clusterctl_core::{
     Error, Result,
-    model::{ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
+    model::{self, ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
     tags,
 };
 use serde::Serialize;
@@ -181,8 +181,8 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
     let n: u64 = num.parse().map_err(|_| refuse())?;
     let mib = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "m" | "mi" | "mib" | "mb" => n,
-        "g" | "gi" | "gib" | "gb" => n * 1024,
-        "t" | "ti" | "tib" | "tb" => n * 1024 * 1024,
+        "g" | "gi" | "gib" | "gb" => n.saturating_mul(1024),
+        "t" | "ti" | "tib" | "tb" => n.saturating_mul(1024 * 1024),
         _ => return Err(refuse()),
     };
     if mib < 128 {
@@ -193,6 +193,7 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
             Some("Dask needs at least a few hundred MiB per process".into()),
         ));
     }
+    model::check_memory_max(what, s, mib)?;
     Ok(mib)
 }
 
@@ -671,6 +672,7 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let ttl = parse_duration("--ttl", &ttl_text)?;
+    model::check_duration_max("--ttl", &ttl_text, ttl, model::MAX_TTL)?;
     if ttl < Duration::from_secs(60) {
         return Err(Error::invalid(
             "--ttl",
@@ -689,6 +691,12 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let idle_timeout = parse_duration("--idle-timeout", &idle_text)?;
+    model::check_duration_max(
+        "--idle-timeout",
+        &idle_text,
+        idle_timeout,
+        model::MAX_IDLE_TIMEOUT,
+    )?;
     let timeout_text = r
         .pick(
             "timeout",
@@ -699,6 +707,7 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let timeout = parse_duration("--timeout", &timeout_text)?;
+    model::check_duration_max("--timeout", &timeout_text, timeout, model::MAX_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(Error::invalid(
             "--timeout",
@@ -946,6 +955,11 @@ mod tests {
         assert_eq!(parse_memory("m", "1024").unwrap(), 1024);
         assert!(parse_memory("m", "64MiB").is_err());
         assert!(parse_memory("m", "4 parsecs").is_err());
+        assert!(parse_memory("m", "25TiB").is_err());
+        assert!(
+            parse_memory("m", "18446744073709551615T").is_err(),
+            "no overflow"
+        );
     }
 
     #[test]

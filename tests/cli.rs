@@ -280,3 +280,27 @@ fn kubernetes_options_come_from_flags_then_the_file_section() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Ingress"));
 }
+
+#[test]
+fn absurd_lifetimes_and_sizes_are_refused() {
+    let e = Env::new();
+    // A TTL of a century would silently remove the self-destruct guarantee.
+    refused(&e, &["up", "--ttl", "100y"], &["`100y`", "7days", "hint:"]);
+    refused(&e, &["up", "--idle-timeout", "30d"], &["`30d`", "7days"]);
+    // These overflowed the clock (a panic, exit 101) before they were capped.
+    refused(
+        &e,
+        &["up", "--timeout", "1000000y"],
+        &["`1000000y`", "maximum of 1day", "hint:"],
+    );
+    refused(
+        &e,
+        &["down", "nothing", "--timeout", "1000000y"],
+        &["`1000000y`", "1day"],
+    );
+    refused(
+        &e,
+        &["up", "--worker-memory", "100TiB"],
+        &["`100TiB`", "24TiB"],
+    );
+}

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clusterctl_core::{ClusterProvider, lifecycle, model::ClusterName};
+use clusterctl_core::{
+    ClusterProvider, lifecycle,
+    model::{ClusterName, MAX_TIMEOUT},
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -20,7 +23,11 @@ struct Removed {
 
 pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     let timeout = match &args.timeout {
-        Some(t) => settings::parse_duration("--timeout", t)?,
+        Some(t) => {
+            let d = settings::parse_duration("--timeout", t)?;
+            clusterctl_core::model::check_duration_max("--timeout", t, d, MAX_TIMEOUT)?;
+            d
+        }
         None => lifecycle::TEARDOWN_TIMEOUT,
     };
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
