@@ -177,7 +177,7 @@ pub fn providers_to_ask(
 pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Result<u8> {
     let file = config::load(cli.global.config.as_deref())?;
     let paths = Paths::from_env();
-    let store = RecordStore::new(paths.state_dir.clone());
+    let store = RecordStore::new(paths.state_dir.clone()).owned_by(nix::unistd::geteuid().as_raw());
     let ctx = Ctx {
         printer,
         paths,

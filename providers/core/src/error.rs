@@ -173,6 +173,18 @@ pub enum Error {
     /// The user interrupted the operation (Ctrl-C, SIGTERM).
     #[error("interrupted")]
     Interrupted,
+    /// The state directory (records, locks, client keys) is not safe to trust.
+    #[error(
+        "{path} is {problem}; clusterctl will not trust the cluster records and keys kept there"
+    )]
+    UntrustedState {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The command that fixes it.
+        fix: String,
+    },
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -215,6 +227,7 @@ impl Error {
                 | Error::Unsupported { .. }
                 | Error::ProviderUnavailable { .. }
                 | Error::AlreadyExists { .. }
+                | Error::UntrustedState { .. }
         )
     }
 
@@ -272,6 +285,7 @@ impl Error {
                     "run `clusterctl down {name}` again; it is safe to repeat"
                 )]
             }
+            Error::UntrustedState { fix, .. } => vec![fix.clone()],
             _ => Vec::new(),
         }
     }
