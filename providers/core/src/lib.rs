@@ -28,6 +28,9 @@ pub mod tags;
 pub mod tls;
 pub mod wait;
 
+#[cfg(test)]
+mod fake;
+
 pub use error::{Error, Result};
 pub use model::{ClusterName, ClusterSpec, Node, NodeState, ProviderKind, Role};
 pub use provider::ClusterProvider;

@@ -134,7 +134,7 @@ async fn launch_and_wait(
             poll_until(
                 "waiting for the scheduler's address",
                 d,
-                Interval::CLOUD,
+                provider.poll_interval(),
                 || async {
                     let nodes = provider.list_nodes(Some(&ctx.spec.name)).await?;
                     let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
@@ -215,7 +215,7 @@ pub async fn wait_ready(
     let result = wait_ready_inner(provider, cluster, &dash, wanted, deadline, progress).await;
     match result {
         Err(mut err) => {
-            attach_logs(provider, cluster, &mut err).await;
+            attach_logs(provider, cluster, &mut err, LOG_DEADLINE).await;
             Err(err)
         }
         ok => ok,
@@ -338,30 +338,49 @@ async fn ensure_alive(
     Ok(())
 }
 
-/// Put the tails of the nodes' logs into a timeout or node failure.
-async fn attach_logs(provider: &dyn ClusterProvider, cluster: &ClusterName, err: &mut Error) {
+/// How long the logs shown with a failure may take to arrive: the rollback waits for them.
+const LOG_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Put the tails of the nodes' logs into a timeout or node failure: the scheduler's and one
+/// worker's (they tell most; all workers would flood the terminal and cost a platform call
+/// each), fetched within `within`.
+async fn attach_logs(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    err: &mut Error,
+    within: Duration,
+) {
     let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else {
         return;
     };
-    let Ok(logs) = provider.logs(cluster, None, 15).await else {
+    let one = |role| async move {
+        provider
+            .logs(cluster, Some(role), 15, Some(1))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .take(1)
+    };
+    let fetch = async {
+        let (s, w) = tokio::join!(one(Role::Scheduler), one(Role::Worker));
+        s.chain(w).collect::<Vec<_>>()
+    };
+    let Ok(shown) = tokio::time::timeout(within, fetch).await else {
+        *log_tail = format!(
+            "(the nodes' logs did not arrive within {}s)\n",
+            within.as_secs()
+        );
         return;
     };
-    // The scheduler and the first worker tell most; all workers would flood the terminal.
-    let shown = logs
-        .iter()
-        .filter(|l| l.role == Role::Scheduler)
-        .chain(logs.iter().filter(|l| l.role == Role::Worker).take(1));
-    {
-        let mut text = String::new();
-        for log in shown {
-            text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
-            for line in &log.lines {
-                text.push_str(line);
-                text.push('\n');
-            }
+    let mut text = String::new();
+    for log in shown {
+        text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
+        for line in &log.lines {
+            text.push_str(line);
+            text.push('\n');
         }
-        *log_tail = text;
     }
+    *log_tail = text;
 }
 
 /// What `down` removed.
@@ -393,7 +412,7 @@ pub async fn down(
     poll_until(
         "waiting for nodes to terminate",
         deadline,
-        Interval::FAST,
+        provider.poll_interval(),
         || async {
             let left: Vec<Node> = provider
                 .list_nodes(Some(cluster))
@@ -508,7 +527,7 @@ pub async fn scale(
         let left = poll_until(
             "waiting for the platform to retire the surplus workers",
             deadline,
-            Interval::FAST,
+            provider.poll_interval(),
             || async {
                 let alive: Vec<Node> = provider
                     .list_nodes(Some(cluster))
@@ -545,7 +564,7 @@ pub async fn scale(
         poll_until(
             "waiting for retired workers to stop",
             deadline,
-            Interval::FAST,
+            provider.poll_interval(),
             || async {
                 let left = provider
                     .list_nodes(Some(cluster))
@@ -632,6 +651,67 @@ mod tests {
             dask_addresses_of(&v, &kept, &surplus),
             ["tcp://127.0.0.1:6"]
         );
+    }
+
+    #[tokio::test]
+    async fn logs_shown_with_a_failure_are_one_per_role_and_bounded() {
+        use crate::fake::{Fake, QUICK};
+        let fake = Fake::new(QUICK);
+        fake.add(Role::Scheduler, "scheduler");
+        for w in ["worker-0", "worker-1", "worker-2"] {
+            fake.add(Role::Worker, w);
+        }
+        let cluster = ClusterName::new("t").unwrap();
+        let timeout = || Error::Timeout {
+            phase: "waiting".into(),
+            after: Duration::from_secs(1),
+            detail: String::new(),
+            log_tail: String::new(),
+        };
+        let mut err = timeout();
+        attach_logs(&fake, &cluster, &mut err, Duration::from_secs(5)).await;
+        let tail = err.log_tail().unwrap();
+        assert!(
+            tail.contains("--- scheduler (scheduler) ---\nlog of scheduler")
+                && tail.contains("--- worker-0 (worker) ---")
+                && !tail.contains("worker-1"),
+            "{tail}"
+        );
+        let mut calls = fake.get(|s| s.log_calls.clone());
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                (Some(Role::Scheduler), Some(1)),
+                (Some(Role::Worker), Some(1))
+            ]
+        );
+
+        // A platform that does not answer delays the rollback by the deadline, no more.
+        fake.set(|s| s.logs_hang = true);
+        let mut err = timeout();
+        let started = std::time::Instant::now();
+        let bounded = attach_logs(&fake, &cluster, &mut err, Duration::from_millis(200));
+        tokio::time::timeout(Duration::from_secs(5), bounded)
+            .await
+            .expect("log collection has no deadline");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(err.log_tail().unwrap().contains("did not arrive within"));
+    }
+
+    #[tokio::test]
+    async fn down_polls_a_cloud_at_the_cloud_interval() {
+        use crate::fake::Fake;
+        let fake = Fake::new(Interval::CLOUD);
+        fake.set(|s| s.stop_after = Duration::from_millis(1500));
+        fake.add(Role::Worker, "worker-0");
+        let cluster = ClusterName::new("t").unwrap();
+        down(&fake, &cluster, Duration::from_secs(30), &Silent)
+            .await
+            .unwrap();
+        // 0, 0.5, 1.25 and 2.4 s after the first listing; at 10 Hz it would be about 16.
+        let lists = fake.get(|s| s.lists);
+        assert!(lists <= 6, "{lists} listings in 1.5s");
     }
 
     #[test]

@@ -268,7 +268,8 @@ impl ClusterProvider for KubernetesProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
-        self.node_logs(cluster, role, tail).await
+        self.node_logs(cluster, role, tail, max_nodes).await
     }
 }

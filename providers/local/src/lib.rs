@@ -27,6 +27,7 @@ use clusterctl_core::{
     },
     tags,
     tls::{create_private_dir, write_private},
+    wait::Interval,
 };
 use nix::sys::signal::Signal;
 use process::{SCOPE_ENV, TAGS_ENV, TaggedProcess};
@@ -221,6 +222,11 @@ impl ClusterProvider for LocalProvider {
         "localhost".into()
     }
 
+    /// The process table is local and cheap to read: poll it quickly.
+    fn poll_interval(&self) -> Interval {
+        Interval::FAST
+    }
+
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let mut plan = Plan::default();
         let runtime =
@@ -404,6 +410,7 @@ impl ClusterProvider for LocalProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
         let dir = self.cluster_dir(cluster).join("logs");
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -433,6 +440,9 @@ impl ClusterProvider for LocalProvider {
                 },
             );
         }
-        Ok(logs.into_values().collect())
+        Ok(logs
+            .into_values()
+            .take(max_nodes.unwrap_or(usize::MAX))
+            .collect())
     }
 }
