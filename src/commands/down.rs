@@ -104,7 +104,8 @@ async fn down_one(
 ) -> Result<Vec<String>> {
     let _lock = ctx.store.lock(name)?;
     let progress = ctx.printer.progress();
-    let teardown = lifecycle::down(provider, name, timeout, &progress).await?;
+    let tracker = lifecycle::Tracker::default();
+    let teardown = lifecycle::down(provider, name, &tracker, timeout, &progress).await?;
     ctx.store.remove(name)?;
     Ok(teardown.nodes_terminated)
 }

@@ -96,6 +96,7 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     let teardown = lifecycle::down(
         ctx.provider_of(&record).await?.as_ref(),
         &name,
+        &lifecycle::Tracker::default(),
         lifecycle::TEARDOWN_TIMEOUT,
         &progress,
     )

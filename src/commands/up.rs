@@ -8,7 +8,7 @@ use clap::ArgMatches;
 use clusterctl_core::{
     ClusterProvider, Error,
     health::SchedulerView,
-    lifecycle::{self, Launched, Progress as _, ReadyWait},
+    lifecycle::{self, Cancel, Launched, Progress as _, ReadyWait, Tracker},
     model::Endpoints,
     provider::{LaunchContext, Plan},
     record::{ClusterRecord, ProviderConfig, RECORD_VERSION, RecordState},
@@ -112,11 +112,12 @@ pub async fn launch(
         workers: wanted,
         timeout: settings.timeout,
     });
+    let (cancel, tracker) = (Cancel::default(), Tracker::default());
     let outcome = tokio::select! {
-        r = lifecycle::up(provider.as_ref(), &lctx, wait, progress) => r,
+        r = lifecycle::up(provider.as_ref(), &lctx, wait, progress, &cancel, &tracker) => r,
         sig = signals.interrupted() => {
             progress.note(&format!("{sig:?} received: tearing down what was created"));
-            match lifecycle::down(provider.as_ref(), name, lifecycle::TEARDOWN_TIMEOUT, progress).await {
+            match lifecycle::down(provider.as_ref(), name, &tracker, lifecycle::TEARDOWN_TIMEOUT, progress).await {
                 Ok(_) => Err(Error::Interrupted),
                 Err(e) => Err(e),
             }

@@ -55,6 +55,7 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
             lifecycle::down(
                 provider.as_ref(),
                 &name,
+                &lifecycle::Tracker::default(),
                 lifecycle::TEARDOWN_TIMEOUT,
                 &progress,
             )

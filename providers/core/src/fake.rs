@@ -80,6 +80,17 @@ impl Fake {
         f(&self.state.lock().unwrap())
     }
 
+    /// Ids of the nodes the platform still runs (whatever its listing shows).
+    pub fn running(&self) -> Vec<String> {
+        self.get(|s| {
+            s.nodes
+                .iter()
+                .filter(|n| n.terminated_at.is_none())
+                .map(|n| n.node.id.clone())
+                .collect()
+        })
+    }
+
     /// Start a node on the platform.
     pub fn add(&self, role: Role, name: &str) -> Node {
         let mut s = self.state.lock().unwrap();

@@ -11,7 +11,8 @@
 //! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
 //! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
 //! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
-//! - [`lifecycle`]: `up` with rollback, readiness, `scale` and `down` over any provider;
+//! - [`lifecycle`]: `up` with rollback, readiness and `scale` over any provider;
+//! - [`teardown`]: `down`, what it knows besides the listing, and what it says it leaves;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
 
@@ -25,6 +26,7 @@ pub mod provider;
 pub mod record;
 pub mod retry;
 pub mod tags;
+pub mod teardown;
 pub mod tls;
 pub mod wait;
 

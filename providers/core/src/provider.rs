@@ -201,6 +201,17 @@ pub trait ClusterProvider: Send + Sync + Debug {
         given.clone()
     }
 
+    /// The flags after `clusterctl down NAME` that find this provider's clusters without a
+    /// local record: `--provider KIND` and, for cloud providers, `--region <location>`.
+    /// Providers located otherwise (a kube context and namespace) override it.
+    fn locate_flags(&self) -> Vec<String> {
+        let mut flags = vec!["--provider".to_string(), self.kind().to_string()];
+        if self.kind().is_remote() {
+            flags.extend(["--region".to_string(), self.location()]);
+        }
+        flags
+    }
+
     /// How often the lifecycle polls [`Self::list_nodes`] while it waits (nodes to stop,
     /// workers to retire, an address to appear). By default [`Interval::CLOUD`]: control planes
     /// have rate limits, and a listing costs API calls. A provider whose listing is cheap and

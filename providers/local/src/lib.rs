@@ -364,12 +364,23 @@ impl ClusterProvider for LocalProvider {
         })
     }
 
-    async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+    async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        // Only groups that are nodes of this cluster now: a node known from its launch may have
+        // exited since, and its pid been given to another process.
+        let alive: Vec<i32> = self
+            .processes(Some(cluster))
+            .iter()
+            .filter(|p| p.leader)
+            .map(|p| p.pid)
+            .collect();
         let mut terminating = self.terminating.lock().expect("terminating lock");
         for node in nodes {
             let Ok(pid) = node.id.parse::<i32>() else {
                 continue;
             };
+            if !alive.contains(&pid) {
+                continue;
+            }
             let first = *terminating.entry(pid).or_insert_with(Instant::now);
             let signal = if first.elapsed() >= KILL_AFTER {
                 Signal::SIGKILL
