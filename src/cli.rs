@@ -9,7 +9,8 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success
-  1    the cluster or the provider failed (timeout, capacity, quota, auth, leftovers)
+  1    the cluster or the provider failed (timeout, capacity, quota, auth), or something
+       is left behind (the error lists it, with the `down` command that removes it)
   2    usage or configuration error (nothing was created)
   130  interrupted; everything created was torn down first
   `run` exits with the command's own status.";
@@ -338,7 +339,8 @@ pub struct DownArgs {
     /// powered-off droplets); this removes them.
     #[arg(long, conflicts_with_all = ["name", "all"])]
     pub expired: bool,
-    /// How long teardown may take before reporting what is left.
+    /// How long the whole teardown (cleanup included) may take before reporting what is left
+    /// (default 10m).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
     #[command(flatten)]

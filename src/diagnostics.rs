@@ -1,5 +1,6 @@
 //! The end of every command: print the error chain with its `hint:` lines and log tails on
 //! stderr (and as a JSON object on stdout with `--output json`), and choose the exit code.
+//! Errors are printed even with `--quiet`: what is left behind is never hidden.
 
 use std::process::ExitCode;
 
@@ -42,9 +43,22 @@ pub fn finish(outcome: anyhow::Result<u8>, printer: &Printer) -> ExitCode {
                 "exit_code": code,
                 "hints": hints,
                 "log_tail": core.and_then(|e| e.log_tail()),
+                "left_behind": core.map(|e| e.left_behind()).unwrap_or_default(),
             }
         });
         printer.result(String::new, &body);
     }
     ExitCode::from(code)
+}
+
+/// Print `err` on stderr as [`finish`] does, for a command that exits with another code (`run`
+/// with its command's status).
+pub fn print_error(err: &clusterctl_core::Error) {
+    eprintln!("error: {err}");
+    if let Some(tail) = err.log_tail() {
+        eprintln!("{}", tail.trim_end());
+    }
+    for h in err.hints() {
+        eprintln!("hint: {h}");
+    }
 }

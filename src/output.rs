@@ -110,6 +110,14 @@ impl Reporter {
         self.started.elapsed()
     }
 
+    /// A remark that is shown even with `--quiet`: the answer to a signal, or what is left.
+    pub fn warn(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("clusterctl: {message}")),
+            None => eprintln!("clusterctl: {message}"),
+        }
+    }
+
     /// Remove the spinner.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

@@ -1,5 +1,9 @@
 //! Interruption: Ctrl-C (SIGINT) and SIGTERM (CI cancelling a job) both resolve
-//! [`interrupted`], so the command can tear down what it created before exiting with 130.
+//! [`Signals::interrupted`], so the command can tear down what it created before exiting with
+//! 130; [`Signals::guard`] counts the signals that arrive while work (a teardown) runs, so that
+//! a repeated one is answered, and can abandon that work at once.
+
+use std::future::Future;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -17,6 +21,21 @@ impl Interrupt {
             Interrupt::Term => nix::sys::signal::Signal::SIGTERM,
         }
     }
+}
+
+impl std::fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_nix().as_str())
+    }
+}
+
+/// What to do about a signal that arrived while guarded work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSignal {
+    /// Keep going.
+    Continue,
+    /// Drop the work and return at once.
+    Abandon,
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is created.
@@ -39,6 +58,28 @@ impl Signals {
         tokio::select! {
             _ = self.int.recv() => Interrupt::Int,
             _ = self.term.recv() => Interrupt::Term,
+        }
+    }
+
+    /// Run `work` to its end while `on_signal(signal, n)` answers the n-th signal (from 1) that
+    /// arrives meanwhile; `None` when it answered [`OnSignal::Abandon`] (the work is dropped).
+    pub async fn guard<F: Future>(
+        &mut self,
+        work: F,
+        mut on_signal: impl FnMut(Interrupt, u32) -> OnSignal,
+    ) -> Option<F::Output> {
+        tokio::pin!(work);
+        let mut n = 0;
+        loop {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                sig = self.interrupted() => {
+                    n += 1;
+                    if on_signal(sig, n) == OnSignal::Abandon {
+                        return None;
+                    }
+                }
+            }
         }
     }
 }

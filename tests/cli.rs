@@ -325,3 +325,80 @@ fn digitalocean_options_come_from_flags_then_the_file_section() {
         "the value is not echoed: {err}"
     );
 }
+
+#[test]
+fn absurd_lifetimes_and_sizes_are_refused() {
+    let e = Env::new();
+    // A TTL of a century would silently remove the self-destruct guarantee.
+    refused(&e, &["up", "--ttl", "100y"], &["`100y`", "7days", "hint:"]);
+    refused(&e, &["up", "--idle-timeout", "30d"], &["`30d`", "7days"]);
+    // These overflowed the clock (a panic, exit 101) before they were capped.
+    refused(
+        &e,
+        &["up", "--timeout", "1000000y"],
+        &["`1000000y`", "maximum of 1day", "hint:"],
+    );
+    refused(
+        &e,
+        &["down", "nothing", "--timeout", "1000000y"],
+        &["`1000000y`", "1day"],
+    );
+    refused(
+        &e,
+        &["up", "--worker-memory", "100TiB"],
+        &["`100TiB`", "24TiB"],
+    );
+}
+
+#[test]
+fn an_untrusted_state_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let state = e.state_dir();
+    let cluster = state.join("clusters/someone-elses");
+    std::fs::create_dir_all(&cluster).unwrap();
+    for dir in [&state, &state.join("clusters")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // A cluster directory anyone may write to: its record could point `down` anywhere.
+    std::fs::set_permissions(&cluster, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let shown = cluster.display().to_string();
+    for args in [
+        &["list"][..],
+        &["down", "someone-elses"],
+        &["status", "someone-elses"],
+    ] {
+        let out = e.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&shown), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("hint: `chmod go-w {shown}`")),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::set_permissions(&cluster, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The state directory writable by its group.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let out = e.run(&["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("writable by its group (mode 775)"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Owned by another user (only root can arrange that).
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(&cluster, Some(4242), None).unwrap();
+        let out = e.run(&["list"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("owned by uid 4242"), "{stderr}");
+        assert!(stderr.contains("hint: `chown -R"), "{stderr}");
+    }
+    let out = e.run(&["list"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&cluster).unwrap();
+    assert_eq!(e.run(&["list"]).status.code(), Some(0));
+}

@@ -4,12 +4,120 @@
 mod common;
 
 use std::{
-    process::Stdio,
+    io::BufRead,
+    os::unix::process::CommandExt,
+    process::{Child, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use common::{Env, client};
+use nix::sys::signal::Signal;
 use serde_json::Value;
+
+/// Send `signal` to a clusterctl process.
+fn send(child: &Child, signal: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+/// Wait until the cluster's first node process exists (`up` is past bootstrap).
+fn until_a_node_runs(e: &Env) {
+    let started = Instant::now();
+    while e.processes().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no node ever started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node of `cluster` that ignores SIGTERM, as a node slow to stop does: the local provider
+/// kills it only 10 s after its first SIGTERM, which keeps a teardown busy that long.
+fn stubborn_node(e: &Env, cluster: &str, name: &str) -> Child {
+    let tags = serde_json::json!({
+        "clusterctl-managed": "true",
+        "clusterctl-cluster": cluster,
+        "clusterctl-role": "worker",
+        "clusterctl-node": name,
+    });
+    std::process::Command::new("sh")
+        .args(["-c", "trap '' TERM; exec sleep 600"])
+        .env("CLUSTERCTL_SCOPE", e.state_dir().display().to_string())
+        .env("CLUSTERCTL_TAGS", tags.to_string())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The stderr of a running clusterctl, line by line.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Self {
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: String::new(),
+        }
+    }
+
+    /// Read until a line contains `needle`; that line.
+    fn until(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("`{needle}` never came; stderr so far:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Everything until the process closed its stderr.
+    fn rest(&mut self) -> String {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        self.seen.clone()
+    }
+}
+
+/// Wait for `child` to exit within `within`; its exit code.
+fn exits_within(child: &mut Child, within: Duration) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(started.elapsed() < within, "still running after {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn env_of(e: &Env, name: &str) -> Value {
     let (code, v, err) = e.json(&["env", name]);
@@ -121,6 +229,33 @@ fn run_propagates_exit_code_and_tears_down() {
 }
 
 #[test]
+fn run_waits_for_the_lock_before_tearing_down() {
+    let e = Env::new();
+    // The command leaves a process holding the cluster's lock for 3 s (as a `clusterctl scale`
+    // it started in the background would).
+    let lock = e.state_dir().join("locks/e2e-runlock.lock");
+    let script = format!("flock -n {} sleep 3 & sleep 0.5", lock.display());
+    let out = e.run(&[
+        "run",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-runlock",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("another clusterctl process holds cluster `e2e-runlock`; waiting"),
+        "{stderr}"
+    );
+    e.assert_clean();
+}
+
+#[test]
 fn timeout_rolls_back_and_shows_log_tail() {
     let e = Env::new();
     let out = e.run(&[
@@ -131,6 +266,8 @@ fn timeout_rolls_back_and_shows_log_tail() {
         "e2e-slow",
         "--timeout",
         "300ms",
+        "--output",
+        "json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -140,6 +277,221 @@ fn timeout_rolls_back_and_shows_log_tail() {
         "no log tail: {stderr}"
     );
     assert!(stderr.contains("hint: raise `--timeout`"), "{stderr}");
+    // The same error as the one JSON object on stdout, with every key of its shape.
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let error = v["error"].as_object().expect("an error object");
+    let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["exit_code", "hints", "left_behind", "log_tail", "message"]
+    );
+    assert_eq!(error["exit_code"], 1);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 300ms")
+    );
+    assert!(
+        error["hints"][0]
+            .as_str()
+            .unwrap()
+            .contains("raise `--timeout`")
+    );
+    assert!(
+        error["log_tail"]
+            .as_str()
+            .unwrap()
+            .contains("--- scheduler (scheduler) ---")
+    );
+    // The rollback removed everything: nothing is left behind.
+    assert_eq!(error["left_behind"], serde_json::json!([]));
+    e.assert_clean();
+}
+
+#[test]
+fn a_failed_rollback_keeps_the_record_and_says_what_is_left() {
+    let e = Env::new();
+    // The node directory's place is taken by a file: bootstrap cannot create it, and the
+    // rollback cannot remove it.
+    let blocked = e.state_dir().join("local/e2e-stuck");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "in the way").unwrap();
+    let out = e.run(&[
+        "up",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-stuck",
+        "--quiet",
+        "--output",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let shown = blocked.display().to_string();
+    // Shown even with --quiet: the original failure, what is left, and how to finish.
+    assert!(stderr.contains(&format!("creating {shown}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("left behind: directory {shown}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: `clusterctl down e2e-stuck --provider local` finishes removing it"),
+        "{stderr}"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let left = v["error"]["left_behind"].as_array().expect("a list");
+    assert_eq!(left.len(), 1, "{v}");
+    assert!(
+        left[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("directory {shown}"))
+    );
+    assert_eq!(v["error"]["exit_code"], 1);
+    // The record stays, so that `down` finds the cluster and finishes the job.
+    assert_eq!(e.records(), ["e2e-stuck"]);
+    std::fs::remove_file(&blocked).unwrap();
+    let (code, _, err) = e.json(&["down", "e2e-stuck"]);
+    assert_eq!(code, Some(0), "{err}");
+    e.assert_clean();
+}
+
+#[test]
+fn down_exits_1_and_keeps_the_record_while_something_is_left() {
+    let e = Env::new();
+    let (code, _, err) = e.json(&["up", "--workers", "1", "--name", "e2e-left"]);
+    assert_eq!(code, Some(0), "{err}");
+    // The node directory cannot be removed: a file took its place (the nodes keep their logs
+    // open in the moved directory).
+    let dir = e.state_dir().join("local/e2e-left");
+    std::fs::rename(&dir, e.dir.path().join("moved")).unwrap();
+    std::fs::write(&dir, "in the way").unwrap();
+    let (code, v, err) = e.json(&["down", "e2e-left"]);
+    assert_eq!(code, Some(1), "{err}");
+    let shown = dir.display().to_string();
+    let left = v["error"]["left_behind"].as_array().expect("a list");
+    assert!(
+        left.len() == 1
+            && left[0]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("directory {shown}")),
+        "{v}"
+    );
+    assert!(
+        err.contains("hint: `clusterctl down e2e-left --provider local`"),
+        "{err}"
+    );
+    // The nodes are gone; the record stays until the cluster is.
+    assert_eq!(e.processes(), Vec::<i32>::new());
+    assert_eq!(e.records(), ["e2e-left"]);
+    std::fs::remove_file(&dir).unwrap();
+    let (code, _, err) = e.json(&["down", "e2e-left"]);
+    assert_eq!(code, Some(0), "{err}");
+    e.assert_clean();
+}
+
+#[test]
+fn down_timeout_bounds_the_teardown_and_a_second_signal_stops_it() {
+    let e = Env::new();
+    let (code, _, err) = e.json(&["up", "--workers", "1", "--name", "e2e-slowdown"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut stubborn = stubborn_node(&e, "e2e-slowdown", "worker-9");
+    let pid = stubborn.id();
+
+    // `--timeout` bounds the whole teardown and names what it could not remove in time.
+    let started = Instant::now();
+    let (code, v, err) = e.json(&["down", "e2e-slowdown", "--timeout", "2s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{err}");
+    assert!(err.contains("timed out after 2s"), "{err}");
+    let left = v["error"]["left_behind"].as_array().expect("a list");
+    assert!(
+        left.iter()
+            .any(|l| l == &format!("worker worker-9 ({pid})")),
+        "{v}"
+    );
+    assert_eq!(e.records(), ["e2e-slowdown"]);
+
+    // A signal during teardown is answered; the next one stops it at once.
+    let mut down = e
+        .cmd()
+        .args(["down", "e2e-slowdown"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut lines = Lines::of(&mut down);
+    send(&down, Signal::SIGINT);
+    let answer = lines.until("in progress");
+    assert!(
+        answer.contains("SIGINT received: the teardown of `e2e-slowdown` is in progress")
+            && answer.contains("another signal stops it at once and leaves behind: ")
+            && answer.contains(&format!("worker worker-9 ({pid})")),
+        "{answer}"
+    );
+    send(&down, Signal::SIGTERM);
+    assert_eq!(exits_within(&mut down, Duration::from_secs(3)), Some(1));
+    let stderr = lines.rest();
+    assert!(
+        stderr.contains("teardown was stopped by a signal"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: `clusterctl down e2e-slowdown --provider local`"),
+        "{stderr}"
+    );
+    assert_eq!(e.records(), ["e2e-slowdown"]);
+
+    // Given the time, `down` finishes the job (the stubborn node is killed 10 s after SIGTERM).
+    let (code, _, err) = e.json(&["down", "e2e-slowdown"]);
+    assert_eq!(code, Some(0), "{err}");
+    stubborn.wait().unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn up_answers_a_second_signal_and_leaves_at_once_on_a_third() {
+    let e = Env::new();
+    let mut up = e
+        .cmd()
+        .args(["up", "--workers", "1", "--name", "e2e-three", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut up);
+    until_a_node_runs(&e);
+    let mut stubborn = stubborn_node(&e, "e2e-three", "worker-9");
+    send(&up, Signal::SIGTERM);
+    // Answered even with --quiet.
+    lines.until("SIGTERM received: tearing down what was created");
+    std::thread::sleep(Duration::from_millis(500));
+    send(&up, Signal::SIGINT);
+    let answer = lines.until("in progress");
+    assert!(
+        answer.contains(&format!("worker worker-9 ({})", stubborn.id())),
+        "{answer}"
+    );
+    send(&up, Signal::SIGINT);
+    assert_eq!(exits_within(&mut up, Duration::from_secs(3)), Some(1));
+    let stderr = lines.rest();
+    assert!(
+        stderr.contains("interrupted; then cluster `e2e-three` was not removed completely (teardown was stopped by a signal); left behind:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: `clusterctl down e2e-three --provider local`"),
+        "{stderr}"
+    );
+    assert_eq!(e.records(), ["e2e-three"]);
+    let (code, _, err) = e.json(&["down", "e2e-three"]);
+    assert_eq!(code, Some(0), "{err}");
+    stubborn.wait().unwrap();
     e.assert_clean();
 }
 
@@ -160,8 +512,7 @@ fn down_works_from_tags_without_the_record() {
     e.assert_clean();
 }
 
-#[test]
-fn sigint_during_up_leaves_nothing() {
+fn interrupted_up_leaves_nothing(signal: Signal) {
     let e = Env::new();
     let child = e
         .cmd()
@@ -171,23 +522,55 @@ fn sigint_during_up_leaves_nothing() {
         .spawn()
         .unwrap();
     // Interrupt once the scheduler process exists, before the cluster is ready.
-    let started = Instant::now();
-    while e.processes().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "scheduler never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    until_a_node_runs(&e);
+    send(&child, signal);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("tearing down"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{signal} received: tearing down")),
+        "{stderr}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn sigint_during_up_leaves_nothing() {
+    interrupted_up_leaves_nothing(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_during_up_leaves_nothing() {
+    interrupted_up_leaves_nothing(Signal::SIGTERM);
+}
+
+#[test]
+fn wait_workers_fewer_than_all_is_ready_early() {
+    let e = Env::new();
+    let (code, up, err) = e.json(&[
+        "up",
+        "--workers",
+        "3",
+        "--wait-workers",
+        "1",
+        "--name",
+        "e2e-partial",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(up["ready"], true);
+    assert_eq!(up["workers"]["requested"], 3);
+    assert_eq!(up["workers"]["awaited"], 1);
+    let joined = up["workers"]["joined"].as_u64().unwrap();
+    assert!((1..=3).contains(&joined), "{up}");
+    // The rest keep joining; a client computes on what is there.
+    let r = client(&env_of(&e, "e2e-partial"), &["compute", "10"]);
+    assert_eq!(r["result"], 285);
+    // `wait` uses the recorded `--wait-workers` too.
+    let (code, w, err) = e.json(&["wait", "e2e-partial"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(w["workers"]["awaited"], 1);
+    let (code, _, err) = e.json(&["down", "e2e-partial"]);
+    assert_eq!(code, Some(0), "{err}");
     e.assert_clean();
 }
 
@@ -197,6 +580,16 @@ fn no_wait_then_wait() {
     let (code, up, err) = e.json(&["up", "--workers", "1", "--name", "e2e-later", "--no-wait"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(up["ready"], false);
+    // `wait` takes the cluster's lock, like `scale` and `down`.
+    let lock = std::fs::File::open(e.state_dir().join("locks/e2e-later.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let (code, _, err) = e.json(&["wait"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("being changed by another clusterctl process"),
+        "{err}"
+    );
+    drop(lock);
     let (code, w, err) = e.json(&["wait"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(w["ready"], true);

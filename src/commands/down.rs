@@ -1,15 +1,20 @@
 //! `down`: tear clusters down from the provider's tags, verify nothing is left, forget their
-//! records. Idempotent: a cluster that is already gone is success.
+//! records. Idempotent: a cluster that is already gone is success. `--timeout` bounds each
+//! cluster's whole teardown; what cannot be removed in time is named, and its record kept.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use clusterctl_core::{ClusterProvider, lifecycle, model::ClusterName};
+use clusterctl_core::{
+    ClusterProvider, Error,
+    lifecycle::{self, Tracker},
+    model::{ClusterName, MAX_TIMEOUT},
+};
 use serde::Serialize;
 use serde_json::json;
 
 use super::{Ctx, providers_to_ask};
-use crate::{cli::DownArgs, providers::ProviderOptions, settings};
+use crate::{cli::DownArgs, providers::ProviderOptions, settings, signals::Signals};
 
 #[derive(Serialize)]
 struct Removed {
@@ -20,7 +25,11 @@ struct Removed {
 
 pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     let timeout = match &args.timeout {
-        Some(t) => settings::parse_duration("--timeout", t)?,
+        Some(t) => {
+            let d = settings::parse_duration("--timeout", t)?;
+            clusterctl_core::model::check_duration_max("--timeout", t, d, MAX_TIMEOUT)?;
+            d
+        }
         None => lifecycle::TEARDOWN_TIMEOUT,
     };
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
@@ -57,18 +66,34 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         let (provider, _) = ctx.locate(&name, &args.at).await?;
         targets.push((name, provider));
     }
+    let mut signals = Signals::install()?;
     let mut removed = Vec::new();
     let mut first_error = None;
+    let several = targets.len() > 1;
     for (name, provider) in targets {
-        match down_one(ctx, &name, provider.as_ref(), timeout).await {
+        let mut abandoned = false;
+        let outcome = down_one(
+            ctx,
+            &name,
+            provider.as_ref(),
+            timeout,
+            &mut signals,
+            &mut abandoned,
+        );
+        match outcome.await {
             Ok(nodes) => removed.push(Removed {
                 name: name.to_string(),
                 provider: provider.kind().to_string(),
                 nodes_terminated: nodes,
             }),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                if several {
+                    eprintln!("error: {e:#}");
+                }
                 first_error.get_or_insert(e);
+                if abandoned {
+                    break;
+                }
             }
         }
     }
@@ -103,10 +128,23 @@ async fn down_one(
     name: &ClusterName,
     provider: &dyn ClusterProvider,
     timeout: Duration,
+    signals: &mut Signals,
+    abandoned: &mut bool,
 ) -> Result<Vec<String>> {
     let _lock = ctx.store.lock(name)?;
+    // A young cluster's empty listing is confirmed (clouds list new nodes late).
+    let created_at = ctx.store.load(name)?.map(|r| r.spec.created_at);
+    let tracker = Tracker::new(created_at);
     let progress = ctx.printer.progress();
-    let teardown = lifecycle::down(provider, name, timeout, &progress).await?;
-    ctx.store.remove(name)?;
-    Ok(teardown.nodes_terminated)
+    let teardown = super::guarded_down(provider, name, &tracker, timeout, signals, &progress).await;
+    match teardown {
+        Ok(t) => {
+            ctx.store.remove(name)?;
+            Ok(t.nodes_terminated)
+        }
+        Err(failure) => {
+            *abandoned = matches!(failure, Error::Interrupted);
+            Err(tracker.left_behind(provider, name, None, failure).into())
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub async fn logs(ctx: &Ctx<'_>, args: &LogsArgs) -> Result<u8> {
         RoleArg::Scheduler => Role::Scheduler,
         RoleArg::Worker => Role::Worker,
     });
-    let logs = provider.logs(&name, role, args.tail).await?;
+    let logs = provider.logs(&name, role, args.tail, None).await?;
     if logs.is_empty() {
         ctx.printer
             .info(&format!("clusterctl: no logs found for cluster `{name}`"));

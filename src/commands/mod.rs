@@ -12,12 +12,13 @@ mod status;
 mod up;
 mod wait;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use clap::ArgMatches;
 use clusterctl_core::{
     ClusterProvider, Error,
+    lifecycle::{self, Teardown, Tracker},
     model::{ClusterName, ProviderKind},
     record::{ClusterRecord, RecordStore},
 };
@@ -25,9 +26,10 @@ use clusterctl_core::{
 use crate::{
     cli::{Cli, Command, ConfigCommand},
     config::{self, LoadedConfig},
-    output::Printer,
+    output::{Printer, Reporter},
     providers::{self, Paths, ProviderOptions},
     settings,
+    signals::{Interrupt, OnSignal, Signals},
 };
 
 /// What every command gets.
@@ -157,6 +159,51 @@ pub async fn reach_of(
     }
 }
 
+/// Remove `name` (bounded by `timeout`) while signals are watched, as [`guard_teardown`] does.
+/// A failure is the caller's to turn into [`Tracker::left_behind`].
+pub async fn guarded_down(
+    provider: &dyn ClusterProvider,
+    name: &ClusterName,
+    tracker: &Tracker,
+    timeout: Duration,
+    signals: &mut Signals,
+    progress: &Reporter,
+) -> clusterctl_core::Result<Teardown> {
+    let work = lifecycle::down(provider, name, tracker, timeout, progress);
+    guard_teardown(signals, progress, name, tracker, work).await
+}
+
+/// Run `work`, a teardown of `name`, while signals are watched: the first says that teardown is
+/// in progress and what another signal would leave; the next abandons it at once
+/// ([`Error::Interrupted`]).
+pub async fn guard_teardown<T>(
+    signals: &mut Signals,
+    progress: &Reporter,
+    name: &ClusterName,
+    tracker: &Tracker,
+    work: impl Future<Output = clusterctl_core::Result<T>>,
+) -> clusterctl_core::Result<T> {
+    let out = signals
+        .guard(work, |sig, n| {
+            if n == 1 {
+                progress.warn(&teardown_in_progress(sig, name, tracker));
+                OnSignal::Continue
+            } else {
+                OnSignal::Abandon
+            }
+        })
+        .await;
+    out.unwrap_or(Err(Error::Interrupted))
+}
+
+/// What a signal during a teardown is answered with.
+pub fn teardown_in_progress(sig: Interrupt, name: &ClusterName, tracker: &Tracker) -> String {
+    format!(
+        "{sig} received: the teardown of `{name}` is in progress; another signal stops it at once and leaves behind: {}",
+        tracker.unremoved(name).join(", ")
+    )
+}
+
 /// Providers to ask when listing: the configured one plus those that have records here.
 pub fn providers_to_ask(
     ctx: &Ctx<'_>,
@@ -177,7 +224,7 @@ pub fn providers_to_ask(
 pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Result<u8> {
     let file = config::load(cli.global.config.as_deref())?;
     let paths = Paths::from_env();
-    let store = RecordStore::new(paths.state_dir.clone());
+    let store = RecordStore::new(paths.state_dir.clone()).owned_by(nix::unistd::geteuid().as_raw());
     let ctx = Ctx {
         printer,
         paths,

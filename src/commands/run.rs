@@ -1,12 +1,19 @@
 //! `run`: `up`, then the command with the cluster's environment, then always `down` (after the
 //! command exits, fails, or is interrupted). Exits with the command's status, 130 when
-//! interrupted, or 1 when the command succeeded but teardown did not.
+//! interrupted, or 1 when the command succeeded but teardown did not. It never returns without
+//! either tearing the cluster down or saying what is left (and keeping its record).
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::ArgMatches;
-use clusterctl_core::{Error, lifecycle, model::ProviderKind, record::ClusterRecord};
+use clusterctl_core::{
+    Error,
+    lifecycle::{self, Tracker},
+    model::{ClusterName, ProviderKind},
+    record::{ClusterLock, ClusterRecord, RecordStore},
+    wait::Deadline,
+};
 use clusterctl_local::runtime::{self, Resolution, RuntimeSource};
 use serde_json::json;
 
@@ -15,10 +22,14 @@ use super::{
     env::client_env,
     up::{Launch, launch},
 };
-use crate::{cli::RunArgs, settings, signals::Signals};
+use crate::{cli::RunArgs, output::Reporter, settings, signals::Signals};
 
 /// How long the command gets to exit after it was forwarded a signal.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// How long teardown waits for another clusterctl process (a `scale` the command started) to
+/// release the cluster.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) -> Result<u8> {
     let mut settings = settings::resolve_up(&args.up, matches, ctx.file.as_ref())?;
@@ -35,7 +46,10 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     let mut signals = Signals::install()?;
     let progress = ctx.printer.progress();
     let Launch::Up {
-        record, launched, ..
+        record,
+        launched,
+        provider,
+        ..
     } = launch(ctx, &settings, &progress, &mut signals).await?
     else {
         unreachable!("not a dry run")
@@ -51,10 +65,12 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     ));
 
     let mut child = tokio::process::Command::new(&args.command[0]);
-    child
-        .args(&args.command[1..])
-        .envs(client_env(&record)?)
-        .kill_on_drop(true);
+    child.args(&args.command[1..]).kill_on_drop(true);
+    // An error from here on must not skip the teardown below.
+    let env = client_env(&record);
+    if let Ok(vars) = &env {
+        child.envs(vars.iter().map(|(k, v)| (k, v)));
+    }
     if reach.is_tunnel() {
         child.env("DASK_SCHEDULER_ADDRESS", &reach.endpoints.scheduler_address);
         child.env("CLUSTERCTL_DASHBOARD_URL", &reach.endpoints.dashboard_url);
@@ -62,15 +78,20 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     if let Some(path) = local_runtime_path(ctx, &record).await {
         child.env("PATH", path);
     }
-    let (status, interrupted) = match child.spawn() {
+    let (status, interrupted) = match env.map(|_| child.spawn()) {
         Err(e) => {
+            ctx.printer
+                .info(&format!("error: the cluster's client environment: {e}"));
+            (Some(1), false)
+        }
+        Ok(Err(e)) => {
             ctx.printer.info(&format!(
                 "error: could not start `{}`: {e}",
                 args.command[0]
             ));
             (Some(127), false)
         }
-        Ok(mut child) => {
+        Ok(Ok(mut child)) => {
             tokio::select! {
                 s = child.wait() => (s.ok().map(exit_code), false),
                 sig = signals.interrupted() => {
@@ -92,14 +113,23 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
 
     drop(reach);
     let progress = ctx.printer.progress();
-    let _lock = ctx.store.lock(&name)?;
-    let teardown = lifecycle::down(
-        ctx.provider_of(&record).await?.as_ref(),
-        &name,
-        lifecycle::TEARDOWN_TIMEOUT,
-        &progress,
-    )
-    .await;
+    // The provider `up` used (not rebuilt: that could fail), the nodes it launched, and the
+    // cluster's lock, waited for when another command (a `scale` of the job's) holds it.
+    let tracker = Tracker::with_nodes(Some(record.spec.created_at), &launched.nodes);
+    let work = async {
+        let _lock = lock_when_free(&ctx.store, &name, LOCK_WAIT, &progress).await?;
+        lifecycle::down(
+            provider.as_ref(),
+            &name,
+            &tracker,
+            lifecycle::TEARDOWN_TIMEOUT,
+            &progress,
+        )
+        .await
+    };
+    let teardown = super::guard_teardown(&mut signals, &progress, &name, &tracker, work)
+        .await
+        .map_err(|failure| tracker.left_behind(provider.as_ref(), &name, None, failure));
     progress.finish();
     if teardown.is_ok() {
         ctx.store.remove(&name)?;
@@ -109,14 +139,48 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs, matches: Option<&ArgMatches>) ->
     } else {
         status.unwrap_or(1)
     };
-    ctx.printer.result(String::new, &json!({ "name": name, "exit_code": code, "teardown": teardown.as_ref().map(|_| "ok").unwrap_or("failed") }));
     match teardown {
+        // Exit 1 with what is left (the one JSON object is then the error).
         Err(e) if code == 0 || interrupted => Err(e.into()),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The command's status stays the exit code; what is left is said all the same.
+            ctx.printer.result(String::new, &json!({ "name": name, "exit_code": code, "teardown": "failed", "left_behind": e.left_behind() }));
+            crate::diagnostics::print_error(&e);
             Ok(code)
         }
-        Ok(_) => Ok(code),
+        Ok(_) => {
+            ctx.printer.result(
+                String::new,
+                &json!({ "name": name, "exit_code": code, "teardown": "ok", "left_behind": [] }),
+            );
+            Ok(code)
+        }
+    }
+}
+
+/// The lock of `name`, waiting up to `within` while another clusterctl process holds it.
+async fn lock_when_free(
+    store: &RecordStore,
+    name: &ClusterName,
+    within: Duration,
+    progress: &Reporter,
+) -> clusterctl_core::Result<ClusterLock> {
+    let deadline = Deadline::after(within);
+    let mut said = false;
+    loop {
+        match store.lock(name) {
+            Err(Error::Busy(_)) if !deadline.expired() => {
+                if !said {
+                    progress.warn(&format!(
+                        "another clusterctl process holds cluster `{name}`; waiting up to {}s for it before tearing down",
+                        within.as_secs()
+                    ));
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
     }
 }
 

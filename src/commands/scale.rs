@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clusterctl_core::{
-    Error, lifecycle, model::ClusterName, provider::LaunchContext, tls::TlsBundle,
+    Error, lifecycle,
+    model::{ClusterName, MAX_TIMEOUT},
+    provider::LaunchContext,
+    tls::TlsBundle,
 };
 use serde_json::json;
 
@@ -15,7 +18,11 @@ pub async fn scale(ctx: &Ctx<'_>, args: &ScaleArgs) -> Result<u8> {
     let name = ClusterName::new(&args.name)?;
     let target = settings::parse_workers("--workers", &args.workers)?;
     let timeout = match &args.timeout {
-        Some(t) => settings::parse_duration("--timeout", t)?,
+        Some(t) => {
+            let d = settings::parse_duration("--timeout", t)?;
+            clusterctl_core::model::check_duration_max("--timeout", t, d, MAX_TIMEOUT)?;
+            d
+        }
         None => Duration::from_secs(600),
     };
     let _lock = ctx.store.lock(&name)?;

@@ -8,7 +8,7 @@ use clap::ArgMatches;
 use clusterctl_core::{
     ClusterProvider, Error,
     health::SchedulerView,
-    lifecycle::{self, Launched, Progress as _, ReadyWait},
+    lifecycle::{self, Cancel, Launched, ReadyWait, Tracker},
     model::Endpoints,
     provider::{LaunchContext, Plan},
     record::{ClusterRecord, ProviderConfig, RECORD_VERSION, RecordState},
@@ -22,7 +22,7 @@ use crate::{
     output::Reporter,
     providers::{self, ProviderOptions},
     settings::{self, UpSettings},
-    signals::Signals,
+    signals::{OnSignal, Signals},
 };
 
 /// What [`launch`] produced.
@@ -33,12 +33,18 @@ pub enum Launch {
     Up {
         record: Box<ClusterRecord>,
         launched: Launched,
+        provider: Arc<dyn ClusterProvider>,
         elapsed: Duration,
     },
 }
 
 /// Create the cluster described by `settings`. On any failure or interruption after something
-/// was created, everything is torn down and the record removed before this returns.
+/// was created, everything is torn down and the record removed before this returns; when that
+/// teardown cannot finish, the record is kept and the error is [`Error::LeftBehind`].
+///
+/// Signals: the first stops `up` (a launch call in flight may return first) and tears down; a
+/// second says the teardown is in progress and what a third would leave; a third returns at
+/// once with what is left.
 pub async fn launch(
     ctx: &Ctx<'_>,
     settings: &UpSettings,
@@ -112,16 +118,31 @@ pub async fn launch(
         workers: wanted,
         timeout: settings.timeout,
     });
-    let outcome = tokio::select! {
-        r = lifecycle::up(provider.as_ref(), &lctx, wait, progress) => r,
-        sig = signals.interrupted() => {
-            progress.note(&format!("{sig:?} received: tearing down what was created"));
-            match lifecycle::down(provider.as_ref(), name, lifecycle::TEARDOWN_TIMEOUT, progress).await {
-                Ok(_) => Err(Error::Interrupted),
-                Err(e) => Err(e),
+    let cancel = Cancel::default();
+    let tracker = Tracker::default();
+    let work = lifecycle::up(provider.as_ref(), &lctx, wait, progress, &cancel, &tracker);
+    let guarded = signals
+        .guard(work, |sig, n| match n {
+            1 => {
+                progress.warn(&format!("{sig} received: tearing down what was created"));
+                cancel.cancel();
+                OnSignal::Continue
             }
-        }
-    };
+            2 => {
+                progress.warn(&super::teardown_in_progress(sig, name, &tracker));
+                OnSignal::Continue
+            }
+            _ => OnSignal::Abandon,
+        })
+        .await;
+    let outcome = guarded.unwrap_or_else(|| {
+        Err(tracker.left_behind(
+            provider.as_ref(),
+            name,
+            Some(Error::Interrupted),
+            Error::Interrupted,
+        ))
+    });
     match outcome {
         Ok(launched) => {
             record.endpoints = Some(launched.endpoints.clone());
@@ -134,9 +155,12 @@ pub async fn launch(
             Ok(Launch::Up {
                 record: Box::new(record),
                 launched,
+                provider,
                 elapsed: progress.elapsed(),
             })
         }
+        // The record (with where the cluster is) stays for `down` to finish the job.
+        Err(e @ Error::LeftBehind { .. }) => Err(e.into()),
         Err(e) => {
             ctx.store.remove(name)?;
             Err(e.into())
@@ -156,6 +180,7 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs, matches: Option<&ArgMatches>) -> R
             record,
             launched,
             elapsed,
+            ..
         } => print_ready(
             ctx,
             &record,

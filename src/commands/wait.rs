@@ -1,13 +1,13 @@
 //! `wait`: wait for the readiness of a cluster created with `up --no-wait`. If it never becomes
 //! ready within its deadline, or the wait is interrupted (a cancelled CI job), it is torn down,
-//! as `up` would have done.
+//! as `up` would have done. It holds the cluster's lock, like `scale` and `down`.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clusterctl_core::{
     Error,
-    lifecycle::{self, Progress as _},
+    lifecycle::{self, Progress as _, Tracker},
     record::RecordState,
     wait::Deadline,
 };
@@ -17,6 +17,7 @@ use crate::signals::Signals;
 
 pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
     let name = ctx.pick_name(name)?;
+    let _lock = ctx.store.lock(&name)?;
     let mut record = ctx.record(&name)?;
     let provider = ctx.provider_of(&record).await?;
     let endpoints = record.endpoints.clone().ok_or_else(|| Error::Scheduler {
@@ -52,15 +53,26 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
                 other => format!("did not become ready ({other})"),
             };
             progress.note(&format!("cluster `{name}` {why}; tearing it down"));
-            lifecycle::down(
+            drop(reach);
+            let tracker = Tracker::new(Some(record.spec.created_at));
+            let teardown = super::guarded_down(
                 provider.as_ref(),
                 &name,
+                &tracker,
                 lifecycle::TEARDOWN_TIMEOUT,
+                &mut signals,
                 &progress,
             )
-            .await?;
-            ctx.store.remove(&name)?;
-            Err(e.into())
+            .await;
+            match teardown {
+                Ok(_) => {
+                    ctx.store.remove(&name)?;
+                    Err(e.into())
+                }
+                Err(failure) => Err(tracker
+                    .left_behind(provider.as_ref(), &name, Some(e), failure)
+                    .into()),
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use clap::{ArgMatches, parser::ValueSource};
 use clusterctl_core::{
     Error, Result,
-    model::{ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
+    model::{self, ClusterName, ClusterSpec, NodeSize, ProviderKind, WaitWorkers, now_epoch},
 };
 use serde::Serialize;
 
@@ -321,6 +321,7 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let ttl = parse_duration("--ttl", &ttl_text)?;
+    model::check_duration_max("--ttl", &ttl_text, ttl, model::MAX_TTL)?;
     if ttl < Duration::from_secs(60) {
         return Err(Error::invalid(
             "--ttl",
@@ -339,6 +340,12 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let idle_timeout = parse_duration("--idle-timeout", &idle_text)?;
+    model::check_duration_max(
+        "--idle-timeout",
+        &idle_text,
+        idle_timeout,
+        model::MAX_IDLE_TIMEOUT,
+    )?;
     let timeout_text = r
         .pick(
             "timeout",
@@ -349,6 +356,7 @@ pub fn resolve_up(
         )
         .unwrap_or_default();
     let timeout = parse_duration("--timeout", &timeout_text)?;
+    model::check_duration_max("--timeout", &timeout_text, timeout, model::MAX_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(Error::invalid(
             "--timeout",

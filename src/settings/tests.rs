@@ -126,6 +126,11 @@ fn memory_sizes() {
     assert_eq!(parse_memory("m", "1024").unwrap(), 1024);
     assert!(parse_memory("m", "64MiB").is_err());
     assert!(parse_memory("m", "4 parsecs").is_err());
+    assert!(parse_memory("m", "25TiB").is_err());
+    assert!(
+        parse_memory("m", "18446744073709551615T").is_err(),
+        "no overflow"
+    );
 }
 
 #[test]

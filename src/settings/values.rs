@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use clusterctl_core::{Error, Result, tags};
+use clusterctl_core::{Error, Result, model, tags};
 
 use super::MAX_WORKERS;
 
@@ -81,8 +81,8 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
     let n: u64 = num.parse().map_err(|_| refuse())?;
     let mib = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "m" | "mi" | "mib" | "mb" => n,
-        "g" | "gi" | "gib" | "gb" => n * 1024,
-        "t" | "ti" | "tib" | "tb" => n * 1024 * 1024,
+        "g" | "gi" | "gib" | "gb" => n.saturating_mul(1024),
+        "t" | "ti" | "tib" | "tb" => n.saturating_mul(1024 * 1024),
         _ => return Err(refuse()),
     };
     if mib < 128 {
@@ -93,6 +93,7 @@ pub fn parse_memory(what: &'static str, s: &str) -> Result<u64> {
             Some("Dask needs at least a few hundred MiB per process".into()),
         ));
     }
+    model::check_memory_max(what, s, mib)?;
     Ok(mib)
 }
 

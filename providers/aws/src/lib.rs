@@ -601,12 +601,14 @@ impl ClusterProvider for Ec2Provider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
         let nodes = self.describe(Some(cluster), &[]).await?;
         let mut logs = Vec::new();
         for n in nodes
             .into_iter()
             .filter(|n| role.is_none_or(|r| r == n.role))
+            .take(max_nodes.unwrap_or(usize::MAX))
         {
             let out = self
                 .ec2

@@ -347,6 +347,13 @@ fn env_file(env: &BTreeMap<String, String>) -> Result<String> {
     Ok(out)
 }
 
+/// Minutes from `now` until the cluster's expiry, rounded up and at least 1: the VM's OS-level
+/// TTL (`shutdown -P +<minutes>`), so that a node booted late (a worker added by `scale`) powers
+/// off with the cluster, not a full TTL after its own boot.
+pub fn minutes_left(spec: &ClusterSpec, now: u64) -> u64 {
+    spec.expires_at().saturating_sub(now).div_ceil(60).max(1)
+}
+
 /// Render a VM's cloud-init user-data: write the intent's files, an env file and a run script,
 /// then start the run script, which arms the TTL power-off and runs Dask in the image with host
 /// networking.
@@ -358,7 +365,7 @@ pub fn render_cloud_init(
 ) -> Result<String> {
     let env = template_env();
     let root = &layout.files_root;
-    let ttl_minutes = spec.ttl.as_secs().div_ceil(60).max(1);
+    let ttl_minutes = minutes_left(spec, crate::model::now_epoch());
     let script = env
         .render_str(
             NODE_RUN_SH,
@@ -561,7 +568,8 @@ pub(crate) mod tests {
         );
         let (mode, script) = decode("/etc/clusterctl/run.sh");
         assert_eq!(mode, "0700");
-        assert!(script.contains("shutdown -P +60 "), "{script}");
+        // The test spec expired long ago (created at 1000): the shortest TTL.
+        assert!(script.contains("shutdown -P +1 "), "{script}");
         assert!(script.contains("apt-get install -yq docker.io"), "{script}");
         assert!(
             script.contains("'ghcr.io/dask/dask:2026.8.0-py3.12'")
@@ -630,5 +638,21 @@ pub(crate) mod tests {
     fn env_file_refuses_newlines() {
         let env = BTreeMap::from([("A".to_string(), "x\ny".to_string())]);
         assert!(env_file(&env).is_err());
+    }
+
+    #[test]
+    fn vm_ttl_counts_down_to_the_clusters_expiry() {
+        let mut s = spec();
+        s.created_at = 1_000_000;
+        s.ttl = Duration::from_secs(3600);
+        // At `up`: the full TTL.
+        assert_eq!(minutes_left(&s, 1_000_000), 60);
+        // A worker added by `scale` 50 minutes later gets the 10 minutes that are left.
+        assert_eq!(minutes_left(&s, 1_000_000 + 50 * 60), 10);
+        // Rounded up: 10 minutes and 1 second left is 11.
+        assert_eq!(minutes_left(&s, 1_000_000 + 50 * 60 - 1), 11);
+        // At or past the expiry: at least a minute, never zero (which would mean now).
+        assert_eq!(minutes_left(&s, 1_000_000 + 3600), 1);
+        assert_eq!(minutes_left(&s, 9_000_000), 1);
     }
 }

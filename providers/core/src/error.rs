@@ -173,6 +173,50 @@ pub enum Error {
     /// The user interrupted the operation (Ctrl-C, SIGTERM).
     #[error("interrupted")]
     Interrupted,
+    /// Removing a cluster did not finish (a rollback after `up` failed, `run`'s or `down`'s
+    /// teardown): what is left, and the failure that led to the removal, if any. The local record
+    /// is kept, so that `down` can finish the job.
+    #[error(
+        "{}cluster `{name}` was not removed completely ({why}); left behind: {}",
+        original.as_ref().map(|o| format!("{o}; then ")).unwrap_or_default(),
+        left.join(", ")
+    )]
+    LeftBehind {
+        /// The cluster name.
+        name: String,
+        /// The flags that make `clusterctl down NAME` find it: `--provider P [--region R]`.
+        locate: Vec<String>,
+        /// The failure that started the removal (`up`'s error), if any.
+        original: Option<Box<Error>>,
+        /// Why the removal stopped.
+        why: String,
+        /// What is (or may be) left, one entry each.
+        left: Vec<String>,
+    },
+    /// The state directory (records, locks, client keys) is not safe to trust.
+    #[error(
+        "{path} is {problem}; clusterctl will not trust the cluster records and keys kept there"
+    )]
+    UntrustedState {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The command that fixes it.
+        fix: String,
+    },
+}
+
+/// `word` as one shell word (quoted when it holds anything but plain characters).
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -215,10 +259,12 @@ impl Error {
                 | Error::Unsupported { .. }
                 | Error::ProviderUnavailable { .. }
                 | Error::AlreadyExists { .. }
+                | Error::UntrustedState { .. }
         )
     }
 
-    /// The process exit code for this error: 2 usage, 130 interrupted, 1 otherwise.
+    /// The process exit code for this error: 2 usage, 130 interrupted (with everything removed),
+    /// 1 otherwise, including whenever something is left behind.
     pub fn exit_code(&self) -> u8 {
         match self {
             e if e.is_usage() => 2,
@@ -272,13 +318,41 @@ impl Error {
                     "run `clusterctl down {name}` again; it is safe to repeat"
                 )]
             }
+            Error::LeftBehind {
+                name,
+                locate,
+                original,
+                ..
+            } => {
+                let mut command = vec!["clusterctl".to_string(), "down".into(), name.clone()];
+                command.extend(locate.iter().map(|f| shell_word(f)));
+                let mut hints = vec![format!(
+                    "`{}` finishes removing it (safe to repeat; `--timeout` gives it longer)",
+                    command.join(" ")
+                )];
+                hints.extend(original.iter().flat_map(|o| o.hints()));
+                hints
+            }
+            Error::UntrustedState { fix, .. } => vec![fix.clone()],
             _ => Vec::new(),
+        }
+    }
+
+    /// What is known to be left of a cluster after this error (empty when nothing is).
+    pub fn left_behind(&self) -> &[String] {
+        match self {
+            Error::LeftBehind { left, .. } => left,
+            Error::Leftovers { resources, .. } => resources,
+            _ => &[],
         }
     }
 
     /// Log tails carried by the error, to print after it.
     pub fn log_tail(&self) -> Option<&str> {
         match self {
+            Error::LeftBehind {
+                original: Some(o), ..
+            } => o.log_tail(),
             Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }
                 if !log_tail.trim().is_empty() =>
             {

@@ -13,7 +13,8 @@
 //! - [`wait`] and [`retry`]: deadlines for every wait, jittered backoff for every throttled call;
 //! - `rest` (Cargo feature `rest`): the JSON-over-HTTPS client of the REST clouds, and
 //!   [`api_log`], the request log every platform client writes for benchmarks;
-//! - [`lifecycle`]: `up` with rollback, readiness, `scale` and `down` over any provider;
+//! - [`lifecycle`]: `up` with rollback, readiness and `scale` over any provider;
+//! - [`teardown`]: `down`, what it knows besides the listing, and what it says it leaves;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
 
@@ -30,8 +31,12 @@ pub mod record;
 pub mod rest;
 pub mod retry;
 pub mod tags;
+pub mod teardown;
 pub mod tls;
 pub mod wait;
+
+#[cfg(test)]
+mod fake;
 
 pub use error::{Error, Result};
 pub use model::{ClusterName, ClusterSpec, Node, NodeState, ProviderKind, Role};

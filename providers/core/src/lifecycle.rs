@@ -1,11 +1,21 @@
 //! The life of a cluster over any provider: `up` (bootstrap, parallel boot, readiness, rollback
-//! on any failure), readiness waits, `scale` and `down`. Providers do platform work; the order,
-//! the deadlines and the guarantees live here, once.
+//! on any failure or interruption), readiness waits and `scale`; `down` is in
+//! [`crate::teardown`]. Providers do platform work; the order, the deadlines and the guarantees
+//! live here, once.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
+pub use crate::teardown::{TEARDOWN_TIMEOUT, Teardown, Tracker, down};
 use crate::{
     error::{Error, Result},
     health::{Dashboard, SchedulerView},
@@ -90,30 +100,124 @@ pub struct Launched {
     pub ready: Option<SchedulerView>,
 }
 
-/// How long a rollback or `down` may take before it reports what is left.
-pub const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an interrupted `up` lets a launch call in flight return, to learn (and then remove)
+/// the nodes it started.
+pub const LAUNCH_GRACE: Duration = Duration::from_secs(15);
 
-/// Create the cluster, wait until it is ready (unless `wait` is `None`), and on any failure
-/// remove everything created before returning the error.
+/// A request to stop `up`, set by the caller (on a signal) and honoured between platform calls.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    /// Ask `up` to stop and remove what it created.
+    pub fn cancel(&self) {
+        self.0.set.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether it was asked.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.set.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once it is asked.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Create the cluster, wait until it is ready (unless `wait` is `None`), and on any failure, or
+/// when `cancel` is set, remove everything created before returning the error
+/// ([`Error::Interrupted`] when cancelled). A launch call in flight when `cancel` is set may
+/// finish (up to [`LAUNCH_GRACE`]) so that its nodes are known; `tracker` keeps every node a
+/// launch call returned, and the rollback terminates them even where the platform's listing
+/// does not show them yet. When the rollback cannot remove everything, the error is
+/// [`Error::LeftBehind`], carrying the original one.
 pub async fn up(
     provider: &dyn ClusterProvider,
     ctx: &LaunchContext<'_>,
     wait: Option<ReadyWait>,
     progress: &dyn Progress,
+    cancel: &Cancel,
+    tracker: &Tracker,
 ) -> Result<Launched> {
+    tracker.created(ctx.spec.created_at);
     let deadline = wait.map(|w| Deadline::after(w.timeout));
-    let result = launch_and_wait(provider, ctx, wait, deadline, progress).await;
-    match result {
-        Ok(l) => Ok(l),
-        Err(err) => {
-            progress.note(&format!("up failed ({err}); removing what was created"));
-            if let Err(rollback) = down(provider, &ctx.spec.name, TEARDOWN_TIMEOUT, progress).await
-            {
-                progress.note(&format!("rollback incomplete: {rollback}"));
+    let work = launch_and_wait(provider, ctx, wait, deadline, progress, cancel, tracker);
+    tokio::pin!(work);
+    let finished = tokio::select! {
+        r = &mut work => Some(r),
+        () = cancel.cancelled() => None,
+    };
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            if tracker.is_launching() {
+                progress.note(&format!(
+                    "waiting up to {}s for the launch call in flight to return, to remove what it started",
+                    LAUNCH_GRACE.as_secs()
+                ));
+                let _ = tokio::time::timeout(LAUNCH_GRACE, &mut work).await;
             }
-            Err(err)
+            Err(Error::Interrupted)
         }
+    };
+    let err = match result {
+        Ok(launched) => return Ok(launched),
+        Err(e) => e,
+    };
+    if !matches!(err, Error::Interrupted) {
+        progress.note(&format!("up failed ({err}); removing what was created"));
     }
+    match down(
+        provider,
+        &ctx.spec.name,
+        tracker,
+        TEARDOWN_TIMEOUT,
+        progress,
+    )
+    .await
+    {
+        Ok(_) => Err(err),
+        Err(failure) => Err(tracker.left_behind(provider, &ctx.spec.name, Some(err), failure)),
+    }
+}
+
+/// One platform call that creates something: marked in flight while it runs, its nodes
+/// remembered as soon as it returns, and the cancellation checked before and after.
+async fn launch_step<T>(
+    tracker: &Tracker,
+    cancel: &Cancel,
+    nodes_of: impl Fn(&T) -> Vec<Node>,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    tracker.set_launching(true);
+    let out = call.await;
+    tracker.set_launching(false);
+    if let Ok(v) = &out {
+        tracker.launched(&nodes_of(v));
+    }
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    out
 }
 
 async fn launch_and_wait(
@@ -122,11 +226,19 @@ async fn launch_and_wait(
     wait: Option<ReadyWait>,
     deadline: Option<Deadline>,
     progress: &dyn Progress,
+    cancel: &Cancel,
+    tracker: &Tracker,
 ) -> Result<Launched> {
     progress.phase(Phase::CreatingResources);
-    provider.bootstrap(ctx).await?;
+    launch_step(tracker, cancel, |_| Vec::new(), provider.bootstrap(ctx)).await?;
     progress.phase(Phase::StartingScheduler);
-    let launch = provider.launch_scheduler(ctx).await?;
+    let launch = launch_step(
+        tracker,
+        cancel,
+        |l: &crate::provider::SchedulerLaunch| vec![l.node.clone()],
+        provider.launch_scheduler(ctx),
+    )
+    .await?;
     let address = match launch.address.clone() {
         Some(a) => a,
         None => {
@@ -134,7 +246,7 @@ async fn launch_and_wait(
             poll_until(
                 "waiting for the scheduler's address",
                 d,
-                Interval::CLOUD,
+                provider.poll_interval(),
                 || async {
                     let nodes = provider.list_nodes(Some(&ctx.spec.name)).await?;
                     let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
@@ -161,7 +273,15 @@ async fn launch_and_wait(
             count: ctx.spec.workers,
             first_index: 0,
         };
-        nodes.extend(provider.launch_workers(ctx, &address, batch).await?);
+        nodes.extend(
+            launch_step(
+                tracker,
+                cancel,
+                |n: &Vec<Node>| n.clone(),
+                provider.launch_workers(ctx, &address, batch),
+            )
+            .await?,
+        );
     }
     let endpoints = provider.endpoints(&launch.node, ctx.spec.private).await?;
     let reach = provider
@@ -215,7 +335,7 @@ pub async fn wait_ready(
     let result = wait_ready_inner(provider, cluster, &dash, wanted, deadline, progress).await;
     match result {
         Err(mut err) => {
-            attach_logs(provider, cluster, &mut err).await;
+            attach_logs(provider, cluster, &mut err, LOG_DEADLINE).await;
             Err(err)
         }
         ok => ok,
@@ -338,99 +458,49 @@ async fn ensure_alive(
     Ok(())
 }
 
-/// Put the tails of the nodes' logs into a timeout or node failure.
-async fn attach_logs(provider: &dyn ClusterProvider, cluster: &ClusterName, err: &mut Error) {
+/// How long the logs shown with a failure may take to arrive: the rollback waits for them.
+const LOG_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Put the tails of the nodes' logs into a timeout or node failure: the scheduler's and one
+/// worker's (they tell most; all workers would flood the terminal and cost a platform call
+/// each), fetched within `within`.
+async fn attach_logs(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    err: &mut Error,
+    within: Duration,
+) {
     let (Error::Timeout { log_tail, .. } | Error::NodeFailed { log_tail, .. }) = err else {
         return;
     };
-    let Ok(logs) = provider.logs(cluster, None, 15).await else {
+    let one = |role| async move {
+        provider
+            .logs(cluster, Some(role), 15, Some(1))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .take(1)
+    };
+    let fetch = async {
+        let (s, w) = tokio::join!(one(Role::Scheduler), one(Role::Worker));
+        s.chain(w).collect::<Vec<_>>()
+    };
+    let Ok(shown) = tokio::time::timeout(within, fetch).await else {
+        *log_tail = format!(
+            "(the nodes' logs did not arrive within {}s)\n",
+            within.as_secs()
+        );
         return;
     };
-    // The scheduler and the first worker tell most; all workers would flood the terminal.
-    let shown = logs
-        .iter()
-        .filter(|l| l.role == Role::Scheduler)
-        .chain(logs.iter().filter(|l| l.role == Role::Worker).take(1));
-    {
-        let mut text = String::new();
-        for log in shown {
-            text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
-            for line in &log.lines {
-                text.push_str(line);
-                text.push('\n');
-            }
+    let mut text = String::new();
+    for log in shown {
+        text.push_str(&format!("--- {} ({}) ---\n", log.node, log.role));
+        for line in &log.lines {
+            text.push_str(line);
+            text.push('\n');
         }
-        *log_tail = text;
     }
-}
-
-/// What `down` removed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Teardown {
-    /// Nodes that were terminated.
-    pub nodes_terminated: Vec<String>,
-}
-
-/// Remove every node and resource tagged for `cluster`, wait until they are gone, and verify
-/// that nothing tagged for it is left. Safe to repeat; works from tags alone.
-pub async fn down(
-    provider: &dyn ClusterProvider,
-    cluster: &ClusterName,
-    timeout: Duration,
-    progress: &dyn Progress,
-) -> Result<Teardown> {
-    progress.phase(Phase::TearingDown);
-    let deadline = Deadline::after(timeout);
-    let nodes: Vec<Node> = provider
-        .list_nodes(Some(cluster))
-        .await?
-        .into_iter()
-        .filter(|n| n.state != crate::model::NodeState::Terminated)
-        .collect();
-    if !nodes.is_empty() {
-        provider.terminate_nodes(cluster, &nodes).await?;
-    }
-    poll_until(
-        "waiting for nodes to terminate",
-        deadline,
-        Interval::FAST,
-        || async {
-            let left: Vec<Node> = provider
-                .list_nodes(Some(cluster))
-                .await?
-                .into_iter()
-                .filter(|n| n.state != crate::model::NodeState::Terminated)
-                .collect();
-            if left.is_empty() {
-                return Ok(Poll::Ready(()));
-            }
-            // Nodes that appeared late (an eventually consistent listing, a launch racing this
-            // teardown) are terminated too; those already stopping are left to finish.
-            let late: Vec<Node> = left
-                .iter()
-                .filter(|n| n.state.is_alive())
-                .cloned()
-                .collect();
-            if !late.is_empty() {
-                provider.terminate_nodes(cluster, &late).await?;
-            }
-            Ok(Poll::Pending(format!(
-                "{} node(s) still running",
-                left.len()
-            )))
-        },
-    )
-    .await?;
-    let leftovers = provider.cleanup(cluster).await?;
-    if !leftovers.is_empty() {
-        return Err(Error::Leftovers {
-            name: cluster.to_string(),
-            resources: leftovers,
-        });
-    }
-    Ok(Teardown {
-        nodes_terminated: nodes.into_iter().map(|n| n.name).collect(),
-    })
+    *log_tail = text;
 }
 
 /// What `scale` changed.
@@ -508,7 +578,7 @@ pub async fn scale(
         let left = poll_until(
             "waiting for the platform to retire the surplus workers",
             deadline,
-            Interval::FAST,
+            provider.poll_interval(),
             || async {
                 let alive: Vec<Node> = provider
                     .list_nodes(Some(cluster))
@@ -545,7 +615,7 @@ pub async fn scale(
         poll_until(
             "waiting for retired workers to stop",
             deadline,
-            Interval::FAST,
+            provider.poll_interval(),
             || async {
                 let left = provider
                     .list_nodes(Some(cluster))
@@ -632,6 +702,52 @@ mod tests {
             dask_addresses_of(&v, &kept, &surplus),
             ["tcp://127.0.0.1:6"]
         );
+    }
+
+    #[tokio::test]
+    async fn logs_shown_with_a_failure_are_one_per_role_and_bounded() {
+        use crate::fake::{Fake, QUICK};
+        let fake = Fake::new(QUICK);
+        fake.add(Role::Scheduler, "scheduler");
+        for w in ["worker-0", "worker-1", "worker-2"] {
+            fake.add(Role::Worker, w);
+        }
+        let cluster = ClusterName::new("t").unwrap();
+        let timeout = || Error::Timeout {
+            phase: "waiting".into(),
+            after: Duration::from_secs(1),
+            detail: String::new(),
+            log_tail: String::new(),
+        };
+        let mut err = timeout();
+        attach_logs(&fake, &cluster, &mut err, Duration::from_secs(5)).await;
+        let tail = err.log_tail().unwrap();
+        assert!(
+            tail.contains("--- scheduler (scheduler) ---\nlog of scheduler")
+                && tail.contains("--- worker-0 (worker) ---")
+                && !tail.contains("worker-1"),
+            "{tail}"
+        );
+        let mut calls = fake.get(|s| s.log_calls.clone());
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                (Some(Role::Scheduler), Some(1)),
+                (Some(Role::Worker), Some(1))
+            ]
+        );
+
+        // A platform that does not answer delays the rollback by the deadline, no more.
+        fake.set(|s| s.logs_hang = true);
+        let mut err = timeout();
+        let started = std::time::Instant::now();
+        let bounded = attach_logs(&fake, &cluster, &mut err, Duration::from_millis(200));
+        tokio::time::timeout(Duration::from_secs(5), bounded)
+            .await
+            .expect("log collection has no deadline");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(err.log_tail().unwrap().contains("did not arrive within"));
     }
 
     #[test]

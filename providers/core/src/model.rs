@@ -341,6 +341,57 @@ impl ClusterSpec {
     }
 }
 
+/// Longest `--ttl`: a week. The TTL is the promise that a forgotten cluster ends by itself; a
+/// longer one is as good as none.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest `--timeout` of `up`, `wait`, `run`, `scale` and `down`: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Longest `--idle-timeout`: the longest TTL (the cluster ends then anyway).
+pub const MAX_IDLE_TIMEOUT: Duration = MAX_TTL;
+/// Largest memory of one node, in MiB: 24 TiB, the largest machine a cloud sells.
+pub const MAX_MEMORY_MIB: u64 = 24 * 1024 * 1024;
+
+/// Refuse a duration `value` (given as `given` for `what`) longer than `max`, naming the value,
+/// the maximum and the fix.
+pub fn check_duration_max(
+    what: &'static str,
+    given: &str,
+    value: Duration,
+    max: Duration,
+) -> Result<()> {
+    if value <= max {
+        return Ok(());
+    }
+    let max_text = humantime::format_duration(max).to_string();
+    let why = if what == "--ttl" {
+        ": a cluster that may live longer has no self-destruct guarantee worth the name"
+    } else {
+        ""
+    };
+    Err(Error::invalid(
+        what,
+        given,
+        format!("longer than the maximum of {max_text}{why}"),
+        Some(format!("use at most `{what} {max_text}`")),
+    ))
+}
+
+/// Refuse a memory size of `mib` MiB (given as `given` for `what`) above [`MAX_MEMORY_MIB`].
+pub fn check_memory_max(what: &'static str, given: &str, mib: u64) -> Result<()> {
+    if mib <= MAX_MEMORY_MIB {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        what,
+        given,
+        format!(
+            "more than the maximum of {}TiB per node",
+            MAX_MEMORY_MIB / (1024 * 1024)
+        ),
+        Some("use a size like `8GiB`; no machine has more than 24TiB".into()),
+    ))
+}
+
 /// Serde helper: a [`Duration`] as whole seconds.
 pub mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -573,6 +624,24 @@ mod tests {
             assert!(hints.contains(k.as_str()), "{hints}");
         }
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn limits_name_value_maximum_and_fix() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        check_duration_max("--ttl", "7d", week, MAX_TTL).unwrap();
+        let e = check_duration_max("--ttl", "100y", week * 600, MAX_TTL).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = format!("{e} {}", e.hints().join(" "));
+        assert!(
+            text.contains("`100y`") && text.contains("7days") && text.contains("--ttl 7days"),
+            "{text}"
+        );
+        let e = check_duration_max("--timeout", "2d", week, MAX_TIMEOUT).unwrap_err();
+        assert!(e.to_string().contains("maximum of 1day"), "{e}");
+        check_memory_max("--worker-memory", "8G", 8192).unwrap();
+        let e = check_memory_max("--worker-memory", "100T", 100 << 20).unwrap_err();
+        assert!(e.to_string().contains("`100T`") && e.to_string().contains("24TiB"));
     }
 
     #[test]

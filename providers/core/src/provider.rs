@@ -20,6 +20,7 @@ use crate::{
     lifecycle::Progress,
     model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
     tls::TlsBundle,
+    wait::Interval,
 };
 
 /// What `up`, `scale` and `--dry-run` hand to a provider.
@@ -200,6 +201,25 @@ pub trait ClusterProvider: Send + Sync + Debug {
         given.clone()
     }
 
+    /// The flags after `clusterctl down NAME` that find this provider's clusters without a
+    /// local record: `--provider KIND` and, for cloud providers, `--region <location>`.
+    /// Providers located otherwise (a kube context and namespace) override it.
+    fn locate_flags(&self) -> Vec<String> {
+        let mut flags = vec!["--provider".to_string(), self.kind().to_string()];
+        if self.kind().is_remote() {
+            flags.extend(["--region".to_string(), self.location()]);
+        }
+        flags
+    }
+
+    /// How often the lifecycle polls [`Self::list_nodes`] while it waits (nodes to stop,
+    /// workers to retire, an address to appear). By default [`Interval::CLOUD`]: control planes
+    /// have rate limits, and a listing costs API calls. A provider whose listing is cheap and
+    /// local (the process table) polls faster.
+    fn poll_interval(&self) -> Interval {
+        Interval::CLOUD
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;
@@ -272,12 +292,15 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// description of anything still tagged for it (empty when nothing is left).
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>>;
 
-    /// The last `tail` lines of the logs of the nodes of `cluster` (only of `role`, if given),
-    /// including nodes that already stopped, as far as the platform keeps their logs.
+    /// The last `tail` lines of the logs of the nodes of `cluster` (only of `role`, if given;
+    /// of at most `max_nodes` nodes, if given, so that a caller showing one node's log fetches
+    /// only that), including nodes that already stopped, as far as the platform keeps their
+    /// logs.
     async fn logs(
         &self,
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>>;
 }

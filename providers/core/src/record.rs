@@ -6,9 +6,14 @@
 //!
 //! Layout: `<state>/clusters/<name>/record.json`, `<state>/clusters/<name>/tls/`,
 //! `<state>/locks/<name>.lock` (lock files stay, so a lock is never deleted while held).
+//!
+//! A record decides where `down` acts and which keys a client uses, so the directories are
+//! checked before they are read: owned by the user, writable by nobody else
+//! ([`check_trusted_dir`]).
 
 use std::{
     fs,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -83,6 +88,43 @@ impl ClusterRecord {
 #[derive(Debug, Clone)]
 pub struct RecordStore {
     root: PathBuf,
+    /// The user whose directories are trusted, when checked.
+    owner: Option<u32>,
+}
+
+/// Refuse `dir` (when it exists) unless user `uid` owns it and neither its group nor others
+/// may write to it: whoever can write there can make `down` act on another cluster or hand a
+/// client other keys.
+pub fn check_trusted_dir(dir: &Path, uid: u32) -> Result<()> {
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("inspecting {}", dir.display()), e)),
+    };
+    let shown = dir.display().to_string();
+    if meta.uid() != uid {
+        return Err(Error::UntrustedState {
+            problem: format!("owned by uid {}, not by you (uid {uid})", meta.uid()),
+            fix: format!(
+                "`chown -R {uid} {shown}` (as root), or point CLUSTERCTL_STATE_DIR at a directory of your own"
+            ),
+            path: shown,
+        });
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "its group and everyone",
+            (true, false) => "its group",
+            _ => "everyone",
+        };
+        return Err(Error::UntrustedState {
+            problem: format!("writable by {who} (mode {mode:o})"),
+            fix: format!("`chmod go-w {shown}`"),
+            path: shown,
+        });
+    }
+    Ok(())
 }
 
 /// A held lock on a cluster name; released on drop.
@@ -94,7 +136,30 @@ pub struct ClusterLock {
 impl RecordStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        RecordStore { root: root.into() }
+        RecordStore {
+            root: root.into(),
+            owner: None,
+        }
+    }
+
+    /// Check, before anything is read or written, that the state directory and the cluster
+    /// directories belong to user `uid` and that nobody else may write to them.
+    pub fn owned_by(mut self, uid: u32) -> Self {
+        self.owner = Some(uid);
+        self
+    }
+
+    /// The trust check of the state directory, of `sub` in it, and of the directory of `name`.
+    fn check(&self, sub: &str, name: Option<&ClusterName>) -> Result<()> {
+        let Some(uid) = self.owner else {
+            return Ok(());
+        };
+        check_trusted_dir(&self.root, uid)?;
+        check_trusted_dir(&self.root.join(sub), uid)?;
+        match name {
+            Some(n) => check_trusted_dir(&self.cluster_dir(n), uid),
+            None => Ok(()),
+        }
     }
 
     /// The state directory itself.
@@ -113,6 +178,7 @@ impl RecordStore {
 
     /// Take the lock of `name`, or fail with [`Error::Busy`] if another process holds it.
     pub fn lock(&self, name: &ClusterName) -> Result<ClusterLock> {
+        self.check("locks", None)?;
         let dir = self.root.join("locks");
         create_private_dir(&dir)?;
         let path = dir.join(format!("{name}.lock"));
@@ -133,6 +199,7 @@ impl RecordStore {
 
     /// The record of `name`, if this machine has one.
     pub fn load(&self, name: &ClusterName) -> Result<Option<ClusterRecord>> {
+        self.check("clusters", Some(name))?;
         let path = self.record_path(name);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -148,14 +215,17 @@ impl RecordStore {
 
     /// Write `record` atomically with mode 0600.
     pub fn save(&self, record: &ClusterRecord) -> Result<()> {
+        self.check("clusters", Some(record.name()))?;
         let dir = self.cluster_dir(record.name());
         create_private_dir(&dir)?;
         let json = serde_json::to_vec_pretty(record).expect("records serialize");
         write_private(&self.record_path(record.name()), &json)
     }
 
-    /// Every record on this machine, sorted by name. Unreadable records are skipped.
+    /// Every record on this machine, sorted by name. Unreadable records are skipped; an
+    /// untrusted directory is an error.
     pub fn list(&self) -> Result<Vec<ClusterRecord>> {
+        self.check("clusters", None)?;
         let dir = self.root.join("clusters");
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -171,8 +241,10 @@ impl RecordStore {
             else {
                 continue;
             };
-            if let Ok(Some(r)) = self.load(&name) {
-                out.push(r);
+            match self.load(&name) {
+                Ok(Some(r)) => out.push(r),
+                Err(e @ Error::UntrustedState { .. }) => return Err(e),
+                _ => {}
             }
         }
         out.sort_by(|a, b| a.name().cmp(b.name()));
@@ -240,6 +312,56 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn untrusted_directories_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let uid = fs::metadata(dir.path()).unwrap().uid();
+        let root = dir.path().join("state");
+        let store = RecordStore::new(&root).owned_by(uid);
+        store.save(&record("a")).unwrap();
+        let a = ClusterName::new("a").unwrap();
+        assert!(store.load(&a).unwrap().is_some());
+
+        // A cluster directory others may write to.
+        let cluster = store.cluster_dir(&a);
+        fs::set_permissions(&cluster, fs::Permissions::from_mode(0o777)).unwrap();
+        for e in [store.load(&a).unwrap_err(), store.list().unwrap_err()] {
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(
+                e.to_string().contains(&cluster.display().to_string()),
+                "{e}"
+            );
+            assert!(e.to_string().contains("writable by its group and everyone"));
+            assert_eq!(e.hints(), [format!("`chmod go-w {}`", cluster.display())]);
+        }
+        fs::set_permissions(&cluster, fs::Permissions::from_mode(0o700)).unwrap();
+
+        // The state directory writable by its group.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o770)).unwrap();
+        let e = store.lock(&a).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by its group (mode 770)"),
+            "{e}"
+        );
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        store.lock(&a).unwrap();
+
+        // Owned by someone else (seen from another uid).
+        let e = RecordStore::new(&root)
+            .owned_by(uid + 1)
+            .load(&a)
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains(&format!("owned by uid {uid}")),
+            "{e}"
+        );
+        assert!(e.hints()[0].contains(&format!("chown -R {}", uid + 1)));
+        // Without the check (the default), nothing is refused.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(RecordStore::new(&root).load(&a).unwrap().is_some());
     }
 
     #[test]

@@ -17,12 +17,16 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    /// A deadline `total` from now.
+    /// A deadline `total` from now. An absurd length (`--timeout 1000000y`) saturates at a
+    /// century instead of overflowing the clock.
     pub fn after(total: Duration) -> Self {
-        Deadline {
-            at: Instant::now() + total,
-            total,
-        }
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        let now = Instant::now();
+        let at = now
+            .checked_add(total)
+            .or_else(|| now.checked_add(CENTURY))
+            .unwrap_or(now);
+        Deadline { at, total }
     }
 
     /// The full length it was created with.
@@ -152,6 +156,14 @@ mod tests {
             msg.contains("waiting for nothing") && msg.contains("still nothing"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn an_absurd_deadline_saturates() {
+        let d = Deadline::after(Duration::MAX);
+        assert!(!d.expired());
+        assert!(d.remaining() > Duration::from_secs(50 * 365 * 24 * 3600));
+        assert_eq!(d.total(), Duration::MAX);
     }
 
     #[tokio::test]

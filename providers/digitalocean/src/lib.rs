@@ -26,7 +26,7 @@ pub mod token;
 
 use std::{
     collections::BTreeSet,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -56,8 +56,6 @@ const CREATES_IN_FLIGHT: usize = 3;
 const DELETES_IN_FLIGHT: usize = 5;
 /// How long a droplet may take to show the address asked for.
 const ADDRESS_TIMEOUT: Duration = Duration::from_secs(300);
-/// Least time between two listings: `down` polls fast, and a token has 250 calls a minute.
-const MIN_LIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The DigitalOcean provider.
 #[derive(Debug)]
@@ -70,7 +68,6 @@ pub struct DigitalOceanProvider {
     account: std::sync::OnceLock<plan::AccountFacts>,
     /// The throwaway SSH key's id, once created or found.
     key: Mutex<Option<u64>>,
-    last_list: Mutex<Option<Instant>>,
     /// Tags seen on droplets of a cluster in this process (listed or created), so that `cleanup`
     /// can also remove the user's `--tag`s once nothing uses them (best effort: a `down` that
     /// finds no droplet any more leaves them).
@@ -135,7 +132,6 @@ impl DigitalOceanProvider {
             resolved: OnceCell::new(),
             account: std::sync::OnceLock::new(),
             key: Mutex::new(None),
-            last_list: Mutex::new(None),
             seen_tags: std::sync::Mutex::new(BTreeSet::new()),
         })
     }
@@ -365,18 +361,6 @@ impl DigitalOceanProvider {
             seen.extend(tags.into_iter().cloned());
         }
     }
-
-    /// Wait out [`MIN_LIST_INTERVAL`] since the last listing.
-    async fn pace_listing(&self) {
-        let mut last = self.last_list.lock().await;
-        if let Some(at) = *last {
-            let since = at.elapsed();
-            if since < MIN_LIST_INTERVAL {
-                tokio::time::sleep(MIN_LIST_INTERVAL - since).await;
-            }
-        }
-        *last = Some(Instant::now());
-    }
 }
 
 #[async_trait]
@@ -556,7 +540,6 @@ impl ClusterProvider for DigitalOceanProvider {
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
         let tag = cluster.map_or_else(tags::managed_tag, tags::cluster_tag);
-        self.pace_listing().await;
         let droplets = self
             .api
             .droplets_by_tag(&tag)
@@ -635,7 +618,9 @@ impl ClusterProvider for DigitalOceanProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
+        let max_nodes = max_nodes.unwrap_or(usize::MAX);
         let nodes = self.list_nodes(Some(cluster)).await?;
         let scheduler = nodes
             .iter()
@@ -670,7 +655,7 @@ impl ClusterProvider for DigitalOceanProvider {
         let endpoints = Endpoints::on_host("tcp", &host);
         let dash = Dashboard::new(endpoints.dashboard_base(), Duration::from_secs(5));
         let mut logs = Vec::new();
-        if role != Some(Role::Worker) {
+        if role != Some(Role::Worker) && max_nodes > 0 {
             let lines = dash.scheduler_log().await?;
             logs.push(NodeLog {
                 node: "scheduler".into(),
@@ -680,23 +665,26 @@ impl ClusterProvider for DigitalOceanProvider {
         }
         if role != Some(Role::Scheduler) {
             let view = dash.view().await?;
-            let fetched: Vec<(String, Result<Vec<String>>)> = stream::iter(view.workers)
-                .map(|w| {
-                    let dash = &dash;
-                    let nodes = &nodes;
-                    async move {
-                        let name = nodes
-                            .iter()
-                            .find(|n| {
-                                n.role == Role::Worker && n.private_ip.as_deref() == Some(w.host())
-                            })
-                            .map_or_else(|| w.name.clone(), |n| n.name.clone());
-                        (name, dash.worker_log(&w.address).await)
-                    }
-                })
-                .buffer_unordered(8)
-                .collect()
-                .await;
+            let wanted = max_nodes.saturating_sub(logs.len());
+            let fetched: Vec<(String, Result<Vec<String>>)> =
+                stream::iter(view.workers.into_iter().take(wanted))
+                    .map(|w| {
+                        let dash = &dash;
+                        let nodes = &nodes;
+                        async move {
+                            let name = nodes
+                                .iter()
+                                .find(|n| {
+                                    n.role == Role::Worker
+                                        && n.private_ip.as_deref() == Some(w.host())
+                                })
+                                .map_or_else(|| w.name.clone(), |n| n.name.clone());
+                            (name, dash.worker_log(&w.address).await)
+                        }
+                    })
+                    .buffer_unordered(8)
+                    .collect()
+                    .await;
             let mut fetched: Vec<(String, Vec<String>)> = fetched
                 .into_iter()
                 .filter_map(|(n, r)| r.ok().map(|l| (n, l)))

@@ -182,6 +182,15 @@ impl ClusterProvider for KubernetesProvider {
         o
     }
 
+    fn locate_flags(&self) -> Vec<String> {
+        let mut flags = vec!["--provider".to_string(), "kubernetes".into()];
+        if !self.in_cluster {
+            flags.extend(["--context".to_string(), self.context.clone()]);
+        }
+        flags.extend(["--namespace".to_string(), self.namespace.clone()]);
+        flags
+    }
+
     fn location(&self) -> String {
         if self.options.all_namespaces {
             format!("{} (all namespaces)", self.context)
@@ -268,7 +277,8 @@ impl ClusterProvider for KubernetesProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
-        self.node_logs(cluster, role, tail).await
+        self.node_logs(cluster, role, tail, max_nodes).await
     }
 }

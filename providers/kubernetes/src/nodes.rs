@@ -475,6 +475,7 @@ impl KubernetesProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
         let api = self.api::<Pod>();
         let list = api
@@ -483,6 +484,9 @@ impl KubernetesProvider {
             .map_err(map_for("list pods"))?;
         let mut out = Vec::new();
         for pod in &list.items {
+            if out.len() >= max_nodes.unwrap_or(usize::MAX) {
+                break;
+            }
             let Some(node) = pods::to_node(pod) else {
                 continue;
             };

@@ -120,7 +120,7 @@ impl KubernetesProvider {
         poll_until(
             "waiting for the cluster's objects to be deleted",
             deadline,
-            Interval::FAST,
+            Interval::CLOUD,
             || async {
                 let left = self.leftovers(cluster, false).await?;
                 if left.is_empty() {
@@ -210,7 +210,7 @@ impl KubernetesProvider {
         poll_until(
             "waiting for the namespace to be deleted",
             deadline,
-            Interval::FAST,
+            Interval::CLOUD,
             || async {
                 Ok(
                     match nss

@@ -27,6 +27,7 @@ use clusterctl_core::{
     },
     tags,
     tls::{create_private_dir, write_private},
+    wait::Interval,
 };
 use nix::sys::signal::Signal;
 use process::{SCOPE_ENV, TAGS_ENV, TaggedProcess};
@@ -221,6 +222,11 @@ impl ClusterProvider for LocalProvider {
         "localhost".into()
     }
 
+    /// The process table is local and cheap to read: poll it quickly.
+    fn poll_interval(&self) -> Interval {
+        Interval::FAST
+    }
+
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let mut plan = Plan::default();
         let runtime =
@@ -358,12 +364,23 @@ impl ClusterProvider for LocalProvider {
         })
     }
 
-    async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+    async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
+        // Only groups that are nodes of this cluster now: a node known from its launch may have
+        // exited since, and its pid been given to another process.
+        let alive: Vec<i32> = self
+            .processes(Some(cluster))
+            .iter()
+            .filter(|p| p.leader)
+            .map(|p| p.pid)
+            .collect();
         let mut terminating = self.terminating.lock().expect("terminating lock");
         for node in nodes {
             let Ok(pid) = node.id.parse::<i32>() else {
                 continue;
             };
+            if !alive.contains(&pid) {
+                continue;
+            }
             let first = *terminating.entry(pid).or_insert_with(Instant::now);
             let signal = if first.elapsed() >= KILL_AFTER {
                 Signal::SIGKILL
@@ -404,6 +421,7 @@ impl ClusterProvider for LocalProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
         let dir = self.cluster_dir(cluster).join("logs");
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -433,6 +451,9 @@ impl ClusterProvider for LocalProvider {
                 },
             );
         }
-        Ok(logs.into_values().collect())
+        Ok(logs
+            .into_values()
+            .take(max_nodes.unwrap_or(usize::MAX))
+            .collect())
     }
 }

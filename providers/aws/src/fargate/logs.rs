@@ -22,6 +22,7 @@ impl FargateProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
         let mut targets: BTreeMap<String, Option<(String, String)>> = BTreeMap::new();
         let mut logs = Vec::new();
@@ -30,6 +31,7 @@ impl FargateProvider {
             .await?
             .into_iter()
             .filter(|t| role.is_none_or(|r| r == t.node.role))
+            .take(max_nodes.unwrap_or(usize::MAX))
         {
             let mut lines = Vec::new();
             if let Some(td) = &t.task_definition_arn {

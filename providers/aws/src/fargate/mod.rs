@@ -665,8 +665,9 @@ impl ClusterProvider for FargateProvider {
         cluster: &ClusterName,
         role: Option<Role>,
         tail: usize,
+        max_nodes: Option<usize>,
     ) -> Result<Vec<NodeLog>> {
-        self.task_logs(cluster, role, tail).await
+        self.task_logs(cluster, role, tail, max_nodes).await
     }
 }
 
