@@ -20,6 +20,29 @@ fn send(child: &Child, signal: Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }
 
+/// Wait until process `pid` handles each of `signals` itself (its handlers are installed).
+fn until_it_handles(pid: u32, signals: &[Signal]) {
+    let status = format!("/proc/{pid}/status");
+    let wanted = signals.iter().fold(0u64, |m, s| m | (1 << (*s as u64 - 1)));
+    let started = Instant::now();
+    loop {
+        let caught = std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & wanted == wanted {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "process {pid} never handled {signals:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Wait until the cluster's first node process exists (`up` is past bootstrap).
 fn until_a_node_runs(e: &Env) {
     let started = Instant::now();
@@ -32,17 +55,23 @@ fn until_a_node_runs(e: &Env) {
     }
 }
 
-/// A node of `cluster` that ignores SIGTERM, as a node slow to stop does: the local provider
-/// kills it only 10 s after its first SIGTERM, which keeps a teardown busy that long.
-fn stubborn_node(e: &Env, cluster: &str, name: &str) -> Child {
+/// A node of `cluster` that survives SIGTERM, as a node slow to stop does: the local provider
+/// kills it only 10 s after its first SIGTERM, which keeps a teardown busy that long. Each
+/// SIGTERM it gets adds a line to the returned file, so a test knows a teardown has reached it.
+fn stubborn_node(e: &Env, cluster: &str, name: &str) -> (Child, std::path::PathBuf) {
     let tags = serde_json::json!({
         "clusterctl-managed": "true",
         "clusterctl-cluster": cluster,
         "clusterctl-role": "worker",
         "clusterctl-node": name,
     });
-    std::process::Command::new("sh")
-        .args(["-c", "trap '' TERM; exec sleep 600"])
+    let marker = e.dir.path().join(format!("{name}.sigterms"));
+    let script = format!(
+        "trap 'echo TERM >> {}' TERM; while :; do sleep 0.1; done",
+        marker.display()
+    );
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
         .env("CLUSTERCTL_SCOPE", e.state_dir().display().to_string())
         .env("CLUSTERCTL_TAGS", tags.to_string())
         .process_group(0)
@@ -50,7 +79,30 @@ fn stubborn_node(e: &Env, cluster: &str, name: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    // Ready once the shell has its trap (a SIGTERM before it would end the shell at once).
+    until_it_handles(child.id(), &[Signal::SIGTERM]);
+    (child, marker)
+}
+
+/// SIGTERMs the stubborn node of `marker` got so far.
+fn sigterms(marker: &std::path::Path) -> usize {
+    std::fs::read_to_string(marker)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// Wait until the stubborn node of `marker` got more than `n` SIGTERMs.
+fn until_terminated(marker: &std::path::Path, n: usize) {
+    let started = Instant::now();
+    while sigterms(marker) <= n {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no teardown reached the node"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The stderr of a running clusterctl, line by line.
@@ -234,7 +286,11 @@ fn run_waits_for_the_lock_before_tearing_down() {
     // The command leaves a process holding the cluster's lock for 3 s (as a `clusterctl scale`
     // it started in the background would).
     let lock = e.state_dir().join("locks/e2e-runlock.lock");
-    let script = format!("flock -n {} sleep 3 & sleep 0.5", lock.display());
+    // It returns once that process holds the lock (`flock -n` fails then).
+    let script = format!(
+        "flock {l} sleep 3 & while flock -n {l} true; do sleep 0.05; done",
+        l = lock.display()
+    );
     let out = e.run(&[
         "run",
         "--workers",
@@ -399,7 +455,7 @@ fn down_timeout_bounds_the_teardown_and_a_second_signal_stops_it() {
     let e = Env::new();
     let (code, _, err) = e.json(&["up", "--workers", "1", "--name", "e2e-slowdown"]);
     assert_eq!(code, Some(0), "{err}");
-    let mut stubborn = stubborn_node(&e, "e2e-slowdown", "worker-9");
+    let (mut stubborn, marker) = stubborn_node(&e, "e2e-slowdown", "worker-9");
     let pid = stubborn.id();
 
     // `--timeout` bounds the whole teardown and names what it could not remove in time.
@@ -417,6 +473,7 @@ fn down_timeout_bounds_the_teardown_and_a_second_signal_stops_it() {
     assert_eq!(e.records(), ["e2e-slowdown"]);
 
     // A signal during teardown is answered; the next one stops it at once.
+    let before = sigterms(&marker);
     let mut down = e
         .cmd()
         .args(["down", "e2e-slowdown"])
@@ -424,8 +481,9 @@ fn down_timeout_bounds_the_teardown_and_a_second_signal_stops_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
     let mut lines = Lines::of(&mut down);
+    // In teardown: it terminated the node (again, after the first `down`).
+    until_terminated(&marker, before);
     send(&down, Signal::SIGINT);
     let answer = lines.until("in progress");
     assert!(
@@ -466,11 +524,12 @@ fn up_answers_a_second_signal_and_leaves_at_once_on_a_third() {
         .unwrap();
     let mut lines = Lines::of(&mut up);
     until_a_node_runs(&e);
-    let mut stubborn = stubborn_node(&e, "e2e-three", "worker-9");
+    let (mut stubborn, marker) = stubborn_node(&e, "e2e-three", "worker-9");
     send(&up, Signal::SIGTERM);
     // Answered even with --quiet.
     lines.until("SIGTERM received: tearing down what was created");
-    std::thread::sleep(Duration::from_millis(500));
+    // The rollback has listed and terminated the nodes.
+    until_terminated(&marker, 0);
     send(&up, Signal::SIGINT);
     let answer = lines.until("in progress");
     assert!(
