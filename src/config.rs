@@ -169,8 +169,16 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         .map(Option::unwrap_or_default)
         .map_err(|e| ConfigError {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: without_excerpt(&e.to_string()),
         })
+}
+
+/// The parser's message without the excerpt of the file it appends (` --> <input>:2:3` and the
+/// lines around): the message already names the line and column, and an excerpt would print
+/// whatever that line holds (a token pasted into the wrong place) into CI logs.
+fn without_excerpt(message: &str) -> String {
+    let cut = message.find("\n -->").unwrap_or(message.len());
+    message[..cut].trim_end().to_string()
 }
 
 /// Find and read the config file: `explicit` (which must exist), else `./clusterctl.yaml`,

@@ -134,7 +134,7 @@ impl Do {
                 "SSH keys",
                 held(&inv, "ssh_keys", |k| k["name"] == json!(named)),
             ),
-            ("tags", held(&inv, "tags", |t| t["name"] == json!(tag))),
+            ("tags", held(&inv, "tags", |t| t == &json!(tag))),
         ] {
             assert!(left.is_empty(), "{kind} left: {left:?}");
         }

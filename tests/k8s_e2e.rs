@@ -439,6 +439,11 @@ fn bad_input_exits_2_and_creates_nothing() {
         (&["--namespace", "Bad_NS"], "Bad_NS"),
         (&["--service-type", "Ingress"], "Ingress"),
         (&["--service-type", "LoadBalancer"], "--allow-cidr"),
+        // An internal load balancer is only asked for: it needs source ranges too.
+        (
+            &["--service-type", "LoadBalancer", "--private"],
+            "--allow-cidr",
+        ),
         (&["--allow-cidr", "203.0.113.7/32"], "LoadBalancer"),
         (&["--tag", "team=a@b"], "a@b"),
         (&["--context", "nope"], "nope"),
@@ -452,11 +457,27 @@ fn bad_input_exits_2_and_creates_nothing() {
         assert_eq!(code, Some(2), "{extra:?}: {out} {err}");
         assert!(out.to_string().contains(needle), "{extra:?}: {out}");
     }
+    // `--private` with a load balancer asks EKS, GKE and AKS for an internal one, with ranges.
     let mut args = k.up_args("k8dry", "2");
-    args.push("--dry-run");
+    args.extend([
+        "--service-type",
+        "LoadBalancer",
+        "--private",
+        "--allow-cidr",
+        "10.0.0.0/8",
+        "--dry-run",
+    ]);
     let (code, plan, err) = k.json(&args);
     assert_eq!(code, Some(0), "{err}");
     let text = plan["plan"].to_string();
+    for annotation in [
+        "service.beta.kubernetes.io/aws-load-balancer-scheme",
+        "networking.gke.io/load-balancer-type",
+        "service.beta.kubernetes.io/azure-load-balancer-internal",
+    ] {
+        assert!(text.contains(annotation), "{annotation} in {plan}");
+    }
+    assert!(text.contains("loadBalancerSourceRanges"), "{plan}");
     assert!(
         text.contains("k8dry-scheduler") && text.contains("activeDeadlineSeconds"),
         "{plan}"
@@ -531,16 +552,40 @@ fn created_namespace_port_forward_and_down_without_record() {
         "the API server's port-forward was used"
     );
 
-    // Forget the record; `down` finds everything by labels.
+    // Someone else uses the namespace too (another job's objects). Without the record, `down`
+    // finds the cluster by labels and removes it, but leaves the namespace and the other job.
+    k.kubectl(&[
+        "create",
+        "configmap",
+        "other-job",
+        "-n",
+        "ci-ns",
+        "--from-literal=a=b",
+    ]);
     std::fs::remove_dir_all(k.env.state_dir().join("clusters")).unwrap();
-    let (code, _, err) = k.json(&[
+    let down = [
         "down",
         "k8ns",
         "--provider",
         "kubernetes",
         "--namespace",
         "ci-ns",
-    ]);
+    ];
+    let (code, _, err) = k.json(&down);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(k.held("k8ns", "Pod").is_empty(), "the cluster is gone");
+    let ns = k.sim.objects(None);
+    assert!(
+        ns["objects"]["Namespace"].to_string().contains("ci-ns"),
+        "a shared namespace stays: {ns}"
+    );
+    assert!(
+        ns["objects"]["ConfigMap"].to_string().contains("other-job"),
+        "the other tenant's objects stay: {ns}"
+    );
+    // Once it is empty, the last one out deletes the namespace clusterctl made.
+    k.kubectl(&["delete", "configmap", "other-job", "-n", "ci-ns"]);
+    let (code, _, err) = k.json(&down);
     assert_eq!(code, Some(0), "{err}");
     let ns = k.sim.objects(None);
     assert!(

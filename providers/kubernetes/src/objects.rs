@@ -439,14 +439,25 @@ pub fn scheduler_service(
         ..Default::default()
     };
     let lb = options.service_type == ServiceType::LoadBalancer;
+    let mut metadata = meta(
+        names::scheduler(&spec.name),
+        namespace,
+        cluster_labels(spec),
+        spec,
+        Some(owner),
+    );
+    if lb && spec.private {
+        metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .extend(
+                INTERNAL_LB_ANNOTATIONS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+    }
     Service {
-        metadata: meta(
-            names::scheduler(&spec.name),
-            namespace,
-            cluster_labels(spec),
-            spec,
-            Some(owner),
-        ),
+        metadata,
         spec: Some(ServiceSpec {
             type_: Some(options.service_type.as_str().into()),
             selector: Some(selector),
@@ -461,6 +472,26 @@ pub fn scheduler_service(
         ..Default::default()
     }
 }
+
+/// What asks the major managed Kubernetes services for an internal load balancer (`--private`
+/// with `--service-type LoadBalancer`): EKS (the AWS Load Balancer Controller's scheme, and the
+/// legacy in-tree annotation), GKE, AKS. Other platforms ignore them, which is why source
+/// ranges are required as well.
+pub const INTERNAL_LB_ANNOTATIONS: [(&str, &str); 4] = [
+    (
+        "service.beta.kubernetes.io/aws-load-balancer-scheme",
+        "internal",
+    ),
+    (
+        "service.beta.kubernetes.io/aws-load-balancer-internal",
+        "true",
+    ),
+    ("networking.gke.io/load-balancer-type", "Internal"),
+    (
+        "service.beta.kubernetes.io/azure-load-balancer-internal",
+        "true",
+    ),
+];
 
 /// Whether an object's labels say it belongs to `cluster`.
 pub fn belongs_to(labels: Option<&BTreeMap<String, String>>, cluster: &ClusterName) -> bool {

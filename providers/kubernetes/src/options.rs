@@ -122,12 +122,19 @@ impl KubernetesOptions {
             validate_cidr(c)?;
         }
         match self.service_type {
-            ServiceType::LoadBalancer if self.allow_cidrs.is_empty() && !private => {
+            // Never a load balancer without source ranges: with `--private` the internal
+            // annotations ask EKS, GKE and AKS for an internal one, but a platform that ignores
+            // them (MetalLB, other clouds) would make it public.
+            ServiceType::LoadBalancer if self.allow_cidrs.is_empty() => {
                 return Err(Error::invalid(
                     "--allow-cidr",
                     "",
-                    "a LoadBalancer Service would open the scheduler to the world",
-                    Some("pass the client's address, e.g. `--allow-cidr 203.0.113.7/32` (`0.0.0.0/0` only if you mean it), or `--private` for an internal load balancer".into()),
+                    "a LoadBalancer Service without source ranges is open to every address that reaches it",
+                    Some(if private {
+                        "pass the network your clients are in, e.g. `--allow-cidr 10.0.0.0/8`; `--private` also asks EKS, GKE and AKS for an internal load balancer".into()
+                    } else {
+                        "pass the client's address, e.g. `--allow-cidr 203.0.113.7/32` (`0.0.0.0/0` only if you mean it)".into()
+                    }),
                 ));
             }
             ServiceType::ClusterIP | ServiceType::NodePort if !self.allow_cidrs.is_empty() => {
@@ -180,7 +187,8 @@ mod tests {
         };
         let e = o.validate(false).unwrap_err().to_string();
         assert!(e.contains("--allow-cidr"), "{e}");
-        assert!(o.validate(true).is_ok());
+        // An internal load balancer is asked for, not guaranteed: ranges are required too.
+        assert!(o.validate(true).is_err());
         o.allow_cidrs = vec!["203.0.113.7/32".into()];
         assert!(o.validate(false).is_ok());
         o.service_type = ServiceType::ClusterIP;

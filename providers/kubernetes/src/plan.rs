@@ -124,8 +124,25 @@ impl KubernetesProvider {
                 s_size.cpus,
                 s_size.memory_mib
             ));
+            let mut exposure = String::new();
+            if self.options.service_type == crate::ServiceType::LoadBalancer {
+                exposure = format!(
+                    "; loadBalancerSourceRanges {}",
+                    self.options.allow_cidrs.join(",")
+                );
+                if spec.private {
+                    let keys: Vec<&str> = crate::objects::INTERNAL_LB_ANNOTATIONS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect();
+                    exposure.push_str(&format!(
+                        "; an internal load balancer asked for with {}",
+                        keys.join(", ")
+                    ));
+                }
+            }
             r.push(format!(
-                "Service {} ({}, ports {} and {})",
+                "Service {} ({}, ports {} and {}{exposure})",
                 names::scheduler(name),
                 self.options.service_type.as_str(),
                 bootstrap::SCHEDULER_PORT,

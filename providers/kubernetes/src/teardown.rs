@@ -145,8 +145,8 @@ impl KubernetesProvider {
         delete_listed(&self.api::<Pod>(), "pod", &lp).await
     }
 
-    /// Everything in the namespace still labelled for `cluster`, as `kind/name` (and the
-    /// namespace itself when clusterctl created it, with `namespace`).
+    /// Everything in the namespace still labelled for `cluster`, as `kind/name` (and, with
+    /// `namespace`, the namespace itself when clusterctl created it and no one else uses it).
     async fn leftovers(&self, cluster: &ClusterName, namespace: bool) -> Result<Vec<String>> {
         let lp = ListParams::default().labels(&objects::selector(Some(cluster), None));
         let mut left = Vec::new();
@@ -182,17 +182,49 @@ impl KubernetesProvider {
                 .get_opt(&self.namespace)
                 .await
                 .map_err(map_for(format!("get namespace {}", self.namespace)))?
-            && created_for(&ns, cluster)
+            && creator(&ns).is_some()
+            && self.tenants().await?.is_empty()
         {
             left.push(format!("namespace/{}", self.namespace));
         }
         Ok(left)
     }
 
-    /// Delete the namespace if clusterctl created it for this cluster, and wait until it is gone.
+    /// What else lives in the namespace (pods, services, config maps, secrets), as
+    /// `kind/name`, besides what Kubernetes puts in every namespace. Called once this cluster's
+    /// own objects are gone, so anything listed belongs to someone else.
+    async fn tenants(&self) -> Result<Vec<String>> {
+        let lp = ListParams::default();
+        let mut found = Vec::new();
+        macro_rules! collect {
+            ($t:ty, $kind:literal) => {
+                match self.api::<$t>().list(&lp).await {
+                    Ok(l) => found.extend(
+                        l.items
+                            .into_iter()
+                            .filter_map(|o| o.metadata.name)
+                            .filter(|n| !is_default_object($kind, n))
+                            .map(|n| format!("{}/{n}", $kind)),
+                    ),
+                    Err(e) if errors::is_not_found(&e) => {}
+                    Err(e) => return Err(errors::map(concat!("list ", $kind, "s"), e)),
+                }
+            };
+        }
+        collect!(Pod, "pod");
+        collect!(Service, "service");
+        collect!(ConfigMap, "configmap");
+        collect!(Secret, "secret");
+        Ok(found)
+    }
+
+    /// Delete the namespace if clusterctl created it (for this cluster or another one) and
+    /// nothing else lives in it any more, and wait until it is gone. A namespace made with
+    /// `--create-namespace` may be shared (a config file naming one namespace for every CI job):
+    /// the last cluster to leave deletes it, never one that others still use.
     async fn delete_created_namespace(
         &self,
-        cluster: &ClusterName,
+        _cluster: &ClusterName,
         deadline: Deadline,
     ) -> Result<()> {
         let nss: Api<Namespace> = Api::all(self.client.clone());
@@ -203,7 +235,7 @@ impl KubernetesProvider {
         else {
             return Ok(());
         };
-        if !created_for(&ns, cluster) {
+        if creator(&ns).is_none() || !self.tenants().await?.is_empty() {
             return Ok(());
         }
         delete_opt(&nss, "namespace", &self.namespace).await?;
@@ -230,11 +262,16 @@ impl KubernetesProvider {
     }
 }
 
-fn created_for(ns: &Namespace, cluster: &ClusterName) -> bool {
+/// The cluster for which clusterctl created `ns`, if it did.
+fn creator(ns: &Namespace) -> Option<&str> {
     ns.metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(CREATED_NAMESPACE))
         .map(String::as_str)
-        == Some(cluster.as_str())
+}
+
+/// Whether `name` is an object Kubernetes itself puts in every namespace.
+fn is_default_object(kind: &str, name: &str) -> bool {
+    kind == "configmap" && name == "kube-root-ca.crt"
 }
