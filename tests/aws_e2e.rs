@@ -347,3 +347,87 @@ fn a_timeout_rolls_back_everything() {
     assert_eq!(held["security_groups"], serde_json::json!([]));
     assert!(aws.env.records().is_empty());
 }
+
+#[test]
+fn a_leftover_security_group_keeps_only_the_rules_asked_for() {
+    // A crashed earlier cluster of this name left its group, opened to the world.
+    let aws = Aws::new();
+    let code = r#"
+import boto3, os, sys
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+vpc = ec2.describe_subnets(SubnetIds=[sys.argv[1]])["Subnets"][0]["VpcId"]
+tags = [{"Key": "clusterctl-managed", "Value": "true"}, {"Key": "clusterctl-cluster", "Value": "stale"}]
+g = ec2.create_security_group(GroupName="clusterctl-stale", Description="left behind", VpcId=vpc,
+    TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}])["GroupId"]
+ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=[
+    {"IpProtocol": "tcp", "FromPort": 8786, "ToPort": 8787, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.0/24"}]}])
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", code, &aws.subnets[0]])
+        .envs(aws.moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = || -> Vec<(String, Option<i64>, String)> {
+        let held = aws.moto.inspect("stale");
+        held["security_groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["protocol"].as_str().unwrap_or_default().to_string(),
+                    r["from_port"].as_i64(),
+                    r["cidr_ipv4"]
+                        .as_str()
+                        .or(r["referenced_group_id"].as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        rules().iter().any(|r| r.2 == "0.0.0.0/0"),
+        "the stale group is open to the world: {:?}",
+        rules()
+    );
+
+    // The dry run says which rules go.
+    let mut args = aws.up_args("stale", "1");
+    args.extend(["--allow-cidr", "203.0.113.7/32", "--dry-run"]);
+    let (code, plan, err) = aws.json(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let notes = plan["plan"]["notes"].to_string();
+    assert!(
+        notes.contains("revoked") && notes.contains("0.0.0.0/0") && notes.contains("tcp 22"),
+        "{notes}"
+    );
+
+    // `up` reuses the group with exactly the rules asked for.
+    let mut args = aws.up_args("stale", "1");
+    args.extend(["--allow-cidr", "203.0.113.7/32", "--no-wait"]);
+    let (code, _, err) = aws.json(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let mut now = rules();
+    now.sort();
+    let group = aws.moto.inspect("stale")["security_groups"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        now,
+        vec![
+            ("-1".to_string(), now[0].1, group.clone()),
+            ("tcp".to_string(), Some(8786), "203.0.113.7/32".to_string()),
+        ],
+        "only the members' rule and the allowed client remain"
+    );
+    let (code, _, err) = aws.json(&["down", "stale"]);
+    assert_eq!(code, Some(0), "{err}");
+}

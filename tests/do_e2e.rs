@@ -96,19 +96,7 @@ impl Do {
     /// Droplets the simulator holds that carry `cluster`'s tag.
     fn droplets(&self, cluster: &str) -> Vec<Value> {
         let tag = format!("clusterctl-cluster:{cluster}");
-        self.sim.inventory()["droplets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| {
-                d["tags"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t == &json!(tag))
-            })
-            .cloned()
-            .collect()
+        held(&self.sim.inventory(), "droplets", |d| has_tag(d, &tag))
     }
 
     /// Nothing of `cluster` is left: droplets, its firewall, its SSH key, its tag; no Dask
@@ -117,15 +105,8 @@ impl Do {
         let inv = self.sim.inventory();
         let tag = format!("clusterctl-cluster:{cluster}");
         let named = format!("clusterctl-{cluster}");
-        let tagged = |d: &Value| {
-            d["tags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t == &json!(tag))
-        };
         for (kind, left) in [
-            ("droplets", held(&inv, "droplets", tagged)),
+            ("droplets", held(&inv, "droplets", |d| has_tag(d, &tag))),
             (
                 "firewalls",
                 held(&inv, "firewalls", |f| f["name"] == json!(named)),
@@ -182,18 +163,14 @@ fn held(inv: &Value, kind: &str, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a droplet carries `tag`.
+fn has_tag(droplet: &Value, tag: &str) -> bool {
+    droplet["tags"].as_array().unwrap().iter().any(|t| t == tag)
+}
+
 fn live<'a>(droplets: &'a [Value], role: &str) -> Vec<&'a Value> {
     let tag = format!("clusterctl-role:{role}");
-    droplets
-        .iter()
-        .filter(|d| {
-            d["tags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t == &json!(tag))
-        })
-        .collect()
+    droplets.iter().filter(|d| has_tag(d, &tag)).collect()
 }
 
 #[test]

@@ -71,6 +71,32 @@ impl Kube {
         all["objects"][kind].as_array().cloned().unwrap_or_default()
     }
 
+    /// One request to the API server as a plain client (bearer token, the simulator's CA):
+    /// another tenant's writes, made without clusterctl.
+    fn api(&self, method: &str, path: &str, body: Option<Value>) {
+        let (token, ca) = self.sim.service_account();
+        let ca_file = self.env.dir.path().join("sim-ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let code = r#"
+import ssl, sys, urllib.request
+url, ca, token, method, body = sys.argv[1:6]
+req = urllib.request.Request(url, data=body.encode() or None, method=method,
+    headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca), timeout=30).read()
+"#;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let out = Command::new(common::python())
+            .args(["-c", code, &format!("{}{path}", self.sim.url)])
+            .args([ca_file.to_str().unwrap(), &token, method, &body])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn kubectl(&self, args: &[&str]) -> String {
         let out = Command::new(kubectl())
             .args(["--kubeconfig", self.sim.kubeconfig.to_str().unwrap()])
@@ -554,14 +580,12 @@ fn created_namespace_port_forward_and_down_without_record() {
 
     // Someone else uses the namespace too (another job's objects). Without the record, `down`
     // finds the cluster by labels and removes it, but leaves the namespace and the other job.
-    k.kubectl(&[
-        "create",
-        "configmap",
-        "other-job",
-        "-n",
-        "ci-ns",
-        "--from-literal=a=b",
-    ]);
+    k.api(
+        "POST",
+        "/api/v1/namespaces/ci-ns/configmaps",
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "other-job"}, "data": {"a": "b"}})),
+    );
     std::fs::remove_dir_all(k.env.state_dir().join("clusters")).unwrap();
     let down = [
         "down",
@@ -584,7 +608,11 @@ fn created_namespace_port_forward_and_down_without_record() {
         "the other tenant's objects stay: {ns}"
     );
     // Once it is empty, the last one out deletes the namespace clusterctl made.
-    k.kubectl(&["delete", "configmap", "other-job", "-n", "ci-ns"]);
+    k.api(
+        "DELETE",
+        "/api/v1/namespaces/ci-ns/configmaps/other-job",
+        None,
+    );
     let (code, _, err) = k.json(&down);
     assert_eq!(code, Some(0), "{err}");
     let ns = k.sim.objects(None);

@@ -151,8 +151,13 @@ def inside(keep):
         api = f"http://{svc['spec']['clusterIP']}:8787/api/v1"
 
         def workers():
-            with urllib.request.urlopen(f"{api}/get_workers", timeout=5) as r:
-                return json.loads(r.read())
+            # The scheduler pod may be Running before its HTTP server listens, or be restarted
+            # by its Deployment: a refused connection means "not yet", not a failure.
+            try:
+                with urllib.request.urlopen(f"{api}/get_workers", timeout=5) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return {"num_workers": None}
 
         def worker_pods():
             return [p for p in store.list("Pod", NS, label_selector="dask.org/component=worker")

@@ -5,8 +5,9 @@ It reads the scheduler address and TLS settings from the environment that
 
   compute N      sum of squares of 0..N-1 computed on the cluster, and the worker count
   workers        the number of workers the scheduler reports
-  refuse-plain   connect without a client certificate (TLS trusting the CA, and plain TCP);
-                 both must be refused by the scheduler
+  refuse-plain   connect with TLS trusting the CA but without a client certificate, with a
+                 certificate from another CA, and with plain TCP; the scheduler must refuse all
+                 (the TLS ones in TLS: a timeout does not count)
   http URL       GET URL, report status and body
 """
 
@@ -24,6 +25,64 @@ def client(timeout="20s"):
     return Client(os.environ["DASK_SCHEDULER_ADDRESS"], timeout=timeout)
 
 
+def tls_attempt(host, port, ca, identity):
+    """One TLS connection trusting `ca`, presenting `identity` ((cert, key) files) if given:
+    `refused: ...` when the server rejects it in TLS, else what happened instead."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False
+    if identity:
+        ctx.load_cert_chain(*identity)
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                # TLS 1.3 servers judge the client certificate after the handshake: the alert
+                # arrives with the first read.
+                tls.sendall(b"\0" * 8)
+                data = tls.recv(1)
+        return "connected" if data else "refused: closed by the server"
+    except socket.timeout:
+        return "timeout (not a refusal)"
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        return "refused: " + type(e).__name__ + " " + str(e)[:80]
+    except OSError as e:
+        return "error: " + type(e).__name__ + " " + str(e)[:80]
+
+
+def foreign_identity():
+    """A client certificate and key from a throwaway CA that is not the cluster's."""
+    import datetime
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another cluster's CA")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dask-client")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    out = tempfile.mkdtemp(prefix="foreign-identity-")
+    cert_file, key_file = os.path.join(out, "cert.pem"), os.path.join(out, "key.pem")
+    with open(cert_file, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_file, key_file
+
+
 def main():
     mode = sys.argv[1]
     if mode == "compute":
@@ -38,26 +97,21 @@ def main():
         with client() as c:
             print(json.dumps({"workers": len(c.scheduler_info()["workers"])}))
     elif mode == "refuse-plain":
-        # The scheduler must refuse a peer without a certificate signed by the cluster CA: a TLS
-        # handshake that trusts the CA but presents no client certificate, and a Dask client
-        # speaking plain TCP.
+        # The scheduler must refuse a peer without a certificate signed by the cluster CA. Each
+        # attempt is a TLS handshake that trusts the cluster CA, presenting no client
+        # certificate, then one from another CA; it counts as refused only when TLS itself fails
+        # (an alert, or the server closing the connection) -- a timeout proves nothing. A Dask
+        # client speaking plain TCP is tried too.
         ca = os.environ["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"]
         for key in list(os.environ):
             if key.startswith("DASK_DISTRIBUTED__COMM__"):
                 del os.environ[key]
         address = os.environ["DASK_SCHEDULER_ADDRESS"]
         host, port = address.split("://", 1)[1].rsplit(":", 1)
-        outcome = {}
-        ctx = ssl.create_default_context(cafile=ca)
-        ctx.check_hostname = False
-        try:
-            with socket.create_connection((host, int(port)), timeout=5) as raw:
-                with ctx.wrap_socket(raw) as tls:
-                    tls.sendall(b"\0" * 8)
-                    data = tls.recv(1)
-            outcome["tls without client certificate"] = "connected" if data else "refused: closed"
-        except (OSError, ssl.SSLError) as e:
-            outcome["tls without client certificate"] = "refused: " + type(e).__name__
+        outcome = {
+            "tls without client certificate": tls_attempt(host, int(port), ca, None),
+            "tls with another CA's certificate": tls_attempt(host, int(port), ca, foreign_identity()),
+        }
         from distributed import Client
 
         try:

@@ -361,6 +361,20 @@ impl ClusterProvider for Ec2Provider {
             bootstrap::DASHBOARD_PORT,
             self.allowed_cidrs(r).join(", ")
         ));
+        if let Some((id, _)) = network::groups(&self.ec2, &self.region, Some(&spec.name))
+            .await?
+            .first()
+        {
+            let stale =
+                network::stale_rules(&self.ec2, &self.region, id, &self.allowed_cidrs(r)).await?;
+            if !stale.is_empty() {
+                let rules: Vec<String> = stale.iter().map(network::describe_rule).collect();
+                plan.notes.push(format!(
+                    "the security group {id} left by an earlier cluster of this name is reused; its other rules are revoked: {}",
+                    rules.join("; ")
+                ));
+            }
+        }
         plan.resources.push(format!(
             "1 scheduler instance {} (on-demand) in {}",
             r.scheduler_type, r.network.subnets[0]

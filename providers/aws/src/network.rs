@@ -208,19 +208,43 @@ pub async fn ensure_group(
                 .to_string()
         }
     };
-    // Members talk to each other on any port (workers and nannies listen on random ports).
+    let permissions = wanted_rules(&group_id, allow);
+    if !existing.is_empty() {
+        // A group left by an earlier cluster of this name keeps whatever it was given (an old
+        // `--allow-cidr 0.0.0.0/0`): make its rules exactly what this cluster asks for.
+        revoke_stale(ec2, region, &group_id, allow).await?;
+    }
+    for p in permissions {
+        match ec2
+            .authorize_security_group_ingress()
+            .group_id(&group_id)
+            .ip_permissions(p)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
+            Err(e) => return Err(errors::map("ec2:AuthorizeSecurityGroupIngress", region, e)),
+        }
+    }
+    Ok(group_id)
+}
+
+/// The ingress rules of the cluster's group: members talk to each other on any port (workers
+/// and nannies listen on random ports); clients reach only the scheduler and its dashboard,
+/// from `allow`.
+fn wanted_rules(group_id: &str, allow: &[String]) -> Vec<IpPermission> {
     let mut permissions = vec![
         IpPermission::builder()
             .ip_protocol("-1")
             .user_id_group_pairs(
                 UserIdGroupPair::builder()
-                    .group_id(&group_id)
+                    .group_id(group_id)
                     .description("cluster members")
                     .build(),
             )
             .build(),
     ];
-    // Clients reach only the scheduler and its dashboard.
     let ranges: Vec<IpRange> = allow
         .iter()
         .map(|c| {
@@ -240,20 +264,124 @@ pub async fn ensure_group(
                 .build(),
         );
     }
-    for p in permissions {
-        match ec2
-            .authorize_security_group_ingress()
-            .group_id(&group_id)
-            .ip_permissions(p)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(errors::map("ec2:AuthorizeSecurityGroupIngress", region, e)),
-        }
+    permissions
+}
+
+/// The parts of `existing` (one rule as EC2 describes it) that the cluster's group must not
+/// have, as a rule to revoke; `None` when all of it is wanted.
+pub fn unwanted(existing: &IpPermission, group_id: &str, allow: &[String]) -> Option<IpPermission> {
+    let dask_ports = existing.ip_protocol() == Some("tcp")
+        && existing.from_port() == Some(i32::from(bootstrap::SCHEDULER_PORT))
+        && existing.to_port() == Some(i32::from(bootstrap::DASHBOARD_PORT));
+    let all_traffic = existing.ip_protocol() == Some("-1");
+    let ranges: Vec<IpRange> = existing
+        .ip_ranges()
+        .iter()
+        .filter(|r| !(dask_ports && allow.iter().any(|a| Some(a.as_str()) == r.cidr_ip())))
+        .map(|r| {
+            IpRange::builder()
+                .set_cidr_ip(r.cidr_ip().map(str::to_string))
+                .build()
+        })
+        .collect();
+    let pairs: Vec<UserIdGroupPair> = existing
+        .user_id_group_pairs()
+        .iter()
+        .filter(|p| !(all_traffic && p.group_id() == Some(group_id)))
+        .map(|p| {
+            UserIdGroupPair::builder()
+                .set_group_id(p.group_id().map(str::to_string))
+                .build()
+        })
+        .collect();
+    let v6 = existing.ipv6_ranges().to_vec();
+    let lists = existing.prefix_list_ids().to_vec();
+    if ranges.is_empty() && pairs.is_empty() && v6.is_empty() && lists.is_empty() {
+        return None;
     }
-    Ok(group_id)
+    let opt = |b: bool| b.then_some(());
+    Some(
+        IpPermission::builder()
+            .set_ip_protocol(existing.ip_protocol().map(str::to_string))
+            .set_from_port(existing.from_port())
+            .set_to_port(existing.to_port())
+            .set_ip_ranges(opt(!ranges.is_empty()).map(|_| ranges))
+            .set_user_id_group_pairs(opt(!pairs.is_empty()).map(|_| pairs))
+            .set_ipv6_ranges(opt(!v6.is_empty()).map(|_| v6))
+            .set_prefix_list_ids(opt(!lists.is_empty()).map(|_| lists))
+            .build(),
+    )
+}
+
+/// One rule as a line for `--dry-run` and progress notes: `tcp 8786-8787 from 0.0.0.0/0`.
+pub fn describe_rule(rule: &IpPermission) -> String {
+    let what = match (rule.ip_protocol(), rule.from_port(), rule.to_port()) {
+        (Some("-1"), _, _) => "all traffic".to_string(),
+        (Some(p), Some(a), Some(b)) if a == b => format!("{p} {a}"),
+        (Some(p), Some(a), Some(b)) => format!("{p} {a}-{b}"),
+        (p, _, _) => p.unwrap_or("?").to_string(),
+    };
+    let mut from: Vec<String> = rule
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip().map(str::to_string))
+        .collect();
+    from.extend(
+        rule.ipv6_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ipv6().map(str::to_string)),
+    );
+    from.extend(
+        rule.user_id_group_pairs()
+            .iter()
+            .filter_map(|p| p.group_id().map(str::to_string)),
+    );
+    from.extend(
+        rule.prefix_list_ids()
+            .iter()
+            .filter_map(|p| p.prefix_list_id().map(str::to_string)),
+    );
+    format!("{what} from {}", from.join(", "))
+}
+
+/// The rules of group `group_id` that are not the cluster's (what [`revoke_stale`] removes).
+pub async fn stale_rules(
+    ec2: &Client,
+    region: &str,
+    group_id: &str,
+    allow: &[String],
+) -> Result<Vec<IpPermission>> {
+    let described = ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .map_err(|e| errors::map("ec2:DescribeSecurityGroups", region, e))?;
+    Ok(described
+        .security_groups()
+        .iter()
+        .flat_map(|g| g.ip_permissions())
+        .filter_map(|p| unwanted(p, group_id, allow))
+        .collect())
+}
+
+/// Revoke every ingress rule of the cluster's group that is not one of its wanted rules.
+async fn revoke_stale(ec2: &Client, region: &str, group_id: &str, allow: &[String]) -> Result<()> {
+    let stale = stale_rules(ec2, region, group_id, allow).await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    match ec2
+        .revoke_security_group_ingress()
+        .group_id(group_id)
+        .set_ip_permissions(Some(stale))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e) == Some("InvalidPermission.NotFound") => Ok(()),
+        Err(e) => Err(errors::map("ec2:RevokeSecurityGroupIngress", region, e)),
+    }
 }
 
 /// How long [`delete_groups`] retries while network interfaces detach.

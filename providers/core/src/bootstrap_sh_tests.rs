@@ -166,7 +166,11 @@ fn write_files(user_data: &str) -> Vec<Vec<String>> {
 
 /// A scheduler intent with one extra, hostile argument, rendered with its files root in `root`.
 fn render(root: &str, install_docker: bool) -> (BootIntent, String) {
-    let s = spec();
+    // Created now, so the TTL power-off is the whole TTL away (`shutdown -P +60`).
+    let s = ClusterSpec {
+        created_at: crate::model::now_epoch(),
+        ..spec()
+    };
     let l = layout(root);
     let mut intent = scheduler_intent(&s, &l, None);
     intent.argv.push(HOSTILE_ARG.into());

@@ -665,7 +665,10 @@ mod tests {
         assert_eq!(v["ssh_keys"], serde_json::json!([289794, "3b:16:e4"]));
         assert_eq!(v["image"], "ubuntu-24-04-x64");
         assert!(v.get("name").is_none() && v.get("vpc_uuid").is_none());
-        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        // Sorted: serde_json keeps insertion order when another crate of the build turns on
+        // its `preserve_order` feature.
+        let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        keys.sort();
         assert_eq!(
             keys,
             [
