@@ -196,8 +196,8 @@ def unit():
 
 def unit_dns(objs, w, fails):
     """Cluster DNS: Service names in dialled addresses and env become clusterIPs."""
-    from ec2agent.common import Refusal
-    from ec2agent.dockerrun import translate_dask_args
+    from vmboot.common import Refusal
+    from vmboot.dockerrun import translate_dask_args
     from k8ssim import clusterdns
 
     def svc(ns, name, cip, **spec):

@@ -6,8 +6,6 @@ Modules:
 ``aws``        loopback-only boto3 clients; the ``setup`` and ``inspect`` subcommands
 ``boot``       the ``boot`` subcommand: moto's instances -> vmboot.VmRuntime, and power-off
                through the API (instanceInitiatedShutdownBehavior)
-``common``, ``dockerrun``, ``agent``
-               compatibility names for tests/k8s, re-exported from vmboot
 
 The user-data interpretation (cloud-config, run script, docker run) and the processes are
 vmboot's; this package only knows EC2.  Importing it puts tests/ on sys.path for vmboot.

@@ -127,7 +127,7 @@ class Kubelet:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self):
-        from ec2agent.agent import probe_python
+        from vmboot.procs import probe_python
         self.python, self.distributed_version = probe_python(self.python_arg, self.base_env)
         os.makedirs(self.pods_dir, exist_ok=True)
         sandbox_problem()

@@ -2,7 +2,7 @@
 
 Owns what kubelet.py needs below the pod level:
 - `Process`: a container's process group (`start_new_session`, umask 077), its signals, and
-  whether anything of the group is still alive (`ec2agent.agent.process_group_alive`);
+  whether anything of the group is still alive (`vmboot.procs.process_group_alive`);
 - the container log in the CRI on-node format (`<RFC3339Nano> <stdout|stderr> <F|P> <text>`,
   one line per output line, both streams in one file), and `read_log`, which answers like the
   kubelet's log endpoint (tailLines, timestamps, sinceTime, limitBytes);
@@ -23,12 +23,11 @@ import threading
 import time
 import urllib.parse
 
-_AWS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    "aws")
-if _AWS not in sys.path:
-    sys.path.insert(0, _AWS)
+_TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
-from ec2agent.agent import process_group_alive  # noqa: E402
+from vmboot.procs import process_group_alive  # noqa: E402
 
 KUBE_PROBE_UA = "kube-probe/1.35"
 MAX_CRI_LINE = 16 * 1024       # containerd splits longer lines into partial (P) records

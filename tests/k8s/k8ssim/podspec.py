@@ -9,7 +9,7 @@ Owns the reading of a pod for the kubelet (kubelet.py acts on what this returns)
 - secret/configMap volumes (`items`, modes, `defaultMode`, `optional`) projected into
   `WORKDIR/pods/<ns>_<pod>/root<mountPath>/...`;
 - the container command through tests/aws `ecsagent.entry` (clusterctl's entry script) and
-  `ec2agent.dockerrun.translate_dask_args` (0.0.0.0 -> the pod IP, paths under mounts -> the
+  `vmboot.dockerrun.translate_dask_args` (0.0.0.0 -> the pod IP, paths under mounts -> the
   rooted copies, `dask` -> `PY -m dask`);
 - cluster DNS at container start (clusterdns.py): a Service name in the dialled Dask addresses
   and in env addresses becomes its clusterIP; an NXDOMAIN name is left for the process;
@@ -36,10 +36,10 @@ _AWS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.absp
 if _AWS not in sys.path:
     sys.path.insert(0, _AWS)
 
-from ec2agent.common import Refusal  # noqa: E402
-from ec2agent.dockerrun import parse_address, translate_dask_args  # noqa: E402
 from ecsagent.entry import KILL_AFTER_SECONDS, TTL_GRACE_SECONDS, interpret_command  # noqa: E402
 from ecsagent.sandbox import NETWORKS  # noqa: E402
+from vmboot.common import Refusal  # noqa: E402
+from vmboot.dockerrun import parse_address, translate_dask_args  # noqa: E402
 
 from .clusterdns import ADDRESS_RE, NXDOMAIN, DNSUnsupported, PodDNS, is_name  # noqa: E402
 
