@@ -56,8 +56,10 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from sandbox import ReadyProcess, enter_sandbox  # noqa: E402
 SIM = os.path.join(HERE, "..", "tests", "digitalocean", "do_sim.py")
-SANDBOX = "CLUSTERCTL_BENCH_SANDBOX"
 # A token of DigitalOcean's shape; the simulator accepts only this one.
 TOKEN = "dop_v1_simulated0123456789abcdef0123456789abcdef0123456789abcdef0123"
 
@@ -70,55 +72,14 @@ def on_signal(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def enter_sandbox():
-    """Re-exec in a private network namespace with lo up holding 10.0.0.0/8 (needs root)."""
-    if os.environ.get(SANDBOX) == "1":
-        return
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the benchmark needs its own network namespace (unshare --net)")
-    script = "ip link set lo up && ip addr add 10.0.0.0/8 dev lo && exec \"$@\""
-    os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, *sys.argv],
-               dict(os.environ, **{SANDBOX: "1"}))
-
-
-class Simulator:
+class Simulator(ReadyProcess):
     """One `do_sim.py serve` process with its own work directory, and its control API."""
 
     def __init__(self, python, workdir, extra):
-        self.workdir = workdir
-        os.makedirs(workdir)
-        self.log = open(os.path.join(workdir, "sim.log"), "w")
-        self.proc = subprocess.Popen(
-            [python, SIM, "serve", "--workdir", workdir, "--python", python, "--token", TOKEN, *extra],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True)
-        line = self._first_line(60)
-        try:
-            ready = json.loads(line)
-        except ValueError:
-            ready = {}
-        if ready.get("ready") is not True:
-            self.stop()
-            raise SystemExit(f"the simulator did not start ({line!r}); see {self.log.name}")
-        self.url, self.ca_file = ready["url"], ready["ca_file"]
+        super().__init__([python, SIM, "serve", "--workdir", workdir, "--python", python,
+                          "--token", TOKEN, *extra], workdir, stop_grace=60)
+        self.url, self.ca_file = self.ready["url"], self.ready["ca_file"]
         self.ssl = ssl.create_default_context(cafile=self.ca_file)
-
-    def _first_line(self, timeout):
-        got = []
-        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        return got[0].strip() if got else ""
-
-    def stop(self):
-        """SIGTERM: the simulator stops its forwarders and every droplet's processes."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
     def control(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None

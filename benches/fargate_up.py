@@ -27,17 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from moto_server import aws_env, start_moto  # noqa: E402
+from sandbox import enter_sandbox  # noqa: E402
 
 AGENT = os.path.join(HERE, "..", "tests", "aws", "ecs_agent.py")
-SANDBOX = "CLUSTERCTL_BENCH_SANDBOX"
-
-
-def enter_sandbox():
-    if os.environ.get(SANDBOX) == "1":
-        return
-    script = "ip link set lo up && ip addr add 10.0.0.0/8 dev lo && exec \"$@\""
-    os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, *sys.argv],
-               dict(os.environ, **{SANDBOX: "1"}))
 
 
 def run(binary, args, env, api_log):

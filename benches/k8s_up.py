@@ -29,17 +29,17 @@ import argparse
 import collections
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from sandbox import ReadyProcess, enter_sandbox  # noqa: E402
 SIM = os.path.join(HERE, "..", "tests", "k8s", "k8s_sim.py")
-SANDBOX = "CLUSTERCTL_BENCH_SANDBOX"
 
 # (label, workers, extra `up` arguments)
 CASES = [
@@ -51,54 +51,13 @@ CASES = [
 PORT_FORWARD = "port-forward WebSocket"
 
 
-def enter_sandbox():
-    """Re-exec in a private network namespace with lo up holding 10.0.0.0/8 (needs root)."""
-    if os.environ.get(SANDBOX) == "1":
-        return
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the benchmark needs its own network namespace (unshare --net)")
-    script = "ip link set lo up && ip addr add 10.0.0.0/8 dev lo && exec \"$@\""
-    os.execvpe("unshare", ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, *sys.argv],
-               dict(os.environ, **{SANDBOX: "1"}))
-
-
-class Simulator:
+class Simulator(ReadyProcess):
     """One `k8s_sim.py serve` process with its own work directory and kubeconfig."""
 
     def __init__(self, python, workdir):
-        self.workdir = workdir
         self.kubeconfig = os.path.join(workdir, "kubeconfig")
-        os.makedirs(workdir)
-        self.log = open(os.path.join(workdir, "sim.log"), "w")
-        self.proc = subprocess.Popen(
-            [python, SIM, "serve", "--workdir", workdir, "--python", python,
-             "--kubeconfig-out", self.kubeconfig],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True)
-        line = self._first_line(60)
-        try:
-            ready = json.loads(line)
-        except ValueError:
-            ready = {}
-        if ready.get("ready") is not True:
-            self.stop()
-            raise SystemExit(f"the simulator did not start ({line!r}); see {self.log.name}")
-
-    def _first_line(self, timeout):
-        got = []
-        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        return got[0].strip() if got else ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        super().__init__([python, SIM, "serve", "--workdir", workdir, "--python", python,
+                          "--kubeconfig-out", self.kubeconfig], workdir)
 
     def requests(self):
         path = os.path.join(self.workdir, "sim-requests.jsonl")
