@@ -70,6 +70,19 @@ impl Do {
         )
     }
 
+    /// The row of `cluster` in `clusterctl list --provider digitalocean` run in `env`.
+    fn listed_in(&self, env: &Env, cluster: &str) -> Value {
+        let (code, listed, err) = self.json_in(env, &["list", "--provider", "digitalocean"]);
+        assert_eq!(code, Some(0), "{err}");
+        listed["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == cluster)
+            .unwrap_or_else(|| panic!("{cluster} listed: {listed}"))
+            .clone()
+    }
+
     fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
         self.json_in(&self.env, args)
     }
@@ -515,15 +528,7 @@ fn without_the_record_size_fallback_ttl_power_off_and_down_expired() {
 
     // Another machine: no record. `list` finds the cluster from its tags.
     let other = Env::new();
-    let (code, listed, err) = d.json_in(&other, &["list", "--provider", "digitalocean"]);
-    assert_eq!(code, Some(0), "{err}");
-    let row = listed["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "dot")
-        .unwrap_or_else(|| panic!("dot listed: {listed}"))
-        .clone();
+    let row = d.listed_in(&other, "dot");
     assert_eq!(row["state"], "running", "{row}");
     assert_eq!(row["recorded_here"], false);
     let (code, status, err) = d.json_in(&other, &["status", "dot", "--provider", "digitalocean"]);
@@ -555,15 +560,7 @@ fn without_the_record_size_fallback_ttl_power_off_and_down_expired() {
         std::thread::sleep(Duration::from_secs(2));
     }
     assert!(clusterctl_core::model::now_epoch() + 5 >= expires_at);
-    let (code, listed, err) = d.json_in(&other, &["list", "--provider", "digitalocean"]);
-    assert_eq!(code, Some(0), "{err}");
-    let row = listed["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "dot")
-        .unwrap()
-        .clone();
+    let row = d.listed_in(&other, "dot");
     assert_eq!(row["state"], "expired", "{row}");
     let billing = d.sim.inventory()["billing"].clone();
     assert!(
