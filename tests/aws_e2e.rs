@@ -72,6 +72,26 @@ impl Aws {
     }
 }
 
+/// The files a cloud-init user-data writes: (path, decoded contents).
+fn user_data_files(user_data: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let doc: Value = serde_saphyr::from_str(user_data).unwrap();
+    doc["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f["content"].as_str().unwrap())
+                .unwrap();
+            (
+                f["path"].as_str().unwrap().to_string(),
+                String::from_utf8(bytes).unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn live(instances: &Value) -> Vec<&Value> {
     instances
         .as_array()
@@ -131,11 +151,70 @@ fn private_cluster_boots_from_user_data_computes_scales_and_leaves_nothing() {
             !ud.contains("testing"),
             "credentials must never be in user-data"
         );
+        // No private key in user-data, which EC2 returns to any caller allowed
+        // ec2:DescribeInstanceAttribute: not inline, and not in any file (all base64).
+        assert!(!ud.contains("PRIVATE KEY"), "{ud}");
+        for file in user_data_files(ud) {
+            assert!(
+                !file.1.contains("PRIVATE KEY"),
+                "{} carries a private key in user-data",
+                file.0
+            );
+        }
         assert!(
-            !ud.contains("PRIVATE KEY"),
-            "keys travel base64-encoded as files, not inline"
+            user_data_files(ud)
+                .iter()
+                .any(|(p, c)| p == "/etc/clusterctl/secrets.json"
+                    && c.contains("/clusterctl-ec2/ec2e/")),
+            "the node fetches its key from SSM"
+        );
+        assert_eq!(
+            i["iam_instance_profile"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next(),
+            Some("clusterctl-ec2e-node"),
+            "every node runs with the cluster's instance profile"
         );
     }
+    // The keys are SecureStrings under the cluster's path, readable by the nodes' role only.
+    let params: Vec<(&str, &str)> = held["ssm_parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        params,
+        vec![
+            ("/clusterctl-ec2/ec2e/scheduler-key.pem", "SecureString"),
+            ("/clusterctl-ec2/ec2e/worker-key.pem", "SecureString"),
+        ]
+    );
+    let role = &held["node_role"];
+    assert_eq!(role["tags"]["clusterctl-cluster"], "ec2e");
+    assert_eq!(
+        role["trust"]["Statement"][0]["Principal"]["Service"],
+        "ec2.amazonaws.com"
+    );
+    assert_eq!(role["attached"], serde_json::json!([]), "{role}");
+    let statements = role["inline"]["clusterctl-secrets"]["Statement"]
+        .as_array()
+        .unwrap();
+    assert_eq!(statements.len(), 1, "{role}");
+    assert_eq!(statements[0]["Action"], "ssm:GetParameters");
+    assert!(
+        statements[0]["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(":parameter/clusterctl-ec2/ec2e/*"),
+        "{role}"
+    );
+    assert_eq!(
+        held["instance_profile"]["roles"],
+        serde_json::json!(["clusterctl-ec2e-node"])
+    );
     let roles: Vec<&str> = instances
         .iter()
         .map(|i| i["tags"]["clusterctl-role"].as_str().unwrap())
@@ -231,6 +310,9 @@ fn private_cluster_boots_from_user_data_computes_scales_and_leaves_nothing() {
     let held = aws.moto.inspect("ec2e");
     assert!(live(&held["instances"]).is_empty(), "{held}");
     assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert_eq!(held["ssm_parameters"], serde_json::json!([]), "{held}");
+    assert_eq!(held["node_role"], Value::Null, "{held}");
+    assert_eq!(held["instance_profile"], Value::Null, "{held}");
     assert!(aws.env.records().is_empty());
     assert!(agent.alive(), "the boot agent died");
     assert_eq!(
@@ -307,14 +389,30 @@ fn dry_run_shows_identity_and_cloud_init_and_creates_nothing() {
         assert_eq!(b["format"], "cloud-init");
         let text = b["text"].as_str().unwrap();
         assert!(text.starts_with("#cloud-config"));
+        // What is shown is what would be sent: no key in it, the node fetches its key.
+        let files = user_data_files(text);
         assert!(
-            text.contains("not shown"),
-            "private keys are redacted in dry runs"
+            files
+                .iter()
+                .all(|(p, c)| !p.ends_with("-key.pem") && !c.contains("PRIVATE KEY"))
+        );
+        assert!(
+            files
+                .iter()
+                .any(|(p, _)| p == "/etc/clusterctl/secrets.json")
         );
     }
+    let resources = v["plan"]["resources"].to_string();
+    assert!(
+        resources.contains("clusterctl-dry-node")
+            && resources.contains("/clusterctl-ec2/dry/scheduler-key.pem"),
+        "{resources}"
+    );
     let held = aws.moto.inspect("dry");
     assert_eq!(held["instances"], serde_json::json!([]));
     assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert_eq!(held["ssm_parameters"], serde_json::json!([]));
+    assert_eq!(held["node_role"], Value::Null);
     assert!(aws.env.records().is_empty());
 }
 

@@ -11,7 +11,8 @@ instance never booted keeps moto's answer.  Every other request is moto's, uncha
 
     python tests/aws/moto_server.py [--console-dir CDIR] -H 127.0.0.1 -p PORT
 
-Without ``--console-dir`` this is ``python -m moto.server``.
+Without ``--console-dir`` this is ``python -m moto.server`` with one fix: every instance of a
+RunInstances call gets its instance profile (see profile_on_every_instance).
 """
 
 import argparse
@@ -52,10 +53,38 @@ def serve_consoles(console_dir):
     general.General.get_console_output = get_console_output
 
 
+def profile_on_every_instance():
+    """EC2 gives every instance of a RunInstances call the requested IamInstanceProfile; moto
+    5.2.5 associates it with the first instance only (the others run without a role, so their
+    metadata service has no credentials). Associate the rest too."""
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original = InstanceResponse.run_instances
+
+    def run_instances(self):
+        result = original(self)
+        name = self._get_param("IamInstanceProfile.Name")
+        arn = self._get_param("IamInstanceProfile.Arn")
+        reservation = getattr(result, "result", None)
+        instances = getattr(reservation, "instances", None)
+        if (name or arn) and instances is None:
+            raise SystemExit("moto_server: RunInstances' result has no reservation; update"
+                             " tests/aws/moto_server.py")
+        for instance in (instances or [])[1:]:
+            if instance.id not in self.ec2_backend.iam_instance_profile_associations:
+                self.ec2_backend.associate_iam_instance_profile(
+                    instance_id=instance.id, iam_instance_profile_name=name or None,
+                    iam_instance_profile_arn=None if name else arn)
+        return result
+
+    InstanceResponse.run_instances = run_instances
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--console-dir")
     args, rest = parser.parse_known_args(argv)
+    profile_on_every_instance()
     if args.console_dir:
         os.makedirs(args.console_dir, exist_ok=True)
         serve_consoles(os.path.abspath(args.console_dir))

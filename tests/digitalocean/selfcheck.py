@@ -100,7 +100,9 @@ def render(role, argv, env, files, version):
             return jenv.from_string(fh.read())
     script = template("node-run.sh.j2").render(
         role=role, cluster="selfcheck", ttl_minutes=30, install_docker=True, gpu=False,
-        root=ROOT, image=f"ghcr.io/dask/dask:{version}-py3.12", argv=argv)
+        root=ROOT, image=f"ghcr.io/dask/dask:{version}-py3.12", argv=argv,
+        # DigitalOcean never returns user_data: the keys travel in it, nothing is fetched.
+        fetch=False, fetch_script=None, fetch_config=None)
     env_text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()))
     entries = list(files) + [(f"{ROOT}/dask.env", env_text, "0600"),
                              (f"{ROOT}/run.sh", script, "0700")]

@@ -103,12 +103,23 @@ def main():
         # (an alert, or the server closing the connection) -- a timeout proves nothing. A Dask
         # client speaking plain TCP is tried too.
         ca = os.environ["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"]
+        # The client's certificate is an identity of its own: client authentication only, so
+        # a copy of it cannot stand in for a node (serve as a scheduler or worker).
+        from cryptography import x509
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        with open(os.environ["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"], "rb") as f:
+            eku = x509.load_pem_x509_certificate(f.read()).extensions.get_extension_for_class(
+                x509.ExtendedKeyUsage).value
+        client_only = list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
         for key in list(os.environ):
             if key.startswith("DASK_DISTRIBUTED__COMM__"):
                 del os.environ[key]
         address = os.environ["DASK_SCHEDULER_ADDRESS"]
         host, port = address.split("://", 1)[1].rsplit(":", 1)
         outcome = {
+            "client certificate as a server": "refused: client authentication only"
+            if client_only else f"allowed: extended key usages {[u._name for u in eku]}",
             "tls without client certificate": tls_attempt(host, int(port), ca, None),
             "tls with another CA's certificate": tls_attempt(host, int(port), ca, foreign_identity()),
         }

@@ -34,10 +34,37 @@ class BootPlan:
         self.echo_after = []
         self.ttl_minutes = None
         self.power_off_on_exit = False
+        # The key fetch before Dask (argv, env), or None when the keys are in the user-data.
+        self.fetch = None
+
+
+def plan_fetch(words, files_by_path, written_dirs, dask_run, rooted, python, base_env,
+               metadata_env):
+    """The key fetch's `docker run` -> (argv, env) run before Dask, or Refusal."""
+    run = interpret_docker_run(words, files_by_path, written_dirs, writable=True)
+    if run.name is not None or run.env_files or run.gpus or not run.rm:
+        raise Refusal("key fetch: only 'docker run --rm --network host --volume DIR:DIR IMAGE"
+                      " python DIR/fetch_secrets.py DIR/secrets.json' is emulated")
+    if run.image != dask_run.image:
+        raise Refusal(f"key fetch: image {run.image} is not Dask's {dask_run.image}")
+    if len(run.volumes) != 1 or run.volumes[0] not in dask_run.volumes:
+        raise Refusal(f"key fetch: mounts {run.volumes}, not the one files root Dask mounts")
+    root = run.volumes[0]
+    if run.argv != ["python", root + "/fetch_secrets.py", root + "/secrets.json"]:
+        raise Refusal(f"key fetch: command {run.argv} is not 'python {root}/fetch_secrets.py"
+                      f" {root}/secrets.json'")
+    for path in run.argv[1:]:
+        if path not in files_by_path:
+            raise Refusal(f"key fetch: {path} is not a file the user-data writes")
+    # A container of the image sees only the image's environment, plus (as a process on the
+    # VM's network would) the platform's metadata service, whose address the adapter gives.
+    env = dict(base_env)
+    env.update(metadata_env or {})
+    return [python, rooted(run.argv[1]), rooted(run.argv[2])], env
 
 
 def prepare(node_id, user_data, ip, node_dir, *, python, distributed_version, base_env,
-            networks, image_check=True):
+            networks, image_check=True, metadata_env=None):
     """-> BootPlan, with the files written; Refusal if the user-data cannot run faithfully."""
     if not in_networks(ip, networks):
         raise Refusal(f"private IP {ip!r} is not in {networks_text(networks)}; the runtime binds"
@@ -104,6 +131,9 @@ def prepare(node_id, user_data, ip, node_dir, *, python, distributed_version, ba
     plan.echo_after = script_plan.echo_after
     plan.ttl_minutes = script_plan.ttl_minutes
     plan.power_off_on_exit = script_plan.power_off_on_exit
+    if script_plan.fetch_words is not None:
+        plan.fetch = plan_fetch(script_plan.fetch_words, files_by_path, written_dirs, run,
+                                rooted, python, base_env, metadata_env)
 
     if os.path.exists(node_dir):
         raise Refusal(f"{node_dir} already exists: this node was booted before (cloud-init runs"
@@ -142,6 +172,9 @@ def prepare(node_id, user_data, ip, node_dir, *, python, distributed_version, ba
         },
         "run_script": script,
         "docker_run_line": script_plan.docker_line,
+        "key_fetch": None if plan.fetch is None else {
+            "line": script_plan.fetch_line, "argv": plan.fetch[0],
+            "metadata_env": sorted(metadata_env or {})},
         "ttl_minutes": script_plan.ttl_minutes,
         "power_off_on_exit": script_plan.power_off_on_exit,
         "ignored_lines": script_plan.ignored,

@@ -94,7 +94,8 @@ class DockerRun:
         self.argv = []
 
 
-def interpret_docker_run(words, files_by_path, written_dirs):
+def interpret_docker_run(words, files_by_path, written_dirs, writable=False):
+    """`writable`: the key fetch's run, whose one volume (`DIR:DIR`) it writes the keys into."""
     run = DockerRun()
     args = words[2:]
     i = 0
@@ -134,7 +135,11 @@ def interpret_docker_run(words, files_by_path, written_dirs):
             run.env_files.append(value)
         else:  # --volume
             parts = value.split(":")
-            if len(parts) != 3 or parts[2] != "ro" or parts[0] != parts[1]:
+            if writable:
+                if len(parts) != 2 or parts[0] != parts[1]:
+                    raise Refusal(f"docker run: --volume {value!r}: the key fetch mounts"
+                                  " 'DIR:DIR' (writable) only")
+            elif len(parts) != 3 or parts[2] != "ro" or parts[0] != parts[1]:
                 raise Refusal(f"docker run: --volume {value!r}: only 'DIR:DIR:ro' is emulated")
             if parts[0] not in written_dirs:
                 raise Refusal(f"docker run: --volume {value!r}: {parts[0]} is not a directory the"

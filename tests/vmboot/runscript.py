@@ -11,6 +11,8 @@ from .common import Refusal
 DOCKER_INSTALL_RE = re.compile(
     r"^command -v docker >/dev/null 2>&1 \|\| \{ (?P<body>[^{}]+); \}$"
 )
+# The key fetcher clusterctl renders when a VM's keys come from a secret store.
+FETCH_SCRIPT = "/fetch_secrets.py"
 APT_GET_RE = re.compile(r"^apt-get( [A-Za-z0-9._=+-]+)+$")
 
 
@@ -139,6 +141,8 @@ class ScriptPlan:
         self.ttl_minutes = None
         self.docker_words = None
         self.docker_line = None
+        self.fetch_words = None  # the `docker run ... python fetch_secrets.py CONFIG` before Dask
+        self.fetch_line = None
         self.power_off_on_exit = False
         self.echo_before = []  # lines printed before Dask starts
         self.echo_after = []  # templates ("$?" = Dask's exit status) printed after it exits
@@ -230,6 +234,13 @@ def interpret_run_script(src):
         if words[:2] == ["docker", "run"]:
             if phase != "before-dask":
                 raise Refusal(f"{where}: a second docker run")
+            if len(words) >= 3 and words[-3] == "python" and words[-2].endswith(FETCH_SCRIPT):
+                # The key fetch (templates/fetch_secrets.py): once, before Dask's docker run.
+                if plan.fetch_words is not None:
+                    raise Refusal(f"{where}: a second key fetch")
+                plan.fetch_words = words
+                plan.fetch_line = line.lineno
+                continue
             plan.docker_words = words
             plan.docker_line = line.lineno
             phase = "after-dask"

@@ -15,6 +15,7 @@ DIR/<node>/dask.log (the log file) and DIR/<node>/console.log (the serial consol
 """
 
 import atexit
+import json
 import os
 import re
 import shutil
@@ -34,6 +35,8 @@ from .procs import (
 from .sandbox import HOW_TO, sandbox_problems
 
 KILL_GRACE_SECONDS = 5.0
+# Runs a node's key fetch, then execs its Dask (see _spawn).
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 # After Dask exits, how long to wait for `tee` to pass on its last output before the run
 # script's final echo is written and the node powers off.
 DRAIN_SECONDS = 2.0
@@ -134,9 +137,12 @@ class VmRuntime:
 
     # -- the contract ----------------------------------------------------------------------
 
-    def boot(self, node_id, user_data, ip, on_power_off, image_python_check=True):
+    def boot(self, node_id, user_data, ip, on_power_off, image_python_check=True, *,
+             metadata_env=None):
         """Start the node's Dask process as its user-data says; Refusal(reason) if it cannot.
-        Returns once the process started."""
+        Returns once the process started. `metadata_env`: how a process on this VM finds the
+        platform's metadata service (e.g. AWS_EC2_METADATA_SERVICE_ENDPOINT), given to the key
+        fetch that runs before Dask when the user-data has one."""
         with self._lock:
             if self._closing:
                 raise RuntimeError("the runtime is shut down")
@@ -157,7 +163,7 @@ class VmRuntime:
                     node_id, user_data, ip, os.path.join(self.workdir, node_id),
                     python=self.python, distributed_version=self.distributed_version,
                     base_env=self.base_env, networks=self.networks,
-                    image_check=image_python_check,
+                    image_check=image_python_check, metadata_env=metadata_env,
                 )
                 node = self._spawn(plan, on_power_off)
             except Exception as e:
@@ -268,9 +274,19 @@ class VmRuntime:
                     stderr=console, env=self.base_env, cwd=plan.dir, start_new_session=True,
                     close_fds=True,
                 )
+            argv, env = plan.argv, plan.env
+            if plan.fetch is not None:
+                # The key fetch, then Dask, in one process group with one output, as the run
+                # script runs them: launch.py runs the fetch and then execs Dask (whatever the
+                # fetch's status: without its key, Dask fails on its own).
+                steps = os.path.join(plan.dir, "launch.json")
+                with open(steps, "w", encoding="utf-8") as f:
+                    json.dump({"fetch": {"argv": plan.fetch[0], "env": plan.fetch[1]},
+                               "exec": {"argv": plan.argv, "env": plan.env}}, f)
+                argv = [self.python, LAUNCHER, steps]
             try:
                 node.proc = subprocess.Popen(
-                    plan.argv, env=plan.env, cwd=plan.cwd, stdin=subprocess.DEVNULL,
+                    argv, env=env, cwd=plan.cwd, stdin=subprocess.DEVNULL,
                     stdout=w, stderr=subprocess.STDOUT, start_new_session=True,
                     close_fds=True,
                 )

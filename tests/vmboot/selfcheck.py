@@ -65,9 +65,12 @@ def render(role, argv, env, files, ttl_minutes, version):
         with open(os.path.join(REPO, "templates", name), encoding="utf-8") as f:
             return jenv.from_string(f.read())
 
+    fetch = any(p.endswith("/secrets.json") for p, _, _ in files)
     script = template("node-run.sh.j2").render(
         role=role, cluster="selfcheck", ttl_minutes=ttl_minutes, install_docker=False,
-        gpu=False, root=ROOT, image=f"ghcr.io/dask/dask:{version}-py3.12", argv=argv)
+        gpu=False, root=ROOT, image=f"ghcr.io/dask/dask:{version}-py3.12", argv=argv,
+        fetch=fetch, fetch_script=f"{ROOT}/fetch_secrets.py",
+        fetch_config=f"{ROOT}/secrets.json")
     env_text = "".join(f"{k}={v}\n" for k, v in sorted(env.items()))
     all_files = list(files) + [(f"{ROOT}/dask.env", env_text, "0600"),
                                (f"{ROOT}/run.sh", script, "0700")]
@@ -87,6 +90,81 @@ def scheduler_user_data(version, expires, ttl_minutes=60):
            "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": SCHEDULER_ROUTES}
     return render("scheduler", argv, env, [(f"{ROOT}/clusterctl_ttl.py", preload, "0644")],
                   ttl_minutes, version)
+
+
+def fetching_user_data(version, expires, endpoint):
+    """A scheduler whose key file comes from a secret store (aws-ssm) at boot."""
+    with open(os.path.join(REPO, "templates", "fetch_secrets.py"), encoding="utf-8") as f:
+        fetcher = f.read()
+    config = {"store": "aws-ssm", "region": "eu-west-1", "endpoint": endpoint,
+              "deadline_seconds": 20,
+              "files": {"probe-key.pem": {"name": "/clusterctl-ec2/selfcheck/probe-key.pem",
+                                          "mode": "0600"}}}
+    argv = ["dask", "scheduler", "--host", "0.0.0.0", "--port", "8786",
+            "--dashboard-address", "0.0.0.0:8787"]
+    env = {"CLUSTERCTL_CLUSTER": "selfcheck", "CLUSTERCTL_EXPIRES": str(expires)}
+    return render("scheduler", argv, env, [
+        (f"{ROOT}/fetch_secrets.py", fetcher, "0644"),
+        (f"{ROOT}/secrets.json", json.dumps(config), "0644")], 60, version)
+
+
+class FakeAws:
+    """IMDSv2 (a token, an instance role, its credentials) and SSM GetParameters on loopback,
+    recording what the key fetch sent."""
+
+    def __init__(self, ip):
+        import http.server
+        fake = self
+        self.requests = []
+        self.role_after = time.monotonic() + 1.5  # the role shows up late, as after launch
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body, ctype="text/plain"):
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self):
+                fake.requests.append(("PUT", self.path, dict(self.headers)))
+                ok = self.path == "/latest/api/token" and \
+                    self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                self.answer(200 if ok else 400, "imds-token" if ok else "")
+
+            def do_GET(self):
+                fake.requests.append(("GET", self.path, dict(self.headers)))
+                if self.headers.get("X-aws-ec2-metadata-token") != "imds-token":
+                    return self.answer(401, "")
+                base = "/latest/meta-data/iam/security-credentials/"
+                if time.monotonic() < fake.role_after:
+                    return self.answer(404, "")
+                if self.path == base:
+                    return self.answer(200, "selfcheck-node")
+                if self.path == base + "selfcheck-node":
+                    return self.answer(200, json.dumps({
+                        "Code": "Success", "AccessKeyId": "ASIASELFCHECK",
+                        "SecretAccessKey": "s3cret", "Token": "session-token"}))
+                self.answer(404, "")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(("POST", self.path, dict(self.headers), body))
+                if self.headers.get("X-Amz-Target") != "AmazonSSM.GetParameters" or \
+                        not body.get("WithDecryption"):
+                    return self.answer(400, "{}")
+                params = [{"Name": n, "Type": "SecureString", "Value": "KEY FOR " + n}
+                          for n in body["Names"]]
+                self.answer(200, json.dumps({"Parameters": params, "InvalidParameters": []}),
+                            "application/x-amz-json-1.1")
+
+        self.server = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        self.url = f"http://{ip}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def worker_user_data(version, scheduler, expires, ttl_minutes=60):
@@ -197,6 +275,27 @@ def main():
              "power-off reason 'ttl'", ttl_powered)
         c.ok(wait_for(lambda: not rt2.alive("sched-ttl"), 10), "the TTL node's group is gone")
         rt2.shutdown()
+
+        print("a key fetched from a secret store before Dask starts (IMDSv2 + SSM)")
+        fake = FakeAws(f"{net}.6")
+        rt.boot("sched-fetch", fetching_user_data(version, expires, fake.url), f"{net}.7",
+                on_power_off, metadata_env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": fake.url})
+        key = os.path.join(workdir, "sched-fetch", "root", ROOT.lstrip("/"), "probe-key.pem")
+        c.ok(wait_for(lambda: "Scheduler at:" in rt.console("sched-fetch"), 30),
+             "the fetching scheduler starts", rt.console("sched-fetch"))
+        c.ok(read(key) == "KEY FOR /clusterctl-ec2/selfcheck/probe-key.pem"
+             and os.stat(key).st_mode & 0o777 == 0o600, "the key was written, mode 0600")
+        posts = [r for r in fake.requests if r[0] == "POST"]
+        auth = posts[-1][2].get("Authorization", "") if posts else ""
+        c.ok(auth.startswith("AWS4-HMAC-SHA256 Credential=ASIASELFCHECK/")
+             and "/eu-west-1/ssm/aws4_request" in auth
+             and posts[-1][2].get("X-Amz-Security-Token") == "session-token",
+             "GetParameters was signed (SigV4) with the instance role's credentials", posts)
+        console = rt.console("sched-fetch")
+        c.ok("waiting for the node's keys: no instance role yet" in console
+             and "fetched 1 key file(s) from aws-ssm" in console and "KEY FOR" not in console,
+             "the console says it waited for the role, never shows the key", console[:600])
+        rt.stop("sched-fetch", wait=True)
 
         print("refusals")
         import yaml

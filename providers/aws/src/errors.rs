@@ -61,6 +61,21 @@ pub fn is_capacity<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     code(err).is_some_and(|c| CAPACITY_CODES.contains(&c))
 }
 
+/// Whether RunInstances failed because EC2 does not know the instance profile yet: right after
+/// IAM created it (eventual consistency), "Value (...) for parameter iamInstanceProfile.name is
+/// invalid. Invalid IAM Instance Profile name".
+pub fn is_profile_propagation<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::ServiceError(e) => {
+            e.err().code() == Some("InvalidParameterValue")
+                && e.err().message().is_some_and(|m| {
+                    m.contains("iamInstanceProfile") || m.contains("IAM Instance Profile")
+                })
+        }
+        _ => false,
+    }
+}
+
 /// Map an SDK error of `operation` (e.g. "ec2:RunInstances") to a clusterctl error of the
 /// `aws` provider.
 pub fn map<E, R>(operation: &str, location: &str, err: SdkError<E, R>) -> Error

@@ -13,6 +13,7 @@
 #[macro_use]
 mod test_support;
 
+pub(crate) mod access;
 pub(crate) mod api_log;
 pub mod errors;
 #[cfg(feature = "fargate")]
@@ -25,7 +26,9 @@ mod resolve;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceInterruptionBehavior,
     InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
@@ -35,12 +38,16 @@ use aws_sdk_ec2::types::{
 use base64::Engine as _;
 use clusterctl_core::{
     Error, Result,
-    bootstrap::{self, BootLayout, VmOptions, render_cloud_init, scheduler_intent, worker_intent},
+    bootstrap::{
+        self, BootLayout, KeyDelivery, SecretStore, VmOptions, render_cloud_init, scheduler_intent,
+        worker_intent,
+    },
     model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
         WorkerBatch,
     },
+    retry::{self, RetryConfig},
     tags,
 };
 #[cfg(feature = "fargate")]
@@ -57,14 +64,39 @@ pub const MAX_ATTEMPTS: u32 = 8;
 #[derive(Debug)]
 pub struct Ec2Provider {
     ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
     ssm: aws_sdk_ssm::Client,
     sts: aws_sdk_sts::Client,
     region: String,
+    /// The SSM endpoint the nodes fetch their keys from (the one this process uses).
+    ssm_endpoint: String,
     options: Ec2Options,
     resolved: OnceCell<Resolved>,
     /// The caller's identity (STS), once asked; named in permission errors.
-    identity: std::sync::OnceLock<String>,
+    identity: OnceCell<Identity>,
 }
+
+/// Names of what the EC2 provider creates besides instances and the security group.
+pub mod names {
+    use clusterctl_core::model::ClusterName;
+
+    /// The nodes' role, and the instance profile that holds it (same name).
+    pub fn node_role(c: &ClusterName) -> String {
+        format!("clusterctl-{c}-node")
+    }
+    /// The SSM path of the cluster's node keys (with the trailing `/`). Not under Fargate's
+    /// `/clusterctl/NAME/`, so that neither provider ever lists the other's keys.
+    pub fn secrets_prefix(c: &ClusterName) -> String {
+        format!("/clusterctl-ec2/{c}/")
+    }
+}
+
+/// How long a node keeps trying to read its keys (its instance profile may take a while to be
+/// usable after launch) before it gives up and powers off.
+const KEY_FETCH_DEADLINE_SECS: u64 = 600;
+/// How long RunInstances is retried while a just-created instance profile is not yet known to
+/// EC2 (IAM is eventually consistent: "Invalid IAM Instance Profile name").
+const PROFILE_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Ec2Provider {
     /// Build from the standard AWS configuration chain (environment, profiles, SSO, web
@@ -73,39 +105,77 @@ impl Ec2Provider {
         let (config, region) = load_config(options.region.as_deref()).await?;
         let log = api_log::ApiLog::from_env();
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
+        let mut iam = aws_sdk_iam::config::Builder::from(&config);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
         let mut sts = aws_sdk_sts::config::Builder::from(&config);
         if let Some(log) = log {
             ec2 = ec2.interceptor(log.clone());
+            iam = iam.interceptor(log.clone());
             ssm = ssm.interceptor(log.clone());
             sts = sts.interceptor(log);
         }
-        Ok(Self::from_clients(
+        // The nodes read their keys where this process writes them: a custom endpoint (a VPC
+        // endpoint, FIPS, a test emulator) is kept, else the region's public one.
+        let ssm_endpoint = std::env::var("AWS_ENDPOINT_URL_SSM")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| config.endpoint_url().map(str::to_string));
+        let mut provider = Self::from_clients(
             aws_sdk_ec2::Client::from_conf(ec2.build()),
+            aws_sdk_iam::Client::from_conf(iam.build()),
             aws_sdk_ssm::Client::from_conf(ssm.build()),
             aws_sdk_sts::Client::from_conf(sts.build()),
             region,
             options,
-        ))
+        );
+        if let Some(e) = ssm_endpoint {
+            provider.ssm_endpoint = e;
+        }
+        Ok(provider)
     }
 
     /// Build from ready clients (tests use mocked ones).
     pub fn from_clients(
         ec2: aws_sdk_ec2::Client,
+        iam: aws_sdk_iam::Client,
         ssm: aws_sdk_ssm::Client,
         sts: aws_sdk_sts::Client,
         region: String,
         options: Ec2Options,
     ) -> Self {
+        let domain = if region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
         Ec2Provider {
             ec2,
+            iam,
             ssm,
             sts,
+            ssm_endpoint: format!("https://ssm.{region}.{domain}"),
             region,
             options,
             resolved: OnceCell::new(),
-            identity: std::sync::OnceLock::new(),
+            identity: OnceCell::new(),
         }
+    }
+
+    /// The IAM and SSM calls shared with the Fargate provider, with this provider's errors.
+    fn access(&self) -> access::Access<'_> {
+        access::Access {
+            iam: &self.iam,
+            ssm: &self.ssm,
+            kind: ProviderKind::Aws,
+            region: &self.region,
+            identity: self.identity.get().map(|i| i.shown.as_str()),
+        }
+    }
+
+    async fn identity(&self) -> Result<&Identity> {
+        self.identity
+            .get_or_try_init(|| identity(&self.sts, &self.region))
+            .await
     }
 
     fn map<E, R>(&self, operation: &str, err: aws_sdk_ec2::error::SdkError<E, R>) -> Error
@@ -115,7 +185,7 @@ impl Ec2Provider {
     {
         errors::with_identity(
             errors::map(operation, &self.region, err),
-            self.identity.get().map(String::as_str),
+            self.identity.get().map(|i| i.shown.as_str()),
         )
     }
 
@@ -125,7 +195,73 @@ impl Ec2Provider {
             image: spec.image.clone(),
             install_docker: self.options.ami.is_some(),
             gpu: resolved.gpu,
+            // EC2 returns user-data to anyone allowed ec2:DescribeInstanceAttribute (AWS's
+            // ReadOnlyAccess): the keys go to SSM, readable by the nodes' role only.
+            keys: KeyDelivery::SecretStore(SecretStore {
+                kind: "aws-ssm".into(),
+                region: self.region.clone(),
+                endpoint: self.ssm_endpoint.clone(),
+                prefix: names::secrets_prefix(&spec.name),
+                deadline_secs: KEY_FETCH_DEADLINE_SECS,
+            }),
         }
+    }
+
+    /// The instance profile the nodes run with: `--instance-profile`, else the cluster's own.
+    fn instance_profile(&self, cluster: &ClusterName) -> String {
+        self.options
+            .instance_profile
+            .clone()
+            .unwrap_or_else(|| names::node_role(cluster))
+    }
+
+    /// The nodes' keys by their SSM names: the scheduler's and the workers' (one shared).
+    fn node_secrets(ctx: &LaunchContext<'_>) -> BTreeMap<String, String> {
+        let layout = BootLayout::vm();
+        let prefix = names::secrets_prefix(&ctx.spec.name);
+        let s = scheduler_intent(ctx.spec, &layout, ctx.tls);
+        let w = worker_intent(ctx.spec, &layout, ctx.tls, "", None);
+        bootstrap::secret_files(&s)
+            .into_iter()
+            .chain(bootstrap::secret_files(&w))
+            .map(|f| (format!("{prefix}{}", f.file_name()), f.contents.clone()))
+            .collect()
+    }
+
+    /// The nodes' role (reading the cluster's keys, nothing else) and its instance profile,
+    /// unless `--instance-profile` names the user's own.
+    async fn ensure_node_access(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        let spec = ctx.spec;
+        let cluster_tags = tags::cluster_tags(spec);
+        let id = self.identity().await?.clone();
+        if self.options.instance_profile.is_none() {
+            let name = names::node_role(&spec.name);
+            let policy = access::read_secrets_policy(
+                &id.partition,
+                &self.region,
+                &id.account,
+                &names::secrets_prefix(&spec.name),
+            );
+            self.access()
+                .ensure_role(
+                    &access::RoleSpec {
+                        name: &name,
+                        service: "ec2.amazonaws.com",
+                        description: format!("clusterctl cluster {}: its nodes' keys", spec.name),
+                        managed: &[],
+                        inline: &[(access::SECRETS_POLICY, policy)],
+                    },
+                    &spec.name,
+                    &cluster_tags,
+                )
+                .await?;
+            self.access()
+                .ensure_instance_profile(&name, &name, &spec.name, &cluster_tags)
+                .await?;
+        }
+        self.access()
+            .put_secrets(&Self::node_secrets(ctx), &spec.name, &cluster_tags)
+            .await
     }
 
     fn allowed_cidrs(&self, resolved: &Resolved) -> Vec<String> {
@@ -241,17 +377,28 @@ impl Ec2Provider {
                     .build(),
             );
         }
-        if let Some(p) = &self.options.instance_profile {
-            req = req.iam_instance_profile(
-                aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-                    .name(p)
-                    .build(),
-            );
-        }
+        req = req.iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name(self.instance_profile(&spec.name))
+                .build(),
+        );
         if let Some(k) = &self.options.key_name {
             req = req.key_name(k);
         }
-        let out = req.send().await?;
+        // A profile created moments ago may not be known to EC2 yet (IAM is eventually
+        // consistent): the same request (same client token) again, with backoff, bounded.
+        let propagation = RetryConfig {
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retries: 40,
+            max_total_delay: PROFILE_PROPAGATION_TIMEOUT,
+        };
+        let out = retry::retry_while(
+            &propagation,
+            || req.clone().send(),
+            errors::is_profile_propagation,
+        )
+        .await?;
         Ok(out.instances().iter().filter_map(node_of).collect())
     }
 
@@ -271,7 +418,7 @@ impl Ec2Provider {
 /// jittered exponential backoff, and the region (`region`, else the chain's).
 pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::SdkConfig, String)> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-        RetryConfig::standard()
+        aws_config::retry::RetryConfig::standard()
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(20)),
@@ -294,7 +441,6 @@ pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::Sdk
 /// The caller's identity as shown in plans and permission errors, and its account and
 /// partition (for ARNs clusterctl builds).
 #[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "fargate"), allow(dead_code))]
 pub(crate) struct Identity {
     pub shown: String,
     pub account: String,
@@ -328,8 +474,7 @@ impl ClusterProvider for Ec2Provider {
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let spec = ctx.spec;
         self.options.validate(spec.private)?;
-        let identity = identity(&self.sts, &self.region).await?.shown;
-        let _ = self.identity.set(identity.clone());
+        let identity = self.identity().await?.shown.clone();
         if self
             .describe(Some(&spec.name), LIVE_STATES)
             .await?
@@ -348,7 +493,6 @@ impl ClusterProvider for Ec2Provider {
         let address =
             bootstrap::scheduler_address(bootstrap::scheme(spec), "<scheduler private IP>");
         let w = worker_intent(spec, &layout, ctx.tls, &address, None);
-        let redact = |text: String| redact_keys(&text);
         let mut plan = Plan {
             identity: Some(identity),
             ..Default::default()
@@ -374,6 +518,26 @@ impl ClusterProvider for Ec2Provider {
                     rules.join("; ")
                 ));
             }
+        }
+        let secrets = Self::node_secrets(ctx);
+        match &self.options.instance_profile {
+            None => plan.resources.push(format!(
+                "IAM role and instance profile {name} (path {path}): reads {prefix}* and nothing else",
+                name = names::node_role(&spec.name),
+                path = access::ROLE_PATH,
+                prefix = names::secrets_prefix(&spec.name),
+            )),
+            Some(p) => plan.notes.push(format!(
+                "nodes run with your instance profile {p}: its role must allow ssm:GetParameters on {}*",
+                names::secrets_prefix(&spec.name)
+            )),
+        }
+        if !secrets.is_empty() {
+            plan.resources.push(format!(
+                "SSM SecureString parameters {}: the nodes' TLS keys, fetched at boot with the \
+                 instance role (never in user-data)",
+                secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
         }
         plan.resources.push(format!(
             "1 scheduler instance {} (on-demand) in {}",
@@ -405,27 +569,32 @@ impl ClusterProvider for Ec2Provider {
         plan.bootstraps.push(RenderedBootstrap {
             role: Role::Scheduler,
             format: "cloud-init".into(),
-            text: redact(render_cloud_init(spec, &s, &layout, &vm)?),
+            // No key to hide: the keys are not in the user-data (see `vm_options`).
+            text: render_cloud_init(spec, &s, &layout, &vm)?,
         });
         plan.bootstraps.push(RenderedBootstrap {
             role: Role::Worker,
             format: "cloud-init".into(),
-            text: redact(render_cloud_init(spec, &w, &layout, &vm)?),
+            text: render_cloud_init(spec, &w, &layout, &vm)?,
         });
         Ok(plan)
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         let r = self.resolve(ctx.spec).await?;
-        network::ensure_group(
+        let cluster_tags = tags::cluster_tags(ctx.spec);
+        let allowed = self.allowed_cidrs(r);
+        // IAM first and alongside the security group: the instance profile then has the
+        // security group's few seconds to propagate before RunInstances needs it.
+        let group = network::ensure_group(
             &self.ec2,
             &self.region,
             &ctx.spec.name,
             &r.network,
-            &tags::cluster_tags(ctx.spec),
-            &self.allowed_cidrs(r),
-        )
-        .await?;
+            &cluster_tags,
+            &allowed,
+        );
+        tokio::try_join!(self.ensure_node_access(ctx), group)?;
         Ok(())
     }
 
@@ -594,7 +763,15 @@ impl ClusterProvider for Ec2Provider {
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
+        let role = names::node_role(cluster);
+        let prefix = names::secrets_prefix(cluster);
         network::delete_groups(&self.ec2, &self.region, cluster).await?;
+        self.access().delete_secrets(&prefix).await?;
+        // Profile before role: a role still in a profile cannot be deleted.
+        self.access()
+            .delete_instance_profile(&role, cluster)
+            .await?;
+        self.access().delete_role(&role, cluster).await?;
         let mut left: Vec<String> = self
             .describe(Some(cluster), LIVE_STATES)
             .await?
@@ -606,6 +783,23 @@ impl ClusterProvider for Ec2Provider {
                 .await?
                 .into_iter()
                 .map(|(id, name)| format!("security group {id} ({name})")),
+        );
+        left.extend(
+            self.access()
+                .secret_names(&prefix)
+                .await?
+                .into_iter()
+                .map(|n| format!("SSM parameter {n}")),
+        );
+        if self.access().instance_profile_left(&role, cluster).await? {
+            left.push(format!("IAM instance profile {role}"));
+        }
+        left.extend(
+            self.access()
+                .roles_left(std::slice::from_ref(&role), cluster)
+                .await?
+                .into_iter()
+                .map(|r| format!("IAM role {r}")),
         );
         Ok(left)
     }
@@ -655,24 +849,6 @@ fn humanize(d: Duration) -> String {
     } else {
         format!("{m}m")
     }
-}
-
-/// Replace the base64 content of private key files in rendered user-data, for `--dry-run`.
-fn redact_keys(user_data: &str) -> String {
-    let mut out = String::new();
-    let mut hide_next = false;
-    for line in user_data.lines() {
-        if line.trim_start().starts_with("- path:") {
-            hide_next = line.contains("-key.pem");
-        }
-        if hide_next && line.trim_start().starts_with("content:") {
-            out.push_str("    content: \"<private key, generated per cluster, not shown>\"\n");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -93,9 +93,32 @@ fn network_rules() -> Vec<Rule> {
 }
 
 fn provider(ec2: Client, options: Ec2Options) -> Ec2Provider {
-    let ssm = mocked!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    // No key parameters, role or instance profile exist (what cleanup looks for).
+    let no_entity = || {
+        aws_sdk_iam::error::ErrorMetadata::builder()
+            .code("NoSuchEntity")
+            .build()
+    };
+    let iam_rules = [
+        mock!(aws_sdk_iam::Client::get_role).then_error(move || {
+            aws_sdk_iam::operation::get_role::GetRoleError::generic(no_entity())
+        }),
+        mock!(aws_sdk_iam::Client::get_instance_profile).then_error(move || {
+            aws_sdk_iam::operation::get_instance_profile::GetInstanceProfileError::generic(
+                no_entity(),
+            )
+        }),
+    ];
+    let ssm_rules = [
+        mock!(aws_sdk_ssm::Client::get_parameters_by_path).then_output(|| {
+            aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput::builder()
+                .build()
+        }),
+    ];
+    let iam = mocked!(aws_sdk_iam, RuleMode::MatchAny, &iam_rules);
+    let ssm = mocked!(aws_sdk_ssm, RuleMode::MatchAny, &ssm_rules);
     let sts = mocked!(aws_sdk_sts, RuleMode::MatchAny, Vec::<&Rule>::new());
-    Ec2Provider::from_clients(ec2, ssm, sts, "us-east-1".into(), options)
+    Ec2Provider::from_clients(ec2, iam, ssm, sts, "us-east-1".into(), options)
 }
 
 fn options(spot: bool) -> Ec2Options {
@@ -335,4 +358,88 @@ async fn security_group_deletion_waits_out_dependency_violations() {
     let left = p.cleanup(&ClusterName::new("m").unwrap()).await.unwrap();
     assert_eq!(left, Vec::<String>::new());
     assert_eq!(delete.num_calls(), 2);
+}
+
+fn profile_not_yet_known() -> RunInstancesError {
+    RunInstancesError::generic(
+        ErrorMetadata::builder()
+            .code("InvalidParameterValue")
+            .message(
+                "Value (clusterctl-m-node) for parameter iamInstanceProfile.name is invalid. \
+                 Invalid IAM Instance Profile name",
+            )
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn a_just_created_instance_profile_is_waited_for_with_the_same_request() {
+    // IAM is eventually consistent: EC2 refuses a profile made moments ago. The same request
+    // (same client token, same profile) goes again until EC2 knows it; the market and subnet
+    // do not move on, and nothing launches twice.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let run = mock!(Client::run_instances)
+        .match_requests(move |r| {
+            log.lock().unwrap().push((
+                r.client_token().unwrap_or_default().to_string(),
+                r.iam_instance_profile()
+                    .and_then(|p| p.name())
+                    .unwrap_or_default()
+                    .to_string(),
+                r.network_interfaces()
+                    .first()
+                    .and_then(|n| n.subnet_id())
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+            true
+        })
+        .sequence()
+        .error(profile_not_yet_known)
+        .times(2)
+        .output(|| {
+            RunInstancesOutput::builder()
+                .instances(worker("i-1"))
+                .instances(worker("i-2"))
+                .instances(worker("i-3"))
+                .build()
+        })
+        .build();
+    let mut rules = network_rules();
+    rules.push(run.clone());
+    let nodes = launch_three(&rules).await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s == &seen[0]),
+        "one request repeated: {seen:?}"
+    );
+    assert_eq!(seen[0].1, "clusterctl-m-node", "the cluster's own profile");
+    assert_eq!(seen[0].2, "subnet-a");
+}
+
+#[test]
+fn only_the_unknown_profile_error_counts_as_propagation() {
+    use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
+    let raw = || {
+        HttpResponse::new(
+            400.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        )
+    };
+    let e: SdkError<RunInstancesError, HttpResponse> =
+        SdkError::service_error(profile_not_yet_known(), raw());
+    assert!(crate::errors::is_profile_propagation(&e));
+    let other = RunInstancesError::generic(
+        ErrorMetadata::builder()
+            .code("InvalidParameterValue")
+            .message("Value (x) for parameter instanceType is invalid")
+            .build(),
+    );
+    let e: SdkError<RunInstancesError, HttpResponse> = SdkError::service_error(other, raw());
+    assert!(!crate::errors::is_profile_propagation(&e));
+    let e: SdkError<RunInstancesError, HttpResponse> = SdkError::service_error(capacity(), raw());
+    assert!(!crate::errors::is_profile_propagation(&e));
 }

@@ -27,6 +27,12 @@ pub const DASHBOARD_PORT: u16 = 8787;
 const SCHEDULER_TTL_PY: &str = include_str!("../../../templates/scheduler_ttl.py");
 const NODE_RUN_SH: &str = include_str!("../../../templates/node-run.sh.j2");
 const CLOUD_INIT: &str = include_str!("../../../templates/cloud-init.yaml.j2");
+const FETCH_SECRETS_PY: &str = include_str!("../../../templates/fetch_secrets.py");
+
+/// File name of the key fetcher inside a VM's files root ([`KeyDelivery::SecretStore`]).
+pub const FETCH_SECRETS_FILE: &str = "fetch_secrets.py";
+/// File name of the fetcher's configuration (store, names, no secret) beside it.
+pub const SECRETS_CONFIG_FILE: &str = "secrets.json";
 
 /// File name of the TTL preload inside the node's files root.
 pub const TTL_PRELOAD_FILE: &str = "clusterctl_ttl.py";
@@ -78,6 +84,19 @@ pub struct BootFile {
     pub contents: String,
     /// Unix mode, as an octal string like `0600`.
     pub mode: String,
+}
+
+impl BootFile {
+    /// Whether the file holds a private key: such files never go where a read-only caller of
+    /// the platform's API could read them (see [`KeyDelivery`]).
+    pub fn is_secret(&self) -> bool {
+        self.contents.contains("PRIVATE KEY")
+    }
+
+    /// The file's name without its directory (`/etc/clusterctl/worker-key.pem` → `worker-key.pem`).
+    pub fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
 }
 
 impl std::fmt::Debug for BootFile {
@@ -297,6 +316,49 @@ pub struct VmOptions {
     pub install_docker: bool,
     /// Pass the GPUs into the container (needs the NVIDIA container runtime on the image).
     pub gpu: bool,
+    /// How the node's private keys reach it.
+    pub keys: KeyDelivery,
+}
+
+/// How a VM's private keys (its TLS key) reach it.
+///
+/// The rule: no private key in anything the platform's API returns to a read-only caller. EC2
+/// returns user-data to anyone allowed `ec2:DescribeInstanceAttribute` (AWS's `ReadOnlyAccess`)
+/// and GCE returns metadata to Compute Viewers, so there the keys go to the platform's secret
+/// store and the node fetches them at boot with its own identity. DigitalOcean never returns
+/// `user_data` and Azure never returns `customData`, so there they may travel inside it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub enum KeyDelivery {
+    /// Inside the user-data, for platforms whose API never returns it.
+    #[default]
+    InUserData,
+    /// Left out of the user-data; the node fetches them from a secret store at boot.
+    SecretStore(SecretStore),
+}
+
+/// Where a node fetches its private keys from ([`KeyDelivery::SecretStore`]). The node runs
+/// `templates/fetch_secrets.py` (in the Dask image, before Dask starts) with this as its
+/// configuration; it holds names, never a secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretStore {
+    /// The store: `aws-ssm` (SSM Parameter Store SecureStrings, read with the instance role
+    /// through IMDSv2).
+    pub kind: String,
+    /// The store's region.
+    pub region: String,
+    /// The store's API endpoint (e.g. `https://ssm.us-east-1.amazonaws.com`).
+    pub endpoint: String,
+    /// Each secret's name in the store is this prefix followed by the file's name.
+    pub prefix: String,
+    /// How long the node keeps trying (its identity may take a while to be usable) before it
+    /// gives up, and Dask, without its key, fails and powers the node off.
+    pub deadline_secs: u64,
+}
+
+/// The files of `intent` that hold a private key, with their file names, for a provider that
+/// stores them ([`KeyDelivery::SecretStore`], container secrets).
+pub fn secret_files(intent: &BootIntent) -> Vec<&BootFile> {
+    intent.files.iter().filter(|f| f.is_secret()).collect()
 }
 
 fn shell_quote(value: String) -> String {
@@ -366,6 +428,65 @@ pub fn render_cloud_init(
     let env = template_env();
     let root = &layout.files_root;
     let ttl_minutes = minutes_left(spec, crate::model::now_epoch());
+    let mut files: Vec<BootFile> = Vec::new();
+    let store = match &vm.keys {
+        KeyDelivery::InUserData => {
+            files.extend(intent.files.iter().cloned());
+            None
+        }
+        KeyDelivery::SecretStore(store) => {
+            let mut names = BTreeMap::new();
+            for f in &intent.files {
+                if !f.is_secret() {
+                    files.push(f.clone());
+                    continue;
+                }
+                let relative = f
+                    .path
+                    .strip_prefix(root.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                    .filter(|r| !r.is_empty() && !r.split('/').any(|p| p == ".." || p.is_empty()))
+                    .ok_or_else(|| Error::Runtime {
+                        message: format!("secret file `{}` is not under `{root}`", f.path),
+                        hint: None,
+                    })?;
+                names.insert(
+                    relative.to_string(),
+                    serde_json::json!({
+                        "name": format!("{}{}", store.prefix, f.file_name()),
+                        "mode": f.mode,
+                    }),
+                );
+            }
+            if names.is_empty() {
+                None
+            } else {
+                let config = serde_json::json!({
+                    "store": store.kind,
+                    "region": store.region,
+                    "endpoint": store.endpoint,
+                    "deadline_seconds": store.deadline_secs,
+                    "files": names,
+                });
+                files.push(BootFile {
+                    path: format!("{root}/{FETCH_SECRETS_FILE}"),
+                    contents: FETCH_SECRETS_PY.to_string(),
+                    mode: "0644".into(),
+                });
+                files.push(BootFile {
+                    path: format!("{root}/{SECRETS_CONFIG_FILE}"),
+                    contents: serde_json::to_string_pretty(&config).map_err(|e| {
+                        Error::Runtime {
+                            message: format!("rendering the secrets configuration failed: {e}"),
+                            hint: None,
+                        }
+                    })? + "\n",
+                    mode: "0644".into(),
+                });
+                Some(store)
+            }
+        }
+    };
     let script = env
         .render_str(
             NODE_RUN_SH,
@@ -375,13 +496,15 @@ pub fn render_cloud_init(
                 ttl_minutes => ttl_minutes,
                 install_docker => vm.install_docker,
                 gpu => vm.gpu,
+                fetch => store.is_some(),
+                fetch_script => format!("{root}/{FETCH_SECRETS_FILE}"),
+                fetch_config => format!("{root}/{SECRETS_CONFIG_FILE}"),
                 root => root,
                 image => vm.image.as_str(),
                 argv => minijinja::value::Serde(&intent.argv),
             },
         )
         .map_err(render_err)?;
-    let mut files = intent.files.clone();
     files.push(BootFile {
         path: format!("{root}/dask.env"),
         contents: env_file(&intent.env)?,
@@ -533,6 +656,7 @@ pub(crate) mod tests {
             image: s.image.clone(),
             install_docker: true,
             gpu: false,
+            keys: KeyDelivery::InUserData,
         };
         let text = render_cloud_init(&s, &i, &layout(), &vm).unwrap();
         assert!(text.starts_with("#cloud-config\n"), "{text}");
@@ -598,6 +722,94 @@ pub(crate) mod tests {
         );
     }
 
+    fn store() -> SecretStore {
+        SecretStore {
+            kind: "aws-ssm".into(),
+            region: "eu-west-1".into(),
+            endpoint: "https://ssm.eu-west-1.amazonaws.com".into(),
+            prefix: "/clusterctl-ec2/t/".into(),
+            deadline_secs: 600,
+        }
+    }
+
+    #[test]
+    fn secret_store_keeps_every_private_key_out_of_the_user_data() {
+        let s = spec();
+        let tls = TlsBundle::generate("t").unwrap();
+        let vm = VmOptions {
+            image: s.image.clone(),
+            install_docker: false,
+            gpu: false,
+            keys: KeyDelivery::SecretStore(store()),
+        };
+        for (intent, key_file) in [
+            (
+                scheduler_intent(&s, &layout(), Some(&tls)),
+                "scheduler-key.pem",
+            ),
+            (
+                worker_intent(&s, &layout(), Some(&tls), "tls://10.0.0.4:8786", None),
+                "worker-key.pem",
+            ),
+        ] {
+            let text = render_cloud_init(&s, &intent, &layout(), &vm).unwrap();
+            let cc: CloudConfig = serde_saphyr::from_str(&text).unwrap();
+            let mut seen = Vec::new();
+            for f in &cc.write_files {
+                let body = base64::engine::general_purpose::STANDARD
+                    .decode(&f.content)
+                    .unwrap();
+                let body = String::from_utf8(body).unwrap();
+                // Neither the PEM nor its base64 (a key would be found by decoding it).
+                assert!(!body.contains("PRIVATE KEY"), "{} holds a key", f.path);
+                for key in [
+                    &tls.scheduler.key_pem,
+                    &tls.worker.key_pem,
+                    &tls.client.key_pem,
+                ] {
+                    assert!(!body.contains(key.lines().nth(1).unwrap()), "{}", f.path);
+                }
+                seen.push((f.path.clone(), body));
+            }
+            let get = |p: &str| {
+                seen.iter()
+                    .find(|(path, _)| path == p)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_else(|| panic!("{p} missing"))
+            };
+            assert!(!seen.iter().any(|(p, _)| p.ends_with(key_file)));
+            let config: serde_json::Value =
+                serde_json::from_str(&get("/etc/clusterctl/secrets.json")).unwrap();
+            assert_eq!(config["store"], "aws-ssm");
+            assert_eq!(config["region"], "eu-west-1");
+            assert_eq!(
+                config["files"][key_file],
+                serde_json::json!({"name": format!("/clusterctl-ec2/t/{key_file}"), "mode": "0600"})
+            );
+            assert_eq!(config["files"].as_object().unwrap().len(), 1);
+            assert!(get("/etc/clusterctl/fetch_secrets.py").contains("def aws_ssm_fetch"));
+            // The fetch runs after the TTL is armed and before Dask, with host networking and
+            // the files root writable; Dask's mount stays read-only.
+            let script = get("/etc/clusterctl/run.sh");
+            let ttl = script.find("shutdown -P +").unwrap();
+            let fetch = script
+                .find(
+                    "docker run --rm --network host --volume /etc/clusterctl:/etc/clusterctl \\\n",
+                )
+                .unwrap_or_else(|| panic!("{script}"));
+            let dask = script
+                .find("--volume /etc/clusterctl:/etc/clusterctl:ro")
+                .unwrap();
+            assert!(ttl < fetch && fetch < dask, "{script}");
+            assert!(
+                script.contains(
+                    " python /etc/clusterctl/fetch_secrets.py /etc/clusterctl/secrets.json\n"
+                ),
+                "{script}"
+            );
+        }
+    }
+
     /// Writes sample user-data for test agents to develop against (`CLUSTERCTL_WRITE_SAMPLES=dir`).
     #[test]
     fn write_samples() {
@@ -610,6 +822,7 @@ pub(crate) mod tests {
             image: s.image.clone(),
             install_docker: false,
             gpu: false,
+            keys: KeyDelivery::InUserData,
         };
         let sched = scheduler_intent(&s, &layout(), Some(&tls));
         let worker = worker_intent(&s, &layout(), Some(&tls), "tls://127.0.1.4:8786", None);
@@ -622,6 +835,15 @@ pub(crate) mod tests {
         std::fs::write(
             dir.join("worker.user-data"),
             render_cloud_init(&s, &worker, &layout(), &vm).unwrap(),
+        )
+        .unwrap();
+        let fetched = VmOptions {
+            keys: KeyDelivery::SecretStore(store()),
+            ..vm
+        };
+        std::fs::write(
+            dir.join("scheduler-fetched.user-data"),
+            render_cloud_init(&s, &sched, &layout(), &fetched).unwrap(),
         )
         .unwrap();
     }

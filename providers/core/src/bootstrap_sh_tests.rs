@@ -178,6 +178,7 @@ fn render(root: &str, install_docker: bool) -> (BootIntent, String) {
         image: s.image.clone(),
         install_docker,
         gpu: false,
+        keys: KeyDelivery::InUserData,
     };
     let text = render_cloud_init(&s, &intent, &l, &vm).unwrap();
     (intent, text)

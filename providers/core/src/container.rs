@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bootstrap::{BootFile, BootIntent},
+    bootstrap::BootIntent,
     error::{Error, Result},
 };
 
@@ -94,10 +94,6 @@ pub fn file_variable(path: &str) -> String {
     v
 }
 
-fn is_secret(file: &BootFile) -> bool {
-    file.contents.contains("PRIVATE KEY")
-}
-
 /// Render `intent` for a container whose files live under `files_root`.
 pub fn render_container(intent: &BootIntent, files_root: &str) -> Result<ContainerBoot> {
     let safe_path = |p: &str| {
@@ -144,11 +140,11 @@ pub fn render_container(intent: &BootIntent, files_root: &str) -> Result<Contain
         }
         lines.push(format!("printf '%s' \"${var}\" >{}", f.path));
         lines.push(format!("chmod {} {}", f.mode, f.path));
-        if is_secret(f) {
+        if f.is_secret() {
             secret_env.insert(
                 var.clone(),
                 SecretFile {
-                    file_name: f.path.rsplit('/').next().unwrap_or_default().to_string(),
+                    file_name: f.file_name().to_string(),
                     contents: f.contents.clone(),
                 },
             );
@@ -183,7 +179,7 @@ pub fn render_container(intent: &BootIntent, files_root: &str) -> Result<Contain
 mod tests {
     use super::*;
     use crate::{
-        bootstrap::{BootLayout, scheduler_intent, tests::spec, worker_intent},
+        bootstrap::{BootFile, BootLayout, scheduler_intent, tests::spec, worker_intent},
         tls::TlsBundle,
     };
 

@@ -86,6 +86,23 @@ where
         .await
 }
 
+/// Run `op` again (same backoff as [`with_retry`]) while `when` says its error may pass, e.g. a
+/// resource created moments ago that an eventually consistent API does not know yet.
+pub async fn retry_while<T, E, F, Fut>(
+    config: &RetryConfig,
+    op: F,
+    when: impl FnMut(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    op.retry(config.backoff())
+        .sleep(tokio::time::sleep)
+        .when(when)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,11 +112,17 @@ impl TlsBundle {
         let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
+        // Nodes listen and dial (server and client authentication); the user's client only
+        // dials, so its certificate is a client identity of its own: no server use, no names.
         let leaf = |role: &str| -> Result<CertPair> {
+            let client_only = role == "client";
             let key = KeyPair::generate().map_err(tls_err)?;
-            let mut params =
-                CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                    .map_err(tls_err)?;
+            let names = if client_only {
+                Vec::new()
+            } else {
+                vec!["localhost".to_string(), "127.0.0.1".to_string()]
+            };
+            let mut params = CertificateParams::new(names).map_err(tls_err)?;
             params
                 .distinguished_name
                 .push(DnType::CommonName, format!("{cluster} {role}"));
@@ -124,10 +130,14 @@ impl TlsBundle {
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::KeyEncipherment,
             ];
-            params.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
+            params.extended_key_usages = if client_only {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            } else {
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ]
+            };
             let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
             Ok(CertPair {
                 cert_pem: cert.pem(),

@@ -32,7 +32,10 @@ use std::{
 use async_trait::async_trait;
 use clusterctl_core::{
     Error, Result,
-    bootstrap::{self, BootLayout, VmOptions, render_cloud_init, scheduler_intent, worker_intent},
+    bootstrap::{
+        self, BootLayout, KeyDelivery, VmOptions, render_cloud_init, scheduler_intent,
+        worker_intent,
+    },
     health::Dashboard,
     model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
     provider::{ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch},
@@ -161,6 +164,8 @@ impl DigitalOceanProvider {
             image: spec.image.clone(),
             install_docker: true,
             gpu: false,
+            // DigitalOcean's API never returns `user_data`: the keys may travel inside it.
+            keys: KeyDelivery::InUserData,
         }
     }
 

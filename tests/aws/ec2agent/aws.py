@@ -257,4 +257,39 @@ def cmd_inspect(args):
         "instances": out_instances,
         "security_groups": out_groups,
         "tagged": tagged,
+        **inspect_key_access(args, args.cluster),
     }, indent=2, default=str))
+
+
+def inspect_key_access(args, cluster):
+    """The nodes' key access: SSM parameters under /clusterctl-ec2/CLUSTER/ (names, types,
+    tags; never values), and the role and instance profile clusterctl-CLUSTER-node."""
+    ssm, iam = make_client(args, "ssm"), make_client(args, "iam")
+    prefix = f"/clusterctl-ec2/{cluster}/"
+    params = []
+    for p in paginate(ssm, "get_parameters_by_path", "Parameters",
+                      Path=prefix.rstrip("/"), Recursive=True):
+        tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=p["Name"])
+        params.append({"name": p["Name"], "type": p["Type"],
+                       "tags": tag_dict(tags.get("TagList"))})
+    name = f"clusterctl-{cluster}-node"
+    role = profile = None
+    try:
+        r = iam.get_role(RoleName=name)["Role"]
+        policies = {
+            pn: iam.get_role_policy(RoleName=name, PolicyName=pn)["PolicyDocument"]
+            for pn in iam.list_role_policies(RoleName=name)["PolicyNames"]
+        }
+        attached = [a["PolicyArn"] for a in
+                    iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]]
+        role = {"arn": r["Arn"], "path": r["Path"], "trust": r["AssumeRolePolicyDocument"],
+                "tags": tag_dict(r.get("Tags")), "inline": policies, "attached": attached}
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    try:
+        ip = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        profile = {"arn": ip["Arn"], "roles": [x["RoleName"] for x in ip["Roles"]],
+                   "tags": tag_dict(ip.get("Tags"))}
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    return {"ssm_parameters": params, "node_role": role, "instance_profile": profile}

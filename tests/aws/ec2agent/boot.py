@@ -21,6 +21,7 @@ from vmboot.common import LOOPBACK
 from vmboot.procs import refusal_detail
 
 from .aws import all_instances, launch_order, make_client
+from .imds import InstanceMetadata
 
 ACTIVE_STATES = ("pending", "running")
 DOWN_STATES = ("shutting-down", "terminated", "stopping", "stopped")
@@ -29,6 +30,8 @@ DOWN_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 class Ec2Adapter:
     def __init__(self, args):
         self.ec2 = make_client(args, "ec2")
+        self.iam = make_client(args, "iam")
+        self.imds = {}
         self.poll_interval = args.poll
         self.log = EventLog(args.workdir, subject="instance", name="ec2_agent")
         try:
@@ -52,6 +55,8 @@ class Ec2Adapter:
             self.poll()
             self.stop.wait(self.poll_interval)
         self.rt.shutdown()
+        for m in self.imds.values():
+            m.close()
 
     def poll(self):
         try:
@@ -85,8 +90,15 @@ class Ec2Adapter:
             self.log("refused", node=iid, **refusal_detail(e))
             return
         user_data = attr.get("UserData", {}).get("Value")
+        ip = inst.get("PrivateIpAddress")
         try:
-            self.rt.boot(iid, user_data, inst.get("PrivateIpAddress"), self.power_off)
+            self.imds[iid] = InstanceMetadata(ip, iid, lambda: self.role_of(iid))
+        except OSError as e:
+            self.log("refused", node=iid, reason=f"cannot serve its metadata on {ip}: {e}")
+            return
+        try:
+            self.rt.boot(iid, user_data, ip, self.power_off, metadata_env={
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds[iid].url})
         except Refusal:
             return  # recorded by the runtime
         if self.console_dir:
@@ -96,6 +108,18 @@ class Ec2Adapter:
             except OSError as e:
                 self.log("error", node=iid, **{"while": f"linking the console to {link}",
                                                "error": repr(e)})
+
+    def role_of(self, iid):
+        """The role in the instance profile the instance runs with, as moto holds it; None
+        without a profile (then IMDS has no credentials, as on EC2)."""
+        described = self.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+        profiles = [i.get("IamInstanceProfile", {}).get("Arn")
+                    for r in described for i in r["Instances"]]
+        if not profiles or not profiles[0]:
+            return None
+        name = profiles[0].rsplit("/", 1)[-1]
+        roles = self.iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+        return roles[0]["RoleName"] if roles else None
 
     def power_off(self, iid, reason):
         """The guest powered itself off: what EC2 does then, as the event's extra detail."""

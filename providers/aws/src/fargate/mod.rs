@@ -38,7 +38,7 @@ pub use options::{FargateOptions, TaskSize, task_size};
 use tasks::{RUN_TASK_MAX, RunInput, TaskDefinitionInput, task_id};
 use tokio::sync::OnceCell;
 
-use crate::{Identity, api_log, errors, network, network::Network};
+use crate::{Identity, access, api_log, errors, network, network::Network};
 
 /// Where the node's files go inside the container.
 const FILES_ROOT: &str = "/tmp/clusterctl";
@@ -54,7 +54,7 @@ pub mod names {
     use clusterctl_core::model::{ClusterName, Role};
 
     /// Path of the IAM roles clusterctl creates.
-    pub const ROLE_PATH: &str = "/clusterctl/";
+    pub const ROLE_PATH: &str = crate::access::ROLE_PATH;
 
     /// The cluster's own ECS cluster.
     pub fn ecs_cluster(c: &ClusterName) -> String {
@@ -166,6 +166,17 @@ impl FargateProvider {
             errors::map_for(ProviderKind::Fargate, operation, &self.region, err),
             self.identity.get().map(|i| i.shown.as_str()),
         )
+    }
+
+    /// The IAM and SSM calls shared with the EC2 provider, with this provider's error mapping.
+    pub(crate) fn access(&self) -> crate::access::Access<'_> {
+        crate::access::Access {
+            iam: &self.iam,
+            ssm: &self.ssm,
+            kind: ProviderKind::Fargate,
+            region: &self.region,
+            identity: self.identity.get().map(|i| i.shown.as_str()),
+        }
     }
 
     pub(crate) async fn identity(&self) -> Result<&Identity> {
@@ -548,28 +559,43 @@ impl ClusterProvider for FargateProvider {
         // scheduler address to know its secrets.
         let mut secrets = Self::boot(ctx, Role::Scheduler, "")?.secret_env;
         secrets.extend(Self::boot(ctx, Role::Worker, "")?.secret_env);
-        self.put_secrets(&spec.name, &secrets, &cluster_tags)
+        let secrets: BTreeMap<String, String> = secrets
+            .values()
+            .map(|f| (names::secret(&spec.name, &f.file_name), f.contents.clone()))
+            .collect();
+        self.access()
+            .put_secrets(&secrets, &spec.name, &cluster_tags)
             .await?;
         if self.options.execution_role_arn.is_none() {
             let (managed, inline) = self.execution_policies(&spec.name).await?;
-            self.ensure_role(
-                &names::execution_role(&spec.name),
-                &spec.name,
-                &cluster_tags,
-                &managed,
-                &inline,
-            )
-            .await?;
+            self.access()
+                .ensure_role(
+                    &access::RoleSpec {
+                        name: &names::execution_role(&spec.name),
+                        service: "ecs-tasks.amazonaws.com",
+                        description: format!("clusterctl cluster {}: Fargate tasks", spec.name),
+                        managed: &managed,
+                        inline: &inline,
+                    },
+                    &spec.name,
+                    &cluster_tags,
+                )
+                .await?;
         }
         if self.options.task_role_arn.is_none() && !self.options.task_role_policies.is_empty() {
-            self.ensure_role(
-                &names::task_role(&spec.name),
-                &spec.name,
-                &cluster_tags,
-                &self.options.task_role_policies,
-                &[],
-            )
-            .await?;
+            self.access()
+                .ensure_role(
+                    &access::RoleSpec {
+                        name: &names::task_role(&spec.name),
+                        service: "ecs-tasks.amazonaws.com",
+                        description: format!("clusterctl cluster {}: Fargate tasks", spec.name),
+                        managed: &self.options.task_role_policies,
+                        inline: &[],
+                    },
+                    &spec.name,
+                    &cluster_tags,
+                )
+                .await?;
         }
         Ok(())
     }

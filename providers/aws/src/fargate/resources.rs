@@ -6,48 +6,18 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::ClusterField;
-use aws_sdk_ssm::types::ParameterType;
-use clusterctl_core::{Error, Result, container::SecretFile, model::ClusterName, tags};
-use serde_json::json;
+use clusterctl_core::{Error, Result, model::ClusterName};
 
 use super::{FargateProvider, names};
+use crate::access::{self, ours};
 use crate::errors::code;
 
 /// The AWS-managed policy that lets ECS pull images and write logs for a task.
 const EXECUTION_POLICY: &str = "policy/service-role/AmazonECSTaskExecutionRolePolicy";
-/// The inline policy of a created execution role that lets it read the cluster's secrets.
-pub const SECRETS_POLICY: &str = "clusterctl-secrets";
 /// Tag on a created log group that `down` keeps (`--keep-logs`).
 pub const KEEP_LOGS_TAG: &str = "clusterctl-keep-logs";
 /// How long `cleanup` retries deleting the ECS cluster while its tasks drain.
 const CLUSTER_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
-
-fn ours(found: &BTreeMap<String, String>, cluster: &ClusterName) -> bool {
-    found.get(tags::MANAGED).map(String::as_str) == Some(tags::MANAGED_VALUE)
-        && found.get(tags::CLUSTER).map(String::as_str) == Some(cluster.as_str())
-}
-
-fn role_tags(role: Option<&aws_sdk_iam::types::Role>) -> BTreeMap<String, String> {
-    role.map(|r| {
-        r.tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn trust_policy() -> String {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole"
-        }]
-    })
-    .to_string()
-}
 
 impl FargateProvider {
     /// Whether the ECS cluster `name` exists and is active.
@@ -128,159 +98,6 @@ impl FargateProvider {
         Ok(name)
     }
 
-    /// Store the secret files as SecureString parameters `/clusterctl/NAME/<file>` (task
-    /// definitions refer to them by ARN, see `FargateProvider::secret_arns`).
-    pub(crate) async fn put_secrets(
-        &self,
-        cluster: &ClusterName,
-        secrets: &BTreeMap<String, SecretFile>,
-        cluster_tags: &BTreeMap<String, String>,
-    ) -> Result<()> {
-        for file in secrets.values() {
-            let name = names::secret(cluster, &file.file_name);
-            let mut req = self
-                .ssm
-                .put_parameter()
-                .name(&name)
-                .value(&file.contents)
-                .r#type(ParameterType::SecureString)
-                .description(format!("clusterctl cluster {cluster}: TLS key"));
-            for (k, v) in cluster_tags {
-                req = req.tags(
-                    aws_sdk_ssm::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                        .map_err(|e| Error::Runtime {
-                            message: format!("building an SSM tag failed: {e}"),
-                            hint: None,
-                        })?,
-                );
-            }
-            match req.send().await {
-                Ok(_) => {}
-                // A repeated bootstrap of the same `up`: same name, same cluster; tags stay.
-                Err(e) if code(&e) == Some("ParameterAlreadyExists") => {
-                    self.ssm
-                        .put_parameter()
-                        .name(&name)
-                        .value(&file.contents)
-                        .r#type(ParameterType::SecureString)
-                        .overwrite(true)
-                        .send()
-                        .await
-                        .map_err(|e| self.map("ssm:PutParameter", e))?;
-                }
-                Err(e) => return Err(self.map("ssm:PutParameter", e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// The names of the cluster's secret parameters.
-    pub(crate) async fn secret_names(&self, cluster: &ClusterName) -> Result<Vec<String>> {
-        let mut pages = self
-            .ssm
-            .get_parameters_by_path()
-            .path(names::secrets_path(cluster).trim_end_matches('/'))
-            .recursive(true)
-            .into_paginator()
-            .send();
-        let mut found = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.map("ssm:GetParametersByPath", e))?;
-            // The path is a hierarchy on AWS; keep only this cluster's names in any case.
-            found.extend(
-                page.parameters()
-                    .iter()
-                    .filter_map(|p| p.name())
-                    .filter(|n| n.starts_with(&names::secrets_path(cluster)))
-                    .map(str::to_string),
-            );
-        }
-        Ok(found)
-    }
-
-    /// Create (or reuse) a role for ECS tasks, tagged for the cluster, with these managed
-    /// policies and inline policies. Returns its ARN.
-    pub(crate) async fn ensure_role(
-        &self,
-        name: &str,
-        cluster: &ClusterName,
-        cluster_tags: &BTreeMap<String, String>,
-        managed: &[String],
-        inline: &[(&str, String)],
-    ) -> Result<String> {
-        let mut req = self
-            .iam
-            .create_role()
-            .role_name(name)
-            .path(names::ROLE_PATH)
-            .assume_role_policy_document(trust_policy())
-            .description(format!("clusterctl cluster {cluster}: Fargate tasks"));
-        for (k, v) in cluster_tags {
-            req = req.tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| Error::Runtime {
-                        message: format!("building an IAM tag failed: {e}"),
-                        hint: None,
-                    })?,
-            );
-        }
-        let arn = match req.send().await {
-            Ok(out) => out.role().map(|r| r.arn().to_string()),
-            Err(e) if code(&e) == Some("EntityAlreadyExists") => {
-                let role = self
-                    .iam
-                    .get_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| self.map("iam:GetRole", e))?;
-                let role = role.role();
-                let found = role_tags(role);
-                if !ours(&found, cluster) {
-                    return Err(Error::invalid(
-                        "--name",
-                        cluster.as_str(),
-                        format!("the IAM role {name} exists and was not made by clusterctl for this cluster"),
-                        Some("choose another --name, or pass the roles with --execution-role-arn/--task-role-arn".into()),
-                    ));
-                }
-                role.map(|r| r.arn().to_string())
-            }
-            Err(e) => return Err(self.map("iam:CreateRole", e)),
-        }
-        .ok_or_else(|| Error::Provider {
-            provider: clusterctl_core::ProviderKind::Fargate,
-            operation: "iam:CreateRole".into(),
-            message: "no role in the response".into(),
-        })?;
-        for policy in managed {
-            self.iam
-                .attach_role_policy()
-                .role_name(name)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map_err(|e| self.map("iam:AttachRolePolicy", e))?;
-        }
-        for (policy_name, document) in inline {
-            self.iam
-                .put_role_policy()
-                .role_name(name)
-                .policy_name(*policy_name)
-                .policy_document(document)
-                .send()
-                .await
-                .map_err(|e| self.map("iam:PutRolePolicy", e))?;
-        }
-        Ok(arn)
-    }
-
     /// The execution role's policies: the managed execution policy, and reading the cluster's
     /// secret parameters.
     pub(crate) async fn execution_policies(
@@ -289,93 +106,13 @@ impl FargateProvider {
     ) -> Result<(Vec<String>, Vec<(&'static str, String)>)> {
         let id = self.identity().await?;
         let managed = vec![format!("arn:{}:iam::aws:{EXECUTION_POLICY}", id.partition)];
-        let secrets = json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Action": "ssm:GetParameters",
-                "Resource": format!(
-                    "arn:{}:ssm:{}:{}:parameter{}*",
-                    id.partition,
-                    self.region,
-                    id.account,
-                    names::secrets_path(cluster)
-                )
-            }]
-        })
-        .to_string();
-        Ok((managed, vec![(SECRETS_POLICY, secrets)]))
-    }
-
-    /// Delete a role clusterctl made for `cluster` (its tags say so); any other role is left
-    /// alone. Returns whether it is gone.
-    pub(crate) async fn delete_role(&self, name: &str, cluster: &ClusterName) -> Result<()> {
-        let role = match self.iam.get_role().role_name(name).send().await {
-            Ok(r) => r,
-            Err(e) if code(&e) == Some("NoSuchEntity") => return Ok(()),
-            Err(e) => return Err(self.map("iam:GetRole", e)),
-        };
-        let found = role_tags(role.role());
-        if !ours(&found, cluster) {
-            return Ok(());
-        }
-        let attached = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| self.map("iam:ListAttachedRolePolicies", e))?;
-        for p in attached.attached_policies() {
-            if let Some(arn) = p.policy_arn() {
-                self.iam
-                    .detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| self.map("iam:DetachRolePolicy", e))?;
-            }
-        }
-        let inline = self
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| self.map("iam:ListRolePolicies", e))?;
-        for p in inline.policy_names() {
-            self.iam
-                .delete_role_policy()
-                .role_name(name)
-                .policy_name(p)
-                .send()
-                .await
-                .map_err(|e| self.map("iam:DeleteRolePolicy", e))?;
-        }
-        match self.iam.delete_role().role_name(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if code(&e) == Some("NoSuchEntity") => Ok(()),
-            Err(e) => Err(self.map("iam:DeleteRole", e)),
-        }
-    }
-
-    /// Roles clusterctl made for `cluster` that still exist.
-    pub(crate) async fn roles_left(&self, cluster: &ClusterName) -> Result<Vec<String>> {
-        let mut left = Vec::new();
-        for name in names::roles(cluster) {
-            match self.iam.get_role().role_name(&name).send().await {
-                Ok(r) => {
-                    let found = role_tags(r.role());
-                    if ours(&found, cluster) {
-                        left.push(name);
-                    }
-                }
-                Err(e) if code(&e) == Some("NoSuchEntity") => {}
-                Err(e) => return Err(self.map("iam:GetRole", e)),
-            }
-        }
-        Ok(left)
+        let secrets = access::read_secrets_policy(
+            &id.partition,
+            &self.region,
+            &id.account,
+            &names::secrets_path(cluster),
+        );
+        Ok((managed, vec![(access::SECRETS_POLICY, secrets)]))
     }
 
     /// Create the cluster's log group with its retention (tagged, and marked when `down` must

@@ -89,17 +89,11 @@ impl FargateProvider {
                 .await
                 .map_err(|e| self.map("ecs:DeleteTaskDefinitions", e))?;
         }
-        let secrets = self.secret_names(cluster).await?;
-        for chunk in secrets.chunks(10) {
-            self.ssm
-                .delete_parameters()
-                .set_names(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| self.map("ssm:DeleteParameters", e))?;
-        }
+        self.access()
+            .delete_secrets(&names::secrets_path(cluster))
+            .await?;
         for role in names::roles(cluster) {
-            self.delete_role(&role, cluster).await?;
+            self.access().delete_role(&role, cluster).await?;
         }
         if let Some((group, found)) = self.own_log_group(cluster).await?
             && !found.contains_key(resources::KEEP_LOGS_TAG)
@@ -133,13 +127,15 @@ impl FargateProvider {
                 .map(|a| format!("task definition {a}")),
         );
         left.extend(
-            self.secret_names(cluster)
+            self.access()
+                .secret_names(&names::secrets_path(cluster))
                 .await?
                 .into_iter()
                 .map(|n| format!("SSM parameter {n}")),
         );
         left.extend(
-            self.roles_left(cluster)
+            self.access()
+                .roles_left(&names::roles(cluster), cluster)
                 .await?
                 .into_iter()
                 .map(|r| format!("IAM role {r}")),
