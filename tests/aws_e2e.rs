@@ -529,3 +529,198 @@ ec2.authorize_security_group_ingress(GroupId=g, IpPermissions=[
     let (code, _, err) = aws.json(&["down", "stale"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// Two `up` of one name started at once from two machines (state directories): the security
+/// group claims the name, so exactly one cluster exists afterwards and it computes; the other
+/// exits 1 with `NameTaken` having created nothing and removed nothing of the winner.
+#[test]
+fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
+    let aws = Aws::new();
+    let agent = BootAgent::start(&aws.moto, &aws.env.dir.path().join("agent"));
+    let other = Env::new();
+    // The second subnet (127.0.2.0/24): the other booting test's instances get the same
+    // addresses from their own moto in the first one, and a node can only bind its own.
+    let mut args = aws.up_args("race", "1");
+    let first = args.iter().position(|a| *a == "--subnet").unwrap() + 1;
+    args[first] = &aws.subnets[1];
+    let spawn = |env: &Env| {
+        env.cmd()
+            .args(&args)
+            .args(["--output", "json"])
+            .envs(aws.moto.env())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&aws.env), spawn(&other));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let outcome = |o: &std::process::Output| {
+        (
+            o.status.code(),
+            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (mut results, mut envs) = (vec![outcome(&a), outcome(&b)], vec![&aws.env, &other]);
+    if results[0].0 != Some(0) {
+        results.swap(0, 1);
+        envs.swap(0, 1);
+    }
+    let (won, lost) = (&results[0], &results[1]);
+    assert_eq!(won.0, Some(0), "one `up` wins: {results:?}");
+    // The loser lost at the claim (exit 1), or, when it came a moment later, at plan time
+    // where a live cluster of the name is refused (exit 2): both leave the winner alone.
+    assert!(
+        (lost.0 == Some(1) && lost.2.contains("is taken on aws") && lost.2.contains("launch"))
+            || (lost.0 == Some(2) && lost.2.contains("already exists")),
+        "{results:?}"
+    );
+    assert_eq!(
+        lost.1["error"]["left_behind"],
+        serde_json::json!([]),
+        "{:?}",
+        lost.1
+    );
+    assert!(envs[1].records().is_empty(), "the loser keeps no record");
+
+    // The winner's cluster is whole and computes: the loser removed nothing of it.
+    let held = aws.moto.inspect("race");
+    let launches: std::collections::BTreeSet<&str> = live(&held["instances"])
+        .iter()
+        .map(|i| i["tags"]["clusterctl-launch"].as_str().unwrap())
+        .collect();
+    assert_eq!(live(&held["instances"]).len(), 2, "{held}");
+    assert_eq!(launches.len(), 1, "one launch's nodes only: {launches:?}");
+    assert_eq!(held["security_groups"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        held["security_groups"][0]["tags"]["clusterctl-launch"].as_str(),
+        launches.first().copied()
+    );
+    assert_eq!(held["ssm_parameters"].as_array().unwrap().len(), 2);
+    let (code, env, err) = envs[0].json(&["env", "race"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r = client(&env["env"], &["compute", "50"]);
+    assert_eq!(r["result"], (0..50u64).map(|x| x * x).sum::<u64>());
+
+    // A later `up` of the name, from either machine, is refused before anything is made.
+    let (code, _, err) = aws.json(&aws.up_args("race", "1"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+
+    let mut down = envs[0].cmd();
+    down.args(["down", "race"]).envs(aws.moto.env());
+    assert!(down.output().unwrap().status.success());
+    let held = aws.moto.inspect("race");
+    assert!(live(&held["instances"]).is_empty(), "{held}");
+    assert_eq!(held["node_role"], Value::Null);
+    assert_eq!(agent.errors(), "");
+}
+
+/// With nothing but `--allow-cidr`: the default VPC and its default subnets, the default image
+/// from its public SSM parameter, public addresses, and a security group open on the scheduler
+/// ports to that CIDR only. (moto's default VPC is 172.31.0.0/16, which is not local here, so
+/// the nodes are not booted: `--no-wait`, and the assertions are on what moto holds.)
+#[test]
+fn defaults_use_the_default_vpc_the_ssm_image_and_open_only_the_allowed_cidr() {
+    let aws = Aws::new();
+    let (code, up, err) = aws.json(&[
+        "up",
+        "--provider",
+        "aws",
+        "--name",
+        "dflt",
+        "--workers",
+        "2",
+        "--allow-cidr",
+        "203.0.113.7/32",
+        "--no-wait",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !up["scheduler_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("tls://172.31."),
+        "the client is outside the VPC: the public address is published: {up}"
+    );
+    let code = r#"
+import boto3, json, os
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+ec2, ssm = boto3.client("ec2", **kw), boto3.client("ssm", **kw)
+vpc = [v for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]][0]["VpcId"]
+subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[
+    {"Name": "vpc-id", "Values": [vpc]}, {"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
+image = ssm.get_parameter(Name="/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id")["Parameter"]["Value"]
+print(json.dumps({"vpc": vpc, "subnets": subnets, "image": image}))
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", code])
+        .envs(aws.moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let facts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = aws.moto.inspect("dflt");
+    let instances = live(&held["instances"]);
+    assert_eq!(instances.len(), 3);
+    for i in &instances {
+        assert_eq!(i["vpc_id"], facts["vpc"], "{i}");
+        assert!(
+            facts["subnets"]
+                .as_array()
+                .unwrap()
+                .contains(&i["subnet_id"]),
+            "a default subnet: {i}"
+        );
+        assert_eq!(i["image_id"], facts["image"], "the SSM parameter's image");
+        assert!(i["public_ip"].is_string(), "a public address: {i}");
+        assert_eq!(i["metadata_http_tokens"], "required");
+    }
+    let groups = held["security_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    let mut rules: Vec<(String, Option<i64>, Option<i64>, String)> = groups[0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["protocol"].as_str().unwrap_or_default().to_string(),
+                r["from_port"].as_i64(),
+                r["to_port"].as_i64(),
+                r["cidr_ipv4"]
+                    .as_str()
+                    .or(r["referenced_group_id"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    rules.sort();
+    let group = groups[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        rules,
+        vec![
+            ("-1".to_string(), rules[0].1, rules[0].2, group),
+            (
+                "tcp".to_string(),
+                Some(8786),
+                Some(8787),
+                "203.0.113.7/32".to_string()
+            ),
+        ],
+        "members talk freely; the scheduler ports from the allowed CIDR only, nothing else"
+    );
+
+    let (code, _, err) = aws.json(&["down", "dflt"]);
+    assert_eq!(code, Some(0), "{err}");
+    let held = aws.moto.inspect("dflt");
+    assert!(live(&held["instances"]).is_empty(), "{held}");
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+    assert_eq!(held["ssm_parameters"], serde_json::json!([]));
+    assert_eq!(held["node_role"], Value::Null);
+}

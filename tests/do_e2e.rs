@@ -583,3 +583,83 @@ fn without_the_record_size_fallback_ttl_power_off_and_down_expired() {
     assert_eq!(code, Some(0), "{err}");
     d.assert_nothing_left("dot");
 }
+
+/// Two `up` of one name at once from two machines (state directories). DigitalOcean has no
+/// resource only one of them could create, so each checks once its scheduler droplet exists:
+/// the launch that started first keeps the name, the other removes its own droplet, key and
+/// firewall and exits 1. Afterwards one cluster of one launch exists, and it computes.
+#[test]
+fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
+    let d = Do::new(&[]);
+    let other = Env::new();
+    let args = Do::up_args("dorace", "1");
+    let spawn = |env: &Env| {
+        d.cmd_in(env)
+            .args(&args)
+            .args(["--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&d.env), spawn(&other));
+    let outcome = |o: std::process::Output| {
+        (
+            o.status.code(),
+            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut results = [
+        (outcome(a.wait_with_output().unwrap()), &d.env),
+        (outcome(b.wait_with_output().unwrap()), &other),
+    ];
+    if results[0].0.0 != Some(0) {
+        results.swap(0, 1);
+    }
+    let [(won, won_env), (lost, lost_env)] = &results;
+    let both = [won, lost];
+    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
+    assert!(
+        (lost.0 == Some(1) && lost.2.contains("is taken on digitalocean"))
+            || (lost.0 == Some(2) && lost.2.contains("already exists")),
+        "{both:?}"
+    );
+    assert!(!lost.2.contains("could not all be removed"), "{}", lost.2);
+    assert!(lost_env.records().is_empty());
+
+    // One launch's droplets only, one firewall, one key; and the cluster computes.
+    let started = Instant::now();
+    let launches = loop {
+        let droplets = d.droplets("dorace");
+        let launches: std::collections::BTreeSet<String> = droplets
+            .iter()
+            .flat_map(|x| x["tags"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .filter(|t| t.starts_with("clusterctl-launch:"))
+            .collect();
+        if droplets.len() == 2 || started.elapsed() > Duration::from_secs(20) {
+            break launches;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    assert_eq!(d.droplets("dorace").len(), 2);
+    let inv = d.sim.inventory();
+    let fw = held(&inv, "firewalls", |f| {
+        f["name"] == json!("clusterctl-dorace")
+    });
+    assert_eq!(fw.len(), 1, "{fw:?}");
+    let keys = held(&inv, "ssh_keys", |k| {
+        k["name"] == json!("clusterctl-dorace")
+    });
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let (code, env, err) = d.json_in(won_env, &["env", "dorace"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r = client(&env["env"], &["compute", "40"]);
+    assert_eq!(r["result"], (0..40u64).map(|x| x * x).sum::<u64>());
+
+    let (code, _, err) = d.json_in(won_env, &["down", "dorace"]);
+    assert_eq!(code, Some(0), "{err}");
+    d.assert_nothing_left("dorace");
+}

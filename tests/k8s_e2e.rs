@@ -475,6 +475,9 @@ fn bad_input_exits_2_and_creates_nothing() {
         (&["--context", "nope"], "nope"),
         (&["--region", "us-east-1"], "--context"),
         (&["--k8s-operator"], "not installed"),
+        // Past the TTL the operator's Deployments restart their pods: only its idle timeout
+        // ends a forgotten cluster, so it may not be turned off (issue 13 #13).
+        (&["--k8s-operator", "--idle-timeout", "0"], "idle timeout"),
     ];
     for (extra, needle) in cases {
         let mut args = k.up_args("k8bad", "1");
@@ -827,4 +830,79 @@ fn in_a_pod_it_uses_the_service_account_and_dials_the_service_directly() {
     let (code, _, err) = in_pod(&k, &["down", "k8pod"]);
     assert_eq!(code, Some(0), "{err}");
     k.assert_nothing_left("k8pod");
+}
+
+/// Two `up` of one name at once from two machines (state directories): the root ConfigMap
+/// claims the name, so one cluster exists afterwards and computes, and the loser exits 1 with
+/// `NameTaken` without deleting anything of the winner (before, its rollback deleted the
+/// winner's root and with it the whole cluster).
+#[test]
+fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
+    let k = Kube::new();
+    let other = Env::new();
+    let args = k.up_args("k8race", "1");
+    let spawn = |env: &Env| {
+        env.cmd()
+            .envs(k.sim.env())
+            .args(&args)
+            .args(["--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&k.env), spawn(&other));
+    let outcome = |o: std::process::Output| {
+        (
+            o.status.code(),
+            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut results = [
+        (outcome(a.wait_with_output().unwrap()), &k.env),
+        (outcome(b.wait_with_output().unwrap()), &other),
+    ];
+    if results[0].0.0 != Some(0) {
+        results.swap(0, 1);
+    }
+    let [(won, won_env), (lost, lost_env)] = &results;
+    let both = [won, lost];
+    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
+    assert_eq!(won.1["workers"]["joined"], 1, "{won:?}");
+    // The loser lost at the claim (exit 1), or, when it came a moment later, at plan time
+    // where a live cluster of the name is refused (exit 2): both leave the winner alone.
+    assert!(
+        (lost.0 == Some(1) && lost.2.contains("is taken on kubernetes"))
+            || (lost.0 == Some(2) && lost.2.contains("already exists")),
+        "{both:?}"
+    );
+    assert!(lost_env.records().is_empty(), "the loser keeps no record");
+    let launches: std::collections::BTreeSet<String> = k
+        .held("k8race", "Pod")
+        .iter()
+        .map(|p| p["metadata"]["labels"]["clusterctl-launch"].to_string())
+        .collect();
+    assert_eq!(k.held("k8race", "Pod").len(), 2);
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    assert_eq!(k.held("k8race", "ConfigMap").len(), 1);
+
+    let mut env = won_env.cmd();
+    env.envs(k.sim.env())
+        .args(["env", "k8race", "--output", "json"]);
+    let out = env.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut down = won_env.cmd();
+    down.envs(k.sim.env()).args(["down", "k8race"]);
+    let out = down.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    k.assert_nothing_left("k8race");
 }

@@ -430,6 +430,7 @@ pub fn resolve_up(
         });
     }
 
+    let created_at = now_epoch();
     let spec = ClusterSpec {
         name,
         workers,
@@ -440,12 +441,13 @@ pub fn resolve_up(
         env,
         tags: user_tags,
         owner: owner(),
-        created_at: now_epoch(),
+        created_at,
         ttl,
         idle_timeout,
         death_timeout: DEATH_TIMEOUT,
         tls,
         private,
+        launch: clusterctl_core::model::new_launch_id(created_at),
     };
     Ok(UpSettings {
         provider,

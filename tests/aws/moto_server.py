@@ -11,8 +11,10 @@ instance never booted keeps moto's answer.  Every other request is moto's, uncha
 
     python tests/aws/moto_server.py [--console-dir CDIR] -H 127.0.0.1 -p PORT
 
-Without ``--console-dir`` this is ``python -m moto.server`` with one fix: every instance of a
-RunInstances call gets its instance profile (see profile_on_every_instance).
+Without ``--console-dir`` this is ``python -m moto.server`` with two fixes that make it behave
+as EC2 does: every instance of a RunInstances call gets its instance profile
+(profile_on_every_instance), and concurrent CreateSecurityGroup calls of one name cannot both
+succeed (atomic_security_group_creation).
 """
 
 import argparse
@@ -80,11 +82,31 @@ def profile_on_every_instance():
     InstanceResponse.run_instances = run_instances
 
 
+def atomic_security_group_creation():
+    """EC2 creates a security group name in a VPC at most once: of two concurrent
+    CreateSecurityGroup calls, one gets InvalidGroup.Duplicate (clusterctl claims a cluster's
+    name this way). moto's check-then-insert runs unlocked in its threaded server, so two
+    concurrent calls can both succeed; one lock around it restores EC2's behaviour."""
+    import threading
+
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    original = SecurityGroupBackend.create_security_group
+    lock = threading.Lock()
+
+    def create_security_group(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    SecurityGroupBackend.create_security_group = create_security_group
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--console-dir")
     args, rest = parser.parse_known_args(argv)
     profile_on_every_instance()
+    atomic_security_group_creation()
     if args.console_dir:
         os.makedirs(args.console_dir, exist_ok=True)
         serve_consoles(os.path.abspath(args.console_dir))

@@ -582,20 +582,25 @@ impl ClusterProvider for Ec2Provider {
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         let r = self.resolve(ctx.spec).await?;
-        let cluster_tags = tags::cluster_tags(ctx.spec);
-        let allowed = self.allowed_cidrs(r);
-        // IAM first and alongside the security group: the instance profile then has the
-        // security group's few seconds to propagate before RunInstances needs it.
-        let group = network::ensure_group(
+        // The security group claims the name; nothing else is touched before it is ours.
+        network::ensure_group(
             &self.ec2,
             &self.region,
+            ProviderKind::Aws,
             &ctx.spec.name,
             &r.network,
-            &cluster_tags,
-            &allowed,
-        );
-        tokio::try_join!(self.ensure_node_access(ctx), group)?;
-        Ok(())
+            &tags::cluster_tags(ctx.spec),
+            &self.allowed_cidrs(r),
+            || async {
+                Ok(self
+                    .describe(Some(&ctx.spec.name), LIVE_STATES)
+                    .await?
+                    .iter()
+                    .any(|n| n.state.is_alive()))
+            },
+        )
+        .await?;
+        self.ensure_node_access(ctx).await
     }
 
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {

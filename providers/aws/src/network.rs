@@ -5,7 +5,11 @@ use aws_sdk_ec2::{
     Client,
     types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair},
 };
-use clusterctl_core::{Error, Result, bootstrap, model::ClusterName, tags};
+use clusterctl_core::{
+    Error, Result, bootstrap,
+    model::{ClusterName, ProviderKind, claim_held, now_epoch},
+    tags,
+};
 
 use crate::errors::{self, code};
 
@@ -171,50 +175,103 @@ pub async fn groups(
     Ok(out)
 }
 
-/// Create (or find) the cluster's security group and its rules; returns its id.
-pub async fn ensure_group(
+/// How long a launch that took over a leftover group waits before it reads the group's launch
+/// tag back: two launches taking it over at once both write, and the last one holds it.
+const TAKEOVER_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Claim the cluster's name with its security group, then make the group's rules exactly what
+/// this cluster asks for; returns the group's id.
+///
+/// CreateSecurityGroup of `clusterctl-NAME` in the VPC is the claim: a second `up` of the name
+/// cannot also create it. When the group exists, its `clusterctl-launch` tag says who holds
+/// it: this launch (a repeated bootstrap) goes on; another launch whose cluster has nodes
+/// alive (`nodes_alive`) or that started within the claim's grace is `Error::NameTaken`, with
+/// nothing created or changed; a leftover of an `up` that died is taken over (its launch tag
+/// rewritten, read back after a settle time) and its rules reset.
+#[allow(clippy::too_many_arguments)]
+pub async fn ensure_group<F, Fut>(
     ec2: &Client,
     region: &str,
+    kind: ProviderKind,
     cluster: &ClusterName,
     network: &Network,
     group_tags: &std::collections::BTreeMap<String, String>,
     allow: &[String],
-) -> Result<String> {
-    let existing = groups(ec2, region, Some(cluster)).await?;
-    let group_id = match existing.first() {
-        Some((id, _)) => id.clone(),
-        None => {
-            let tags: Vec<Tag> = group_tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
-            ec2.create_security_group()
-                .group_name(group_name(cluster))
-                .description(format!(
-                    "clusterctl cluster {cluster}: Dask scheduler and workers"
-                ))
-                .vpc_id(&network.vpc_id)
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::SecurityGroup)
-                        .set_tags(Some(tags))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| errors::map("ec2:CreateSecurityGroup", region, e))?
-                .group_id()
-                .unwrap_or_default()
-                .to_string()
+    nodes_alive: F,
+) -> Result<String>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let launch = group_tags.get(tags::LAUNCH).cloned().unwrap_or_default();
+    let tag_list: Vec<Tag> = group_tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let created = ec2
+        .create_security_group()
+        .group_name(group_name(cluster))
+        .description(format!(
+            "clusterctl cluster {cluster}: Dask scheduler and workers"
+        ))
+        .vpc_id(&network.vpc_id)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(tag_list))
+                .build(),
+        )
+        .send()
+        .await;
+    let (group_id, reset) = match created {
+        Ok(out) => (out.group_id().unwrap_or_default().to_string(), false),
+        Err(e) if code(&e) == Some("InvalidGroup.Duplicate") => {
+            let (id, found) = named_group(ec2, region, kind, cluster, &network.vpc_id).await?;
+            if found.get(tags::MANAGED).map(String::as_str) != Some(tags::MANAGED_VALUE)
+                || found.get(tags::CLUSTER).map(String::as_str) != Some(cluster.as_str())
+            {
+                return Err(Error::invalid(
+                    "--name",
+                    cluster.as_str(),
+                    format!(
+                        "the security group {} ({id}) in {} was not made by clusterctl for this cluster",
+                        group_name(cluster),
+                        network.vpc_id
+                    ),
+                    Some("choose another --name".into()),
+                ));
+            }
+            let holder = found.get(tags::LAUNCH).cloned();
+            if holder.as_deref() != Some(launch.as_str()) {
+                let alive = nodes_alive().await?;
+                if claim_held(holder.as_deref(), alive, now_epoch()) {
+                    return Err(name_taken(kind, cluster, holder.as_deref(), alive));
+                }
+                // A leftover of an `up` that died: take it over, then check that no other
+                // launch took it over at the same moment (the last writer holds it).
+                ec2.create_tags()
+                    .resources(&id)
+                    .tags(Tag::builder().key(tags::LAUNCH).value(&launch).build())
+                    .send()
+                    .await
+                    .map_err(|e| errors::map_for(kind, "ec2:CreateTags", region, e))?;
+                tokio::time::sleep(TAKEOVER_SETTLE).await;
+                let (_, now) = named_group(ec2, region, kind, cluster, &network.vpc_id).await?;
+                let holder = now.get(tags::LAUNCH).cloned();
+                if holder.as_deref() != Some(launch.as_str()) {
+                    return Err(name_taken(kind, cluster, holder.as_deref(), false));
+                }
+            }
+            (id, true)
         }
+        Err(e) => return Err(errors::map_for(kind, "ec2:CreateSecurityGroup", region, e)),
     };
-    let permissions = wanted_rules(&group_id, allow);
-    if !existing.is_empty() {
+    if reset {
         // A group left by an earlier cluster of this name keeps whatever it was given (an old
         // `--allow-cidr 0.0.0.0/0`): make its rules exactly what this cluster asks for.
         revoke_stale(ec2, region, &group_id, allow).await?;
     }
-    for p in permissions {
+    for p in wanted_rules(&group_id, allow) {
         match ec2
             .authorize_security_group_ingress()
             .group_id(&group_id)
@@ -224,10 +281,83 @@ pub async fn ensure_group(
         {
             Ok(_) => {}
             Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(errors::map("ec2:AuthorizeSecurityGroupIngress", region, e)),
+            Err(e) => {
+                return Err(errors::map_for(
+                    kind,
+                    "ec2:AuthorizeSecurityGroupIngress",
+                    region,
+                    e,
+                ));
+            }
         }
     }
     Ok(group_id)
+}
+
+/// The group named after `cluster` in `vpc`: its id and tags.
+async fn named_group(
+    ec2: &Client,
+    region: &str,
+    kind: ProviderKind,
+    cluster: &ClusterName,
+    vpc: &str,
+) -> Result<(String, std::collections::BTreeMap<String, String>)> {
+    let out = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", &[&group_name(cluster)]))
+        .filters(filter("vpc-id", &[vpc]))
+        .send()
+        .await
+        .map_err(|e| errors::map_for(kind, "ec2:DescribeSecurityGroups", region, e))?;
+    let g = out
+        .security_groups()
+        .first()
+        .ok_or_else(|| Error::Provider {
+            provider: kind,
+            operation: "ec2:DescribeSecurityGroups".into(),
+            message: format!(
+                "the security group {} exists but is not listed in {vpc} yet",
+                group_name(cluster)
+            ),
+        })?;
+    Ok((
+        g.group_id().unwrap_or_default().to_string(),
+        g.tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    ))
+}
+
+fn name_taken(
+    kind: ProviderKind,
+    cluster: &ClusterName,
+    holder: Option<&str>,
+    alive: bool,
+) -> Error {
+    let started = holder
+        .and_then(clusterctl_core::model::launch_started)
+        .map(|t| format!(", started {}s ago", now_epoch().saturating_sub(t)))
+        .unwrap_or_default();
+    Error::NameTaken {
+        name: cluster.to_string(),
+        provider: kind,
+        holder: format!(
+            "its security group {} belongs to launch {}{started}{}",
+            group_name(cluster),
+            holder.unwrap_or("(none)"),
+            if alive {
+                ", whose nodes are running"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 /// The ingress rules of the cluster's group: members talk to each other on any port (workers

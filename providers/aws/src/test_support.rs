@@ -45,6 +45,7 @@ pub(crate) fn spec() -> clusterctl_core::model::ClusterSpec {
         death_timeout: std::time::Duration::from_secs(60),
         tls: false,
         private: true,
+        launch: "1-0000abcd".into(),
     }
 }
 

@@ -575,6 +575,7 @@ pub(crate) mod tests {
             death_timeout: Duration::from_secs(120),
             tls: true,
             private: false,
+            launch: "1000-0000abcd".into(),
         }
     }
 

@@ -75,6 +75,17 @@ pub enum Error {
         /// Where it lives.
         provider: ProviderKind,
     },
+    /// Another `up` holds the cluster's name on the platform (it claimed it first, and it is
+    /// running or its cluster is alive). Nothing was created by this `up`.
+    #[error("the name `{name}` is taken on {provider}: {holder}")]
+    NameTaken {
+        /// The cluster name.
+        name: String,
+        /// Where.
+        provider: ProviderKind,
+        /// Who holds it: the other launch, and what shows it is alive.
+        holder: String,
+    },
     /// The platform rejected our credentials.
     #[error("{provider}: not authenticated: {message}")]
     Unauthenticated {
@@ -296,6 +307,12 @@ impl Error {
             Error::AlreadyExists { name, .. } => vec![format!(
                 "choose another `--name`, or remove the old one with `clusterctl down {name}`"
             )],
+            Error::NameTaken { name, .. } => vec![
+                "nothing of the other cluster was touched, and this `up` created nothing".into(),
+                format!(
+                    "another `up` of `{name}` (a re-run or parallel CI job?) is running or made it: choose another `--name`, or `clusterctl down {name}` to remove that cluster"
+                ),
+            ],
             Error::Unauthenticated { provider, .. } => {
                 vec![format!(
                     "check the credentials {provider} uses (see `clusterctl config show`)"

@@ -37,6 +37,8 @@ pub(crate) struct FakeState {
     pub launch_delay: Duration,
     /// `launch_workers` fails.
     pub fail_workers: bool,
+    /// `bootstrap` finds the name held by another launch (`Error::NameTaken`).
+    pub name_taken: bool,
     /// How long a terminated node is listed as stopping.
     pub stop_after: Duration,
     /// `cleanup` never returns.
@@ -132,7 +134,14 @@ impl ClusterProvider for Fake {
         Ok(Plan::default())
     }
 
-    async fn bootstrap(&self, _ctx: &LaunchContext<'_>) -> Result<()> {
+    async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        if self.get(|s| s.name_taken) {
+            return Err(Error::NameTaken {
+                name: ctx.spec.name.to_string(),
+                provider: ProviderKind::Aws,
+                holder: "launch 1-00000000".into(),
+            });
+        }
         Ok(())
     }
 

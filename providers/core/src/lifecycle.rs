@@ -178,6 +178,9 @@ pub async fn up(
     };
     let err = match result {
         Ok(launched) => return Ok(launched),
+        // The name is another launch's: this `up` created nothing, and everything tagged with
+        // the name is the other's. A rollback would destroy it.
+        Err(e @ Error::NameTaken { .. }) => return Err(e),
         Err(e) => e,
     };
     if !matches!(err, Error::Interrupted) {

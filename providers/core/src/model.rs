@@ -332,6 +332,11 @@ pub struct ClusterSpec {
     pub tls: bool,
     /// The client reaches the scheduler on private addresses (same network).
     pub private: bool,
+    /// This `up`'s own id (`<created_at>-<random>`, tag `clusterctl-launch`): which launch
+    /// holds the cluster's name, so that a second `up` of the name never takes or removes
+    /// what another made (see [`crate::provider::ClusterProvider::bootstrap`]).
+    #[serde(default)]
+    pub launch: String,
 }
 
 impl ClusterSpec {
@@ -339,6 +344,34 @@ impl ClusterSpec {
     pub fn expires_at(&self) -> u64 {
         self.created_at + self.ttl.as_secs()
     }
+}
+
+/// A new launch id for an `up` started at `created_at`: the start time, then 32 random bits.
+pub fn new_launch_id(created_at: u64) -> String {
+    format!("{created_at}-{:08x}", fastrand::u32(..))
+}
+
+/// When a launch started, from its id (`None` for an id clusterctl did not make).
+pub fn launch_started(launch: &str) -> Option<u64> {
+    let (secs, rest) = launch.split_once('-')?;
+    (rest.len() == 8 && rest.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| secs.parse().ok())
+        .flatten()
+}
+
+/// How long a launch holds its cluster's name before it has a node: an `up` creates its
+/// scheduler seconds after claiming the name (two minutes at most while a new cloud identity
+/// propagates), so a claim older than this with no node alive was left by an `up` that died.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(600);
+
+/// Whether a name claimed by `holder` (its launch id, if any) is still held: its cluster has a
+/// node alive, or its `up` started within [`CLAIM_GRACE`]. A claim that is not held is a
+/// leftover that a new `up` of the name may take over.
+pub fn claim_held(holder: Option<&str>, nodes_alive: bool, now: u64) -> bool {
+    nodes_alive
+        || holder
+            .and_then(launch_started)
+            .is_some_and(|t| now.saturating_sub(t) < CLAIM_GRACE.as_secs())
 }
 
 /// Longest `--ttl`: a week. The TTL is the promise that a forgotten cluster ends by itself; a
@@ -584,6 +617,24 @@ pub fn validate_cidr(cidr: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_is_held_while_its_cluster_lives_or_its_up_is_young() {
+        let id = new_launch_id(1_000_000);
+        assert_eq!(launch_started(&id), Some(1_000_000));
+        assert_eq!(id.len(), "1000000-".len() + 8);
+        assert_ne!(new_launch_id(1), new_launch_id(1), "random part");
+        assert_eq!(launch_started("made-by-hand"), None);
+        let grace = CLAIM_GRACE.as_secs();
+        // Young: an `up` still creating its first node.
+        assert!(claim_held(Some(&id), false, 1_000_000 + grace - 1));
+        // Old and nothing alive: a leftover, free to take over.
+        assert!(!claim_held(Some(&id), false, 1_000_000 + grace));
+        assert!(!claim_held(None, false, 2_000_000));
+        // Nodes alive: held, however old or untagged.
+        assert!(claim_held(Some(&id), true, u64::MAX));
+        assert!(claim_held(None, true, 0));
+    }
 
     #[test]
     fn names_ok() {

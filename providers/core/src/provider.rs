@@ -225,7 +225,20 @@ pub trait ClusterProvider: Send + Sync + Debug {
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;
 
     /// Create or reuse what the nodes need besides themselves: firewall rules, roles, log
-    /// groups, namespaces, secrets, a runtime. Every created resource carries the cluster tags.
+    /// groups, namespaces, secrets, a runtime. Every created resource carries the cluster tags
+    /// (with this launch's `clusterctl-launch`).
+    ///
+    /// First of all, it claims the cluster's name for this launch ([`ClusterSpec::launch`]),
+    /// atomically where the platform allows: by creating a resource whose name is the
+    /// cluster's and that a second `up` cannot also create (EC2/Fargate: the security group;
+    /// Kubernetes: the root ConfigMap). When another launch holds it and
+    /// [`crate::model::claim_held`] says it still does, it returns [`Error::NameTaken`] before
+    /// creating or changing anything, and `up` then rolls nothing back: what carries the
+    /// name is the other launch's. A claim not held (a leftover of an `up` that died) is taken
+    /// over.
+    ///
+    /// [`ClusterSpec::launch`]: crate::model::ClusterSpec::launch
+    /// [`Error::NameTaken`]: crate::Error::NameTaken
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()>;
 
     /// Start the scheduler.

@@ -25,6 +25,8 @@ pub const OWNER: &str = "clusterctl-owner";
 pub const EXPIRES: &str = "clusterctl-expires";
 /// The scheduler's protocol, `tls` or `tcp`, so its address can be rebuilt from tags alone.
 pub const PROTOCOL: &str = "clusterctl-protocol";
+/// The `up` that made the resource ([`crate::model::ClusterSpec::launch`]).
+pub const LAUNCH: &str = "clusterctl-launch";
 
 /// Tags for a supporting resource of the cluster (no role): user tags first, so ours win.
 pub fn cluster_tags(spec: &ClusterSpec) -> BTreeMap<String, String> {
@@ -34,6 +36,9 @@ pub fn cluster_tags(spec: &ClusterSpec) -> BTreeMap<String, String> {
     tags.insert(OWNER.into(), spec.owner.clone());
     tags.insert(EXPIRES.into(), spec.expires_at().to_string());
     tags.insert(PROTOCOL.into(), crate::bootstrap::scheme(spec).into());
+    if !spec.launch.is_empty() {
+        tags.insert(LAUNCH.into(), spec.launch.clone());
+    }
     tags
 }
 

@@ -344,6 +344,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_name_held_by_another_launch_is_not_rolled_back() {
+        // Another launch's nodes carry the name: a rollback (teardown by the name's tags)
+        // would destroy its cluster.
+        let fake = Fake::new(QUICK);
+        let theirs = fake.add(Role::Scheduler, "scheduler");
+        fake.set(|s| s.name_taken = true);
+        let err = up_with(&fake, None, &Cancel::default()).await.unwrap_err();
+        assert!(matches!(err, Error::NameTaken { .. }), "{err}");
+        assert_eq!(
+            fake.running(),
+            vec![theirs.id],
+            "the other launch's node was touched"
+        );
+        assert_eq!(fake.get(|s| s.lists), 0, "no teardown ran");
+    }
+
+    #[tokio::test]
     async fn a_failed_worker_launch_does_not_forget_the_scheduler() {
         let fake = Fake::new(QUICK);
         fake.set(|s| {

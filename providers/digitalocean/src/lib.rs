@@ -71,6 +71,8 @@ pub struct DigitalOceanProvider {
     account: std::sync::OnceLock<plan::AccountFacts>,
     /// The throwaway SSH key's id, once created or found.
     key: Mutex<Option<u64>>,
+    /// The firewall this launch created (not one another launch of the name made).
+    created_firewall: std::sync::Mutex<Option<String>>,
     /// Tags seen on droplets of a cluster in this process (listed or created), so that `cleanup`
     /// can also remove the user's `--tag`s once nothing uses them (best effort: a `down` that
     /// finds no droplet any more leaves them).
@@ -135,8 +137,93 @@ impl DigitalOceanProvider {
             resolved: OnceCell::new(),
             account: std::sync::OnceLock::new(),
             key: Mutex::new(None),
+            created_firewall: std::sync::Mutex::new(None),
             seen_tags: std::sync::Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// The launches other than this one whose droplets of the cluster are alive (`None`: a
+    /// droplet without a launch tag, made before launches were tagged).
+    async fn other_launches(&self, spec: &ClusterSpec) -> Result<BTreeSet<Option<String>>> {
+        let droplets = self
+            .api
+            .droplets_by_tag(&tags::cluster_tag(&spec.name))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(droplets
+            .iter()
+            .filter(|d| droplets::map_status(&d.status).is_alive())
+            .map(|d| tags::decode_all(&d.tags).get(core_tags::LAUNCH).cloned())
+            .filter(|l| l.as_deref() != Some(spec.launch.as_str()))
+            .collect())
+    }
+
+    fn name_taken(spec: &ClusterSpec, holder: Option<&str>) -> Error {
+        Error::NameTaken {
+            name: spec.name.to_string(),
+            provider: ProviderKind::Digitalocean,
+            holder: match holder {
+                Some(l) => format!(
+                    "droplets tagged {} of launch {l} are running",
+                    tags::cluster_tag(&spec.name)
+                ),
+                None => format!(
+                    "another launch holds its firewall {} (or runs droplets tagged {})",
+                    firewall::firewall_name(&spec.name),
+                    tags::cluster_tag(&spec.name)
+                ),
+            },
+        }
+    }
+
+    /// DigitalOcean has no resource whose name only one `up` can create, so two `up`s of one
+    /// name settle it once each has its scheduler droplet (by then, concurrent creations show
+    /// in listings): the launch that started first holds the name. The other removes what it
+    /// made itself (its droplet, throwaway key and firewall) and fails with `NameTaken`.
+    async fn settle_claim(&self, spec: &ClusterSpec, own_droplet: u64) -> Result<()> {
+        let others = self.other_launches(spec).await?;
+        // Launch ids start with the `up`'s start time (fixed width), so they order by it; an
+        // untagged droplet is older than any launch.
+        let Some(first) = others
+            .into_iter()
+            .filter(|l| l.as_deref().is_none_or(|l| l < spec.launch.as_str()))
+            .min()
+        else {
+            return Ok(());
+        };
+        let mut left = Vec::new();
+        if let Err(e) = self.api.delete_droplet(own_droplet).await {
+            left.push(format!(
+                "droplet {own_droplet} ({e}; `doctl compute droplet delete {own_droplet}`)"
+            ));
+        }
+        if let Some(id) = self.key.lock().await.take()
+            && self.options.ssh_keys.is_empty()
+            && let Err(e) = self.api.delete_key(id).await
+        {
+            left.push(format!("SSH key {id} ({e})"));
+        }
+        let firewall = self
+            .created_firewall
+            .lock()
+            .map(|mut f| f.take())
+            .unwrap_or_default();
+        if let Some(id) = firewall
+            && let Err(e) = self.api.delete_firewall(&id).await
+        {
+            left.push(format!("firewall {id} ({e})"));
+        }
+        let mut err = Self::name_taken(spec, first.as_deref());
+        if let Error::NameTaken { holder, .. } = &mut err
+            && !left.is_empty()
+        {
+            // Never hidden: what this launch made and could not remove (not the winner's).
+            holder.push_str(&format!(
+                "; this launch's own resources could not all be removed: {}",
+                left.join(", ")
+            ));
+        }
+        Err(err)
     }
 
     /// The options it was built with.
@@ -400,16 +487,17 @@ impl ClusterProvider for DigitalOceanProvider {
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         let spec = ctx.spec;
+        // Another launch's live droplets hold the name: touch nothing (see `settle_claim` for
+        // two launches that pass this at once).
+        if let Some(holder) = self.other_launches(spec).await?.into_iter().next() {
+            return Err(Self::name_taken(spec, holder.as_deref()));
+        }
         let cluster_tag = tags::cluster_tag(&spec.name);
         // Firewalls may only name existing tags; droplet creation makes its own.
         self.api
             .create_tag(&cluster_tag)
             .await
             .map_err(|e| self.err(e))?;
-        if self.options.ssh_keys.is_empty() {
-            let id = self.create_key(&spec.name).await?;
-            *self.key.lock().await = Some(id);
-        }
         let name = firewall::firewall_name(&spec.name);
         let exists = self
             .api
@@ -421,10 +509,23 @@ impl ClusterProvider for DigitalOceanProvider {
         if !exists {
             let allowed = self.allowed_sources().await?;
             let body = firewall::rules(&spec.name, &cluster_tag, &allowed);
-            self.api
-                .create_firewall(&body)
-                .await
-                .map_err(|e| self.err(e))?;
+            // Firewall names are unique: of two launches that both found none a moment ago,
+            // the second gets 409 and holds nothing, so it stops here having made nothing.
+            let created = match self.api.create_firewall(&body).await {
+                Ok(f) => f,
+                Err(RestError::Status { status, .. }) if status.as_u16() == 409 => {
+                    let holder = self.other_launches(spec).await?.into_iter().next();
+                    return Err(Self::name_taken(spec, holder.flatten().as_deref()));
+                }
+                Err(e) => return Err(self.err(e)),
+            };
+            if let Ok(mut f) = self.created_firewall.lock() {
+                *f = Some(created.id);
+            }
+        }
+        if self.options.ssh_keys.is_empty() {
+            let id = self.create_key(&spec.name).await?;
+            *self.key.lock().await = Some(id);
         }
         Ok(())
     }
@@ -476,6 +577,7 @@ impl ClusterProvider for DigitalOceanProvider {
                 |d| address(d, "private").and_then(|_| node_of(d)),
             )
             .await?;
+        self.settle_claim(spec, id).await?;
         let address = node
             .private_ip
             .as_deref()

@@ -9,7 +9,10 @@ use clusterctl_core::{
         self, BootFile, BootLayout, DASHBOARD_PORT, SCHEDULER_PORT, scheduler_intent, worker_intent,
     },
     container::{ContainerBoot, render_container},
-    model::{ClusterName, Endpoints, Node, NodeSize, NodeState, ProviderKind, Role},
+    model::{
+        ClusterName, Endpoints, Node, NodeSize, NodeState, ProviderKind, Role, claim_held,
+        launch_started, now_epoch,
+    },
     provider::{LaunchContext, NodeLog, SchedulerLaunch, WorkerBatch, last_lines},
     tags,
     wait::{Deadline, Interval, Poll, poll_until},
@@ -193,14 +196,10 @@ impl KubernetesProvider {
         }
         let root = objects::root(&self.namespace, spec, &self.options);
         let name = names::root(&spec.name);
+        // The root claims the name: a second `up` of it cannot also create it.
         let created = match self.api::<ConfigMap>().create(&pp, &root).await {
             Ok(r) => r,
-            Err(e) if errors::is_conflict(&e) => {
-                return Err(Error::AlreadyExists {
-                    name: spec.name.to_string(),
-                    provider: ProviderKind::Kubernetes,
-                });
-            }
+            Err(e) if errors::is_conflict(&e) => return Err(self.name_taken(spec).await),
             Err(e) => return Err(errors::map(&format!("create configmap {name}"), e)),
         };
         let uid = created.metadata.uid.unwrap_or_default();
@@ -223,6 +222,46 @@ impl KubernetesProvider {
                 names::files(&spec.name)
             )))?;
         Ok(())
+    }
+
+    /// The error of an `up` whose root ConfigMap another launch created first: that launch's
+    /// cluster (running, or being created) holds the name, or its `up` died and left the root,
+    /// which `down` removes. Either way nothing of it is touched here.
+    async fn name_taken(&self, spec: &ClusterSpec) -> Error {
+        let name = names::root(&spec.name);
+        let holder = match self.api::<ConfigMap>().get_opt(&name).await {
+            Ok(Some(root)) => root
+                .metadata
+                .labels
+                .and_then(|l| l.get(tags::LAUNCH).cloned()),
+            _ => None,
+        };
+        let alive = self
+            .find_nodes(Some(&spec.name))
+            .await
+            .map(|nodes| nodes.iter().any(|n| n.state.is_alive()))
+            .unwrap_or(true);
+        let held = claim_held(holder.as_deref(), alive, now_epoch());
+        let started = holder
+            .as_deref()
+            .and_then(launch_started)
+            .map(|t| format!(", started {}s ago", now_epoch().saturating_sub(t)))
+            .unwrap_or_default();
+        Error::NameTaken {
+            name: spec.name.to_string(),
+            provider: ProviderKind::Kubernetes,
+            holder: format!(
+                "the ConfigMap {name} in namespace {} belongs to launch {}{started}{}",
+                self.namespace,
+                holder.as_deref().unwrap_or("(none)"),
+                match (held, alive) {
+                    (_, true) => ", whose pods are running",
+                    (true, false) => ", whose `up` is still creating it",
+                    (false, false) =>
+                        ", left by an `up` that stopped: `clusterctl down` removes it",
+                }
+            ),
+        }
     }
 
     /// The scheduler Pod and its Service; the address is the Service's cluster IP.

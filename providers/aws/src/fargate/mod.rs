@@ -541,13 +541,22 @@ impl ClusterProvider for FargateProvider {
         let spec = ctx.spec;
         let cluster_tags = tags::cluster_tags(spec);
         let net = self.network().await?;
+        // The security group claims the name; nothing else is touched before it is ours.
         network::ensure_group(
             &self.ec2,
             &self.region,
+            ProviderKind::Fargate,
             &spec.name,
             net,
             &cluster_tags,
             &self.allowed_cidrs(net),
+            || async {
+                Ok(self
+                    .describe(Some(&spec.name))
+                    .await?
+                    .iter()
+                    .any(|t| t.node.state.is_alive()))
+            },
         )
         .await?;
         self.ensure_ecs_cluster(&spec.name, &cluster_tags).await?;
