@@ -211,6 +211,22 @@ fn kubernetes_cluster_runs_computes_scales_and_leaves_nothing() {
         err.contains("clusterctl dashboard k8e"),
         "up says how to reach it from outside: {err}"
     );
+    // Readiness went through the API server's port-forward, as it must from outside the
+    // cluster: here the cluster IPs happen to be local, so a `reach` that dialled them
+    // directly would still work, and only the request log tells.
+    let forwards = || {
+        k.sim
+            .requests()
+            .iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/pods/k8e-scheduler/portforward"))
+            })
+            .count()
+    };
+    let after_up = forwards();
+    assert!(after_up > 0, "up's readiness used no port-forward");
     // The record pins the context and namespace `up` resolved (the kubeconfig's current ones),
     // so later commands act there even if the kubeconfig changes.
     let record: Value = serde_json::from_str(
@@ -366,6 +382,10 @@ fn kubernetes_cluster_runs_computes_scales_and_leaves_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(st["state"], "ready", "{st}");
     assert_eq!(st["workers"]["joined"], 2);
+    assert!(
+        forwards() > after_up,
+        "status asked the scheduler through a port-forward"
+    );
 
     let (code, logs, err) = k.json(&["logs", "k8e", "--role", "scheduler"]);
     assert_eq!(code, Some(0), "{err}");
