@@ -237,7 +237,12 @@ class SimApp:
         return resp
 
     def _answer(self, req):
-        match, allowed = self.spec.match(req.method, req.path) if self.spec else (None, [])
+        if self.spec is None:
+            match, allowed = None, []
+        elif hasattr(self.spec, "match_request"):     # specs that dispatch on the query too
+            match, allowed = self.spec.match_request(req.method, req.path, req.query)
+        else:
+            match, allowed = self.spec.match(req.method, req.path)
         req.match = match
         route = None if match else self._find_route(req)
         self.authenticate(req)
