@@ -36,10 +36,11 @@ fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 # The test doubles' own strictness: each self-check drives its simulator or boot runtime
 # directly, including requests the real platform refuses, which the double must refuse too.
-# (Under a minute in all; the DigitalOcean, ECS and operator checks make their own network
+# (About a minute in all; the DigitalOcean, Azure, ECS and operator checks make their own network
 # namespaces and need root, as the end-to-end tests do.)
 for check in tests/simkit/selfcheck.py tests/vmboot/selfcheck.py tests/k8s/selfcheck_api.py \
-  tests/k8s/selfcheck_operator.py tests/digitalocean/selfcheck.py tests/aws/ecsagent/selfcheck.py; do
+  tests/k8s/selfcheck_operator.py tests/digitalocean/selfcheck.py tests/aws/ecsagent/selfcheck.py \
+  tests/azure/selfcheck.py; do
   echo "tests/run.sh: self-check $check" >&2
   if ! out=$("$venv/bin/python" "$check" 2>&1); then
     printf '%s\n' "$out" >&2
