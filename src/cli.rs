@@ -100,8 +100,8 @@ pub struct UpArgs {
     /// Cluster name (lowercase letters, digits, '-'); generated when omitted.
     #[arg(long, env = "CLUSTERCTL_NAME")]
     pub name: Option<String>,
-    /// Region, zone or location of the provider.
-    #[arg(long, env = "CLUSTERCTL_REGION")]
+    /// Region, zone or location of the provider (`--location` for Azure).
+    #[arg(long, visible_alias = "location", env = "CLUSTERCTL_REGION")]
     pub region: Option<String>,
     /// Dask release to run.
     #[arg(long, env = "CLUSTERCTL_DASK_VERSION", value_name = "VERSION")]
@@ -167,6 +167,8 @@ pub struct UpArgs {
     pub kube: KubeArgs,
     #[command(flatten)]
     pub digitalocean: DigitalOceanArgs,
+    #[command(flatten)]
+    pub azure: AzureArgs,
 }
 
 /// Where Kubernetes clusters live: the kube context and namespace.
@@ -271,6 +273,39 @@ pub struct DigitalOceanArgs {
     /// API base URL (default: DIGITALOCEAN_API_URL, else https://api.digitalocean.com).
     #[arg(long, value_name = "URL")]
     pub digitalocean_api_url: Option<String>,
+}
+
+/// Options of the Azure provider (it also takes --location/--region, --subnet, --spot,
+/// --allow-cidr and --private). Credentials come from the standard chain (environment service
+/// principal, workload identity, managed identity, Azure CLI), never from a flag.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Azure options")]
+pub struct AzureArgs {
+    /// Subscription id (default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's).
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Existing resource group to use (default: `clusterctl-NAME`, made and deleted per cluster).
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Image URN publisher:offer:sku:version (default: Canonical:ubuntu-24_04-lts:server:latest).
+    #[arg(long, value_name = "URN")]
+    pub azure_image: Option<String>,
+    /// Scheduler VM size (default: Standard_D2s_v5).
+    #[arg(long, value_name = "SIZE")]
+    pub scheduler_vm_size: Option<String>,
+    /// Worker VM size(s), in order of preference (default: Standard_D4s_v5).
+    #[arg(long = "worker-vm-size", value_name = "SIZE", value_delimiter = ',')]
+    pub worker_vm_sizes: Vec<String>,
+    /// OS disk size in GiB (default: 64).
+    #[arg(long = "os-disk-size", value_name = "GIB")]
+    pub os_disk_gib: Option<u32>,
+    /// Your SSH public key (an OpenSSH line or a .pub file) for the VMs' admin user (default: a
+    /// throwaway key whose private half is discarded; never a password).
+    #[arg(long, value_name = "KEY|FILE")]
+    pub ssh_public_key: Option<String>,
+    /// ARM endpoint (default: AZURE_RESOURCE_MANAGER_ENDPOINT, else https://management.azure.com).
+    #[arg(long, value_name = "URL")]
+    pub azure_endpoint: Option<String>,
 }
 
 /// Options of the AWS provider.

@@ -126,6 +126,27 @@ pub struct DigitalOceanSection {
     pub monitoring: Option<bool>,
 }
 
+/// Settings of the Azure provider (the same names as the flags; no credential: those come from
+/// the environment, a managed identity or the Azure CLI only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    pub location: Option<String>,
+    pub subscription: Option<String>,
+    pub endpoint: Option<String>,
+    pub resource_group: Option<String>,
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub image: Option<String>,
+    pub scheduler_vm_size: Option<String>,
+    #[serde(default)]
+    pub worker_vm_sizes: Vec<String>,
+    pub os_disk_gib: Option<u32>,
+    pub spot: Option<bool>,
+    pub ssh_public_key: Option<String>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -151,6 +172,7 @@ pub struct FileConfig {
     pub fargate: Option<FargateSection>,
     pub kubernetes: Option<KubernetesSection>,
     pub digitalocean: Option<DigitalOceanSection>,
+    pub azure: Option<AzureSection>,
 }
 
 /// A config file and its contents.

@@ -66,6 +66,9 @@ pub fn available() -> Vec<ProviderKind> {
     if cfg!(feature = "digitalocean") {
         kinds.push(ProviderKind::Digitalocean);
     }
+    if cfg!(feature = "azure") {
+        kinds.push(ProviderKind::Azure);
+    }
     kinds
 }
 
@@ -156,6 +159,16 @@ pub async fn build(
             }
             Ok(Arc::new(
                 clusterctl_digitalocean::DigitalOceanProvider::from_env(o)?,
+            ))
+        }
+        #[cfg(feature = "azure")]
+        ProviderKind::Azure => {
+            let mut o: clusterctl_azure::AzureOptions = options(&opts.extra, "Azure options")?;
+            if opts.region.is_some() {
+                o.location = opts.region.clone();
+            }
+            Ok(Arc::new(
+                clusterctl_azure::AzureProvider::from_env(o).await?,
             ))
         }
         other => Err(Error::ProviderUnavailable {

@@ -17,6 +17,7 @@ use crate::{
 };
 
 mod aws;
+mod azure;
 mod digitalocean;
 mod kubernetes;
 #[cfg(test)]
@@ -161,7 +162,8 @@ fn provider_options(
         ProviderKind::Digitalocean => {
             digitalocean::digitalocean_options(args, fc.digitalocean.as_ref(), region, private)
         }
-        ProviderKind::Local | ProviderKind::Azure | ProviderKind::Gcp => serde_json::Value::Null,
+        ProviderKind::Azure => azure::azure_options(args, fc.azure.as_ref(), region, private),
+        ProviderKind::Local | ProviderKind::Gcp => serde_json::Value::Null,
     })
 }
 

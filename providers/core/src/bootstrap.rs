@@ -541,6 +541,27 @@ pub fn render_cloud_init(
     .map_err(render_err)
 }
 
+/// Replace the content of private key files in rendered user-data, for `--dry-run`.
+pub fn redact_keys(user_data: &str) -> String {
+    let mut out = String::with_capacity(user_data.len());
+    let mut hide = false;
+    for line in user_data.lines() {
+        let t = line.trim_start();
+        if t.starts_with("- path:") {
+            hide = t.contains("-key.pem");
+        }
+        if hide && t.starts_with("content:") {
+            let indent = &line[..line.len() - t.len()];
+            out.push_str(indent);
+            out.push_str("content: \"<private key, generated per cluster, not shown>\"\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The rendered run script and runcmd under a real POSIX shell (dash), with stub commands.
 #[cfg(test)]
 #[path = "bootstrap_sh_tests.rs"]
@@ -551,6 +572,16 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::{ClusterName, NodeSize};
     use std::time::Duration;
+
+    #[test]
+    fn key_contents_are_elided() {
+        let text = "#cloud-config\nwrite_files:\n  - path: \"/etc/clusterctl/ca.pem\"\n    content: \"Q0E=\"\n  - path: \"/etc/clusterctl/worker-key.pem\"\n    encoding: b64\n    content: \"S0VZ\"\n  - path: \"/etc/clusterctl/run.sh\"\n    content: \"UlVO\"\n";
+        let shown = redact_keys(text);
+        assert!(shown.contains("content: \"Q0E=\""));
+        assert!(shown.contains("content: \"UlVO\""));
+        assert!(!shown.contains("S0VZ"));
+        assert!(shown.contains("    content: \"<private key, generated per cluster, not shown>\""));
+    }
 
     pub(crate) fn spec() -> ClusterSpec {
         ClusterSpec {

@@ -15,6 +15,7 @@
 //!   [`api_log`], the request log every platform client writes for benchmarks;
 //! - [`lifecycle`]: `up` with rollback, readiness and `scale` over any provider;
 //! - [`teardown`]: `down`, what it knows besides the listing, and what it says it leaves;
+//! - [`sshkey`]: throwaway SSH public keys for clouds that demand a login credential;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
 
@@ -30,6 +31,7 @@ pub mod record;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod retry;
+pub mod sshkey;
 pub mod tags;
 pub mod teardown;
 pub mod tls;

@@ -44,6 +44,10 @@ use crate::{
 /// The environment variable naming a PEM bundle of extra trusted roots.
 pub const EXTRA_CA_ENV: &str = "CLUSTERCTL_EXTRA_CA_FILE";
 
+/// The clouds' instance metadata service, the one non-loopback address reached over plain HTTP.
+pub const METADATA_ADDRESS: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254));
+
 /// A credential (a bearer token): never printed, never serialized.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -330,12 +334,14 @@ pub fn segment(value: &str) -> String {
 /// never leaves the machine).
 pub fn parse_base_url(value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    // Loopback (a local test server), or the link-local instance metadata service of the
+    // clouds (169.254.169.254, reached without TLS from inside a VM, and sent no token).
     let loopback = match url.host_str() {
         Some("localhost") => true,
         Some(h) => h
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
+            .is_ok_and(|ip| ip.is_loopback() || ip == METADATA_ADDRESS),
         None => false,
     };
     match url.scheme() {
@@ -343,7 +349,7 @@ pub fn parse_base_url(value: &str) -> Result<Url, String> {
         "http" if loopback => {}
         other => {
             return Err(format!(
-                "scheme `{other}` is not allowed: the token is only sent over https (or http to this machine)"
+                "scheme `{other}` is not allowed: the token is only sent over https (or http to this machine or the metadata service)"
             ));
         }
     }
@@ -486,6 +492,7 @@ impl RestClient {
             method,
             body: None,
             repeatable,
+            extra: Extra::default(),
         }
     }
 
@@ -494,11 +501,43 @@ impl RestClient {
         self.request(Method::GET, path).send_json().await
     }
 
+    /// A request of `method` to an absolute `url` that an answer named (an operation to poll):
+    /// it must be on this client's origin (scheme, host and port), so that the token never goes
+    /// to a host a response names.
+    pub fn request_url(&self, method: Method, url: &str) -> RestRequest<'_> {
+        let repeatable = is_idempotent(&method);
+        let url = Url::parse(url)
+            .map_err(|e| e.to_string())
+            .and_then(|u| {
+                if u.origin() == self.inner.base.origin() {
+                    Ok(u)
+                } else {
+                    Err(format!(
+                        "`{u}` is not on {}",
+                        self.inner.base.origin().ascii_serialization()
+                    ))
+                }
+            })
+            .map_err(|message| RestError::Config {
+                service: self.inner.service,
+                message,
+            });
+        RestRequest {
+            client: self,
+            url,
+            method,
+            body: None,
+            repeatable,
+            extra: Extra::default(),
+        }
+    }
+
     async fn attempt(
         &self,
         method: &Method,
         url: &Url,
         body: Option<&[u8]>,
+        extra: &Extra,
         deadline: Deadline,
     ) -> Result<RestResponse, RestError> {
         let inner = &self.inner;
@@ -517,12 +556,18 @@ impl RestClient {
             .request(method.clone(), url.clone())
             .timeout(inner.request_timeout.min(remaining))
             .header(ACCEPT, "application/json");
-        if let Some(token) = &inner.auth {
+        if let Some(token) = extra.bearer.as_ref().or(inner.auth.as_ref()) {
             req = req.bearer_auth(token.expose());
+        }
+        for (name, value) in &extra.headers {
+            req = req.header(*name, value);
         }
         if let Some(b) = body {
             req = req
-                .header(CONTENT_TYPE, "application/json")
+                .header(
+                    CONTENT_TYPE,
+                    extra.content_type.unwrap_or("application/json"),
+                )
                 .body(b.to_vec());
         }
         let transport = |e: reqwest::Error| RestError::Transport {
@@ -595,6 +640,15 @@ pub struct RestRequest<'a> {
     url: Result<Url, RestError>,
     body: Option<Result<Vec<u8>, RestError>>,
     repeatable: bool,
+    extra: Extra,
+}
+
+/// What a request adds to the client's defaults.
+#[derive(Default)]
+struct Extra {
+    headers: Vec<(&'static str, String)>,
+    content_type: Option<&'static str>,
+    bearer: Option<Secret>,
 }
 
 impl RestRequest<'_> {
@@ -616,6 +670,27 @@ impl RestRequest<'_> {
         self
     }
 
+    /// Add a header (e.g. `If-None-Match: *`, or the metadata service's `Metadata: true`).
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra.headers.push((name, value.into()));
+        self
+    }
+
+    /// Send this bearer token (a short-lived one its caller refreshes) instead of the client's.
+    pub fn bearer(mut self, token: &Secret) -> Self {
+        self.extra.bearer = Some(token.clone());
+        self
+    }
+
+    /// Send `pairs` as an `application/x-www-form-urlencoded` body (OAuth token endpoints).
+    pub fn form(mut self, pairs: &[(&str, &str)]) -> Self {
+        let mut enc = Url::parse("form:").expect("a valid URL");
+        enc.query_pairs_mut().extend_pairs(pairs);
+        self.body = Some(Ok(enc.query().unwrap_or_default().as_bytes().to_vec()));
+        self.extra.content_type = Some("application/x-www-form-urlencoded");
+        self
+    }
+
     /// Whether the request may be repeated after it may have reached the server (a 5xx, a
     /// timeout): true by default for idempotent methods; set it for a POST whose repetition is
     /// harmless (creating a tag, or something found by name afterwards).
@@ -632,13 +707,14 @@ impl RestRequest<'_> {
             url,
             body,
             repeatable,
+            extra,
         } = self;
         let url = url?;
         let body = body.transpose()?;
         let inner = &client.inner;
         let deadline = Deadline::after(inner.call_deadline);
         let hook = inner.rate_limit.clone();
-        let attempt = || client.attempt(&method, &url, body.as_deref(), deadline);
+        let attempt = || client.attempt(&method, &url, body.as_deref(), &extra, deadline);
         attempt
             .retry(backoff(&inner.retry))
             .sleep(tokio::time::sleep)
@@ -773,6 +849,8 @@ mod tests {
         assert!(parse_base_url("http://127.0.0.1:8080").is_ok());
         assert!(parse_base_url("http://localhost:8080").is_ok());
         assert!(parse_base_url("http://api.digitalocean.com").is_err());
+        assert!(parse_base_url("http://169.254.169.254").is_ok());
+        assert!(parse_base_url("http://169.254.169.253").is_err());
         assert!(parse_base_url("ftp://x").is_err());
         assert!(parse_base_url("not a url").is_err());
     }
@@ -801,6 +879,32 @@ mod tests {
         assert_eq!(retry_class(&transport(false), false), RetryClass::Transient);
         assert_eq!(retry_class(&transport(true), false), RetryClass::Fatal);
         assert_eq!(retry_class(&transport(true), true), RetryClass::Transient);
+    }
+
+    #[test]
+    fn absolute_urls_stay_on_the_clients_origin() {
+        let client =
+            RestClient::new(RestConfig::new("t", "https://arm.example.com"), None).unwrap();
+        let ok = client.request_url(
+            Method::GET,
+            "https://arm.example.com/subscriptions/s/operations/1?api-version=x",
+        );
+        assert_eq!(ok.url.unwrap().query(), Some("api-version=x"));
+        for bad in [
+            "https://evil.example.com/x",
+            "http://arm.example.com/x",
+            "https://arm.example.com:444/x",
+            "nonsense",
+        ] {
+            assert!(client.request_url(Method::GET, bad).url.is_err(), "{bad}");
+        }
+        let form = client
+            .request(Method::POST, "/t")
+            .form(&[("scope", "https://m/.default"), ("a", "b c")]);
+        assert_eq!(
+            form.body.unwrap().unwrap(),
+            b"scope=https%3A%2F%2Fm%2F.default&a=b+c"
+        );
     }
 
     #[test]

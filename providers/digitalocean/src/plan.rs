@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clusterctl_core::{
     Error, Result,
-    bootstrap::{self, render_cloud_init, scheduler_intent, worker_intent},
+    bootstrap::{self, redact_keys, render_cloud_init, scheduler_intent, worker_intent},
     model::{ClusterSpec, NodeSize, NodeState, ProviderKind, Role},
     provider::{LaunchContext, Plan, RenderedBootstrap},
 };
@@ -365,40 +365,9 @@ fn examples(sizes: &[Size], region: &str) -> Vec<String> {
     shown
 }
 
-/// Replace the content of private key files in rendered user-data, for `--dry-run`.
-pub(crate) fn redact_keys(user_data: &str) -> String {
-    let mut out = String::with_capacity(user_data.len());
-    let mut hide = false;
-    for line in user_data.lines() {
-        let t = line.trim_start();
-        if t.starts_with("- path:") {
-            hide = t.contains("-key.pem");
-        }
-        if hide && t.starts_with("content:") {
-            let indent = &line[..line.len() - t.len()];
-            out.push_str(indent);
-            out.push_str("content: \"<private key, generated per cluster, not shown>\"\n");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_contents_are_elided() {
-        let text = "#cloud-config\nwrite_files:\n  - path: \"/etc/clusterctl/ca.pem\"\n    content: \"Q0E=\"\n  - path: \"/etc/clusterctl/worker-key.pem\"\n    encoding: b64\n    content: \"S0VZ\"\n  - path: \"/etc/clusterctl/run.sh\"\n    content: \"UlVO\"\n";
-        let shown = redact_keys(text);
-        assert!(shown.contains("content: \"Q0E=\""));
-        assert!(shown.contains("content: \"UlVO\""));
-        assert!(!shown.contains("S0VZ"));
-        assert!(shown.contains("    content: \"<private key, generated per cluster, not shown>\""));
-    }
 
     #[test]
     fn examples_list_cheap_offered_sizes() {

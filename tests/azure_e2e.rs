@@ -1,0 +1,441 @@
+//! End-to-end tests of the `azure` provider against the ARM + Entra ID simulator of
+//! `tests/azure/`: VMs whose customData the shared VM boot runtime runs as real Dask processes on
+//! their NICs' private addresses, a real Dask client computing with TLS through the printed
+//! (public) address behind the cluster's NSG, what the simulator holds after each command (the
+//! NSG's rules, no public IP on workers, tags on every resource, no userData, no password, no
+//! credential in customData), and nothing tagged after `down`.
+//!
+//! Addresses are `10.x` (the VNet 10.42.0.0/16, "public" IPs 10.251.0.0/16), so each test runs
+//! in its own network namespace (`common::sandbox`), where the client's source address is
+//! `10.0.0.0`: the clusters allow `10.0.0.0/32`, and the simulator's forwarder drops what the
+//! NSG does not allow. Every request the simulator accepts and every answer it gives is
+//! validated against the bundled ARM specs; each test asserts it refused nothing.
+
+mod common;
+
+use std::{process::Command, time::Duration, time::Instant};
+
+use common::{Env, client, restsim::RestSim, sandbox::Sandbox};
+use serde_json::{Value, json};
+
+/// The service principal's secret the simulator accepts.
+const SECRET: &str = "azsim-client-secret-0123456789";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT_ID: &str = "0f3e4c1a-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+const SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000c1c7";
+
+struct Az {
+    env: Env,
+    sim: RestSim,
+    _sandbox: Sandbox,
+}
+
+impl Az {
+    fn new(sim_args: &[&str]) -> Self {
+        let sandbox = Sandbox::enter();
+        let env = Env::new();
+        let sim = RestSim::start("tests/azure/az_sim.py", env.dir.path(), SECRET, sim_args);
+        Az {
+            env,
+            sim,
+            _sandbox: sandbox,
+        }
+    }
+
+    /// clusterctl pointed at the simulator: ARM endpoint, Entra ID authority, CA, credentials.
+    fn cmd(&self) -> Command {
+        self.cmd_in(&self.env)
+    }
+
+    /// As [`Az::cmd`], with another state directory (another machine).
+    fn cmd_in(&self, env: &Env) -> Command {
+        let mut c = env.cmd();
+        c.env("AZURE_RESOURCE_MANAGER_ENDPOINT", &self.sim.url)
+            .env("AZURE_AUTHORITY_HOST", &self.sim.url)
+            .env("CLUSTERCTL_EXTRA_CA_FILE", &self.sim.ca_file)
+            .env("AZURE_TENANT_ID", TENANT)
+            .env("AZURE_CLIENT_ID", CLIENT_ID)
+            .env("AZURE_CLIENT_SECRET", SECRET)
+            .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION);
+        c
+    }
+
+    fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let out = self
+            .cmd()
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn up_args<'a>(name: &'a str, workers: &'a str) -> Vec<&'a str> {
+        vec![
+            "up",
+            "--provider",
+            "azure",
+            "--location",
+            "eastus",
+            "--name",
+            name,
+            "--workers",
+            workers,
+            "--allow-cidr",
+            "10.0.0.0/32,203.0.113.7/32",
+            "--timeout",
+            "240s",
+        ]
+    }
+
+    /// The VMs tagged for `cluster`.
+    fn vms(&self, cluster: &str) -> Vec<Value> {
+        self.sim.inventory()["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["tags"]["clusterctl-cluster"] == cluster)
+            .cloned()
+            .collect()
+    }
+
+    /// Nothing tagged for `cluster` is left, no VM process runs, the simulator refused nothing.
+    fn assert_nothing_left(&self, cluster: &str) {
+        let inv = self.sim.inventory();
+        let tagged: Vec<&Value> = inv["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["tags"]["clusterctl-cluster"] == cluster)
+            .collect();
+        assert!(tagged.is_empty(), "resources left: {tagged:?}");
+        let groups: Vec<&Value> = inv["resource_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["tags"]["clusterctl-cluster"] == cluster)
+            .collect();
+        assert!(groups.is_empty(), "groups left: {groups:?}");
+        assert!(
+            inv["leftover_disks"].as_array().unwrap().is_empty(),
+            "{}",
+            inv["leftover_disks"]
+        );
+        let started = Instant::now();
+        loop {
+            let alive: Vec<Value> = self.sim.inventory()["runtime_nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["alive"] == true)
+                .cloned()
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "VM processes still running: {alive:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let errors = self.sim.errors();
+        assert!(
+            errors.trim().is_empty(),
+            "the simulator refused requests: {errors}"
+        );
+        self.env.assert_clean();
+    }
+}
+
+fn role<'a>(vms: &'a [Value], role: &str) -> Vec<&'a Value> {
+    vms.iter()
+        .filter(|v| v["tags"]["clusterctl-role"] == role)
+        .collect()
+}
+
+#[test]
+fn azure_cluster_runs_computes_scales_logs_and_leaves_nothing() {
+    let az = Az::new(&[]);
+    // Throttling on the way: retried after Retry-After.
+    az.sim.fault(
+        json!({"method": "PUT", "path": "networkSecurityGroups", "status": 429, "count": 1,
+        "headers": {"retry-after": "1"}}),
+    );
+    az.sim.mark("up");
+    let (code, up, err) = az.json(&Az::up_args("aze", "2"));
+    assert_eq!(
+        code,
+        Some(0),
+        "up failed: {err}\nsim errors: {}",
+        az.sim.errors()
+    );
+    assert_eq!(up["ready"], true);
+    assert_eq!(up["provider"], "azure");
+    assert_eq!(up["workers"]["joined"], 2);
+    let address = up["scheduler_address"].as_str().unwrap().to_string();
+    assert!(
+        address.starts_with("tls://10.251."),
+        "TLS, the scheduler's public IP: {address}"
+    );
+
+    let inv = az.sim.inventory();
+    let vms = az.vms("aze");
+    assert_eq!(vms.len(), 3, "{vms:?}");
+    let scheduler = role(&vms, "scheduler");
+    assert_eq!(scheduler.len(), 1);
+    assert_eq!(scheduler[0]["name"], "aze-scheduler");
+    assert_eq!(scheduler[0]["size"], "Standard_D2s_v5");
+    assert_eq!(scheduler[0]["public_ips"].as_array().unwrap().len(), 1);
+    for w in role(&vms, "worker") {
+        assert_eq!(w["size"], "Standard_D4s_v5");
+        assert_eq!(
+            w["public_ips"],
+            json!([]),
+            "no public IP on a worker: {}",
+            w["name"]
+        );
+    }
+    for vm in &vms {
+        assert_eq!(vm["booted"], "booted", "{}", vm["name"]);
+        assert_eq!(vm["custom_data_present"], true);
+        let custom = vm["custom_data"].as_str().unwrap();
+        assert!(custom.starts_with("#cloud-config"), "{}", &custom[..40]);
+        assert!(
+            !custom.contains(SECRET),
+            "the client secret is in customData"
+        );
+        assert!(vm["user_data"].is_null(), "userData is set: {}", vm["name"]);
+        assert_eq!(vm["admin_password_used"], false);
+        assert!(vm["ssh_keys"].as_u64().unwrap() >= 1);
+        assert_eq!(vm["os_disk_delete_option"], "Delete");
+        assert_eq!(vm["boot_diagnostics"], true);
+        assert_eq!(vm["image"]["offer"], "ubuntu-24_04-lts");
+    }
+    // Tags on every resource of the cluster's group, from its creation.
+    let group: Vec<&Value> = inv["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resource_group"] == "clusterctl-aze")
+        .collect();
+    assert!(group.len() >= 10, "{group:?}");
+    for r in &group {
+        for key in [
+            "clusterctl-managed",
+            "clusterctl-cluster",
+            "clusterctl-expires",
+            "clusterctl-protocol",
+        ] {
+            assert!(
+                r["tags"].get(key).is_some(),
+                "{key} on {}: {}",
+                r["id"],
+                r["tags"]
+            );
+        }
+    }
+    // The NSG: 8786-8787 from --allow-cidr only; nothing open to the world.
+    let nsg = inv["nsgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["tags"]["clusterctl-cluster"] == "aze")
+        .unwrap()
+        .clone();
+    assert_eq!(nsg["world_open"], json!([]), "{nsg}");
+    let rules = nsg["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["destinationPortRange"], "8786-8787");
+    assert_eq!(
+        rules[0]["sourceAddressPrefixes"],
+        json!(["10.0.0.0/32", "203.0.113.7/32"])
+    );
+    let faults = az.sim.control("GET", "/_sim/faults", None).to_string();
+    assert!(
+        !faults.contains("\"remaining\":1"),
+        "the injected fault was hit: {faults}"
+    );
+
+    // A real client through the printed address, with the client certificate.
+    let (_, env, _) = az.json(&["env", "aze"]);
+    let r = client(&env["env"], &["compute", "300"]);
+    assert_eq!(r["result"], (0..300u64).map(|x| x * x).sum::<u64>());
+    assert_eq!(r["workers"], 2);
+
+    let (code, status, err) = az.json(&["status", "aze"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(status["state"], "ready");
+    assert_eq!(status["workers"]["joined"], 2);
+
+    // logs: the boot diagnostics' serial log, where the Dask output goes.
+    let (code, logs, err) = az.json(&["logs", "aze", "--role", "scheduler", "--tail", "300"]);
+    assert_eq!(code, Some(0), "{err}");
+    let text = logs.to_string();
+    assert!(
+        text.contains("Scheduler at") || text.contains("Register worker"),
+        "the scheduler's Dask log: {text}"
+    );
+
+    az.sim.mark("scale");
+    let (code, scaled, err) = az.json(&["scale", "aze", "--workers", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(scaled["added"], json!(["worker-2"]));
+    assert_eq!(role(&az.vms("aze"), "worker").len(), 3);
+    assert_eq!(client(&env["env"], &["workers"])["workers"], 3);
+    let (code, scaled, err) = az.json(&["scale", "aze", "--workers", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(scaled["removed"].as_array().unwrap().len(), 2, "{scaled}");
+    assert_eq!(role(&az.vms("aze"), "worker").len(), 1);
+    let nics = az.sim.inventory()["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["tags"]["clusterctl-cluster"] == "aze")
+        .count();
+    assert_eq!(nics, 2, "the removed workers' NICs went with their VMs");
+
+    az.sim.mark("down");
+    let (code, down, err) = az.json(&["down", "aze"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(down["removed"][0]["name"], "aze");
+    az.assert_nothing_left("aze");
+    // Idempotent, without the record.
+    let (code, _, err) = az.json(&["down", "aze", "--provider", "azure"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn bad_input_exits_2_and_creates_nothing() {
+    let az = Az::new(&[]);
+    let refuse = |extra: &[&str], location: &str, needle: &str| {
+        let mut args = Az::up_args("azb", "1");
+        let at = args.iter().position(|a| *a == "eastus").unwrap();
+        args[at] = location;
+        args.extend_from_slice(extra);
+        let out = az.cmd().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {needle} in {err}");
+        assert!(err.contains("hint:"), "{extra:?}: {err}");
+    };
+    refuse(&[], "East US", "East US");
+    refuse(&[], "marsnorth", "marsnorth");
+    refuse(
+        &["--worker-vm-size", "Standard_D2as_v5"],
+        "uksouth",
+        "Standard_D2as_v5",
+    );
+    refuse(&["--resource-group", "bad name!"], "eastus", "bad name!");
+    refuse(&["--private"], "eastus", "--subnet");
+    refuse(
+        &["--azure-image", "Canonical:ubuntu-99:server:latest"],
+        "eastus",
+        "ubuntu-99",
+    );
+    // --dry-run names the identity and creates nothing.
+    let mut args = Az::up_args("azb", "1");
+    args.push("--dry-run");
+    let out = az.cmd().args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(CLIENT_ID) && text.contains(TENANT),
+        "the identity: {text}"
+    );
+    let inv = az.sim.inventory();
+    assert_eq!(
+        inv["resource_groups"],
+        json!([]),
+        "{}",
+        inv["resource_groups"]
+    );
+    assert_eq!(inv["resources"], json!([]));
+    let errors = az.sim.errors();
+    assert!(
+        errors.trim().is_empty(),
+        "the simulator refused requests: {errors}"
+    );
+}
+
+/// Two `up` of one name at once from two machines (state directories): the resource group's
+/// creation claims the name (ARM answers one of them 201), so one cluster of one launch exists
+/// afterwards and computes, and the loser exits 1 (`NameTaken`), removing nothing of it.
+#[test]
+fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
+    let az = Az::new(&[]);
+    let other = Env::new();
+    let args = Az::up_args("azrace", "1");
+    let spawn = |env: &Env| {
+        az.cmd_in(env)
+            .args(&args)
+            .args(["--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&az.env), spawn(&other));
+    let outcome = |o: std::process::Output| {
+        (
+            o.status.code(),
+            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut results = [
+        (outcome(a.wait_with_output().unwrap()), &az.env),
+        (outcome(b.wait_with_output().unwrap()), &other),
+    ];
+    if results[0].0.0 != Some(0) {
+        results.swap(0, 1);
+    }
+    let [(won, won_env), (lost, lost_env)] = &results;
+    let both = [won, lost];
+    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
+    assert!(
+        (lost.0 == Some(1) && lost.2.contains("is taken on azure"))
+            || (lost.0 == Some(2) && lost.2.contains("already exists")),
+        "{both:?}"
+    );
+    assert!(lost_env.records().is_empty());
+    let vms = az.vms("azrace");
+    assert_eq!(vms.len(), 2, "{vms:?}");
+    let launches: std::collections::BTreeSet<String> = vms
+        .iter()
+        .map(|v| v["tags"]["clusterctl-launch"].to_string())
+        .collect();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    let out = az
+        .cmd_in(won_env)
+        .args(["env", "azrace", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = client(&env["env"], &["compute", "30"]);
+    assert_eq!(r["result"], (0..30u64).map(|x| x * x).sum::<u64>());
+    let out = az
+        .cmd_in(won_env)
+        .args(["down", "azrace"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    az.assert_nothing_left("azrace");
+}
