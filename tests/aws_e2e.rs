@@ -543,45 +543,13 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let mut args = aws.up_args("race", "1");
     let first = args.iter().position(|a| *a == "--subnet").unwrap() + 1;
     args[first] = &aws.subnets[1];
-    let spawn = |env: &Env| {
-        env.cmd()
-            .args(&args)
-            .args(["--output", "json"])
-            .envs(aws.moto.env())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    let cmd = |env: &Env| {
+        let mut c = env.cmd();
+        c.args(&args).envs(aws.moto.env());
+        c
     };
-    let (a, b) = (spawn(&aws.env), spawn(&other));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let outcome = |o: &std::process::Output| {
-        (
-            o.status.code(),
-            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let (mut results, mut envs) = (vec![outcome(&a), outcome(&b)], vec![&aws.env, &other]);
-    if results[0].0 != Some(0) {
-        results.swap(0, 1);
-        envs.swap(0, 1);
-    }
-    let (won, lost) = (&results[0], &results[1]);
-    assert_eq!(won.0, Some(0), "one `up` wins: {results:?}");
-    // The loser lost at the claim (exit 1), or, when it came a moment later, at plan time
-    // where a live cluster of the name is refused (exit 2): both leave the winner alone.
-    assert!(
-        (lost.0 == Some(1) && lost.2.contains("is taken on aws") && lost.2.contains("launch"))
-            || (lost.0 == Some(2) && lost.2.contains("already exists")),
-        "{results:?}"
-    );
-    assert_eq!(
-        lost.1["error"]["left_behind"],
-        serde_json::json!([]),
-        "{:?}",
-        lost.1
-    );
+    let ((winner, _), (loser, _)) = common::race_two_ups("aws", cmd(&aws.env), cmd(&other));
+    let envs = [[&aws.env, &other][winner], [&aws.env, &other][loser]];
     assert!(envs[1].records().is_empty(), "the loser keeps no record");
 
     // The winner's cluster is whole and computes: the loser removed nothing of it.

@@ -374,38 +374,13 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let az = Az::new(&[]);
     let other = Env::new();
     let args = Az::up_args("azrace", "1");
-    let spawn = |env: &Env| {
-        az.cmd_in(env)
-            .args(&args)
-            .args(["--output", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    let cmd = |env: &Env| {
+        let mut c = az.cmd_in(env);
+        c.args(&args);
+        c
     };
-    let (a, b) = (spawn(&az.env), spawn(&other));
-    let outcome = |o: std::process::Output| {
-        (
-            o.status.code(),
-            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let mut results = [
-        (outcome(a.wait_with_output().unwrap()), &az.env),
-        (outcome(b.wait_with_output().unwrap()), &other),
-    ];
-    if results[0].0.0 != Some(0) {
-        results.swap(0, 1);
-    }
-    let [(won, won_env), (lost, lost_env)] = &results;
-    let both = [won, lost];
-    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
-    assert!(
-        (lost.0 == Some(1) && lost.2.contains("is taken on azure"))
-            || (lost.0 == Some(2) && lost.2.contains("already exists")),
-        "{both:?}"
-    );
+    let ((winner, _), (loser, _)) = common::race_two_ups("azure", cmd(&az.env), cmd(&other));
+    let (won_env, lost_env) = ([&az.env, &other][winner], [&az.env, &other][loser]);
     assert!(lost_env.records().is_empty());
     let vms = az.vms("azrace");
     assert_eq!(vms.len(), 2, "{vms:?}");

@@ -593,38 +593,14 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let d = Do::new(&[]);
     let other = Env::new();
     let args = Do::up_args("dorace", "1");
-    let spawn = |env: &Env| {
-        d.cmd_in(env)
-            .args(&args)
-            .args(["--output", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    let cmd = |env: &Env| {
+        let mut c = d.cmd_in(env);
+        c.args(&args);
+        c
     };
-    let (a, b) = (spawn(&d.env), spawn(&other));
-    let outcome = |o: std::process::Output| {
-        (
-            o.status.code(),
-            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let mut results = [
-        (outcome(a.wait_with_output().unwrap()), &d.env),
-        (outcome(b.wait_with_output().unwrap()), &other),
-    ];
-    if results[0].0.0 != Some(0) {
-        results.swap(0, 1);
-    }
-    let [(won, won_env), (lost, lost_env)] = &results;
-    let both = [won, lost];
-    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
-    assert!(
-        (lost.0 == Some(1) && lost.2.contains("is taken on digitalocean"))
-            || (lost.0 == Some(2) && lost.2.contains("already exists")),
-        "{both:?}"
-    );
+    let ((winner, _), (loser, lost)) =
+        common::race_two_ups("digitalocean", cmd(&d.env), cmd(&other));
+    let (won_env, lost_env) = ([&d.env, &other][winner], [&d.env, &other][loser]);
     assert!(!lost.2.contains("could not all be removed"), "{}", lost.2);
     assert!(lost_env.records().is_empty());
 

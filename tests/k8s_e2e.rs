@@ -861,42 +861,14 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let k = Kube::new();
     let other = Env::new();
     let args = k.up_args("k8race", "1");
-    let spawn = |env: &Env| {
-        env.cmd()
-            .envs(k.sim.env())
-            .args(&args)
-            .args(["--output", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    let cmd = |env: &Env| {
+        let mut c = env.cmd();
+        c.envs(k.sim.env()).args(&args);
+        c
     };
-    let (a, b) = (spawn(&k.env), spawn(&other));
-    let outcome = |o: std::process::Output| {
-        (
-            o.status.code(),
-            serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let mut results = [
-        (outcome(a.wait_with_output().unwrap()), &k.env),
-        (outcome(b.wait_with_output().unwrap()), &other),
-    ];
-    if results[0].0.0 != Some(0) {
-        results.swap(0, 1);
-    }
-    let [(won, won_env), (lost, lost_env)] = &results;
-    let both = [won, lost];
-    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
+    let ((winner, won), (loser, _)) = common::race_two_ups("kubernetes", cmd(&k.env), cmd(&other));
+    let (won_env, lost_env) = ([&k.env, &other][winner], [&k.env, &other][loser]);
     assert_eq!(won.1["workers"]["joined"], 1, "{won:?}");
-    // The loser lost at the claim (exit 1), or, when it came a moment later, at plan time
-    // where a live cluster of the name is refused (exit 2): both leave the winner alone.
-    assert!(
-        (lost.0 == Some(1) && lost.2.contains("is taken on kubernetes"))
-            || (lost.0 == Some(2) && lost.2.contains("already exists")),
-        "{both:?}"
-    );
     assert!(lost_env.records().is_empty(), "the loser keeps no record");
     let launches: std::collections::BTreeSet<String> = k
         .held("k8race", "Pod")

@@ -210,3 +210,54 @@ pub fn client(env: &Value, args: &[&str]) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("client prints JSON")
 }
+
+/// One `clusterctl ... --output json` run: exit code, stdout's JSON, stderr.
+pub type Outcome = (Option<i32>, Value, String);
+
+/// Two `up`s of one cluster name started at once (`a` and `b`, each with its own state
+/// directory): returns (winner, loser), each with the index (0 for `a`) of the command that
+/// ran it, after checking that exactly one won and that the other lost as a second `up` of a
+/// taken name must (exit 1 with the provider's `is taken on PROVIDER`, or exit 2 `already
+/// exists` when it arrived after the winner's cluster was up), keeping no record.
+pub fn race_two_ups(
+    provider: &str,
+    mut a: Command,
+    mut b: Command,
+) -> ((usize, Outcome), (usize, Outcome)) {
+    let spawn = |c: &mut Command| {
+        c.args(["--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&mut a), spawn(&mut b));
+    let outcome = |o: std::process::Output| -> Outcome {
+        (
+            o.status.code(),
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut both = [
+        (0, outcome(pa.wait_with_output().unwrap())),
+        (1, outcome(pb.wait_with_output().unwrap())),
+    ];
+    if both[0].1.0 != Some(0) {
+        both.swap(0, 1);
+    }
+    let [won, lost] = both;
+    assert_eq!(won.1.0, Some(0), "one `up` wins: {won:?} {lost:?}");
+    let taken = format!("is taken on {provider}");
+    assert!(
+        (lost.1.0 == Some(1) && lost.1.2.contains(&taken))
+            || (lost.1.0 == Some(2) && lost.1.2.contains("already exists")),
+        "the other loses without touching the winner: {lost:?}"
+    );
+    assert_eq!(
+        lost.1.1["error"]["left_behind"],
+        serde_json::json!([]),
+        "{lost:?}"
+    );
+    (won, lost)
+}

@@ -714,17 +714,13 @@ impl ClusterProvider for AzureProvider {
             return self.delete_group(cluster).await;
         }
         let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        let results: Vec<Result<()>> = stream::iter(ids)
-            .map(|id| async move {
-                self.arm
-                    .delete(&id, COMPUTE_API, &[])
-                    .await
-                    .map_err(|e| self.err(e))
-            })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .collect()
-            .await;
-        results.into_iter().collect()
+        clusterctl_core::concurrent::each(ids, DELETES_IN_FLIGHT, |id| async move {
+            self.arm
+                .delete(&id, COMPUTE_API, &[])
+                .await
+                .map_err(|e| self.err(e))
+        })
+        .await
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {

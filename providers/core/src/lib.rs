@@ -21,6 +21,7 @@
 
 pub mod api_log;
 pub mod bootstrap;
+pub mod concurrent;
 pub mod container;
 pub mod error;
 pub mod health;

@@ -708,12 +708,10 @@ impl ClusterProvider for DigitalOceanProvider {
                 })
             })
             .collect::<Result<_>>()?;
-        let results: Vec<Result<()>> = stream::iter(ids)
-            .map(|id| async move { self.api.delete_droplet(id).await.map_err(|e| self.err(e)) })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .collect()
-            .await;
-        results.into_iter().collect()
+        clusterctl_core::concurrent::each(ids, DELETES_IN_FLIGHT, |id| async move {
+            self.api.delete_droplet(id).await.map_err(|e| self.err(e))
+        })
+        .await
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
