@@ -74,6 +74,17 @@ pub enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script: `source <(clusterctl completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): `clusterctl man | man -l -`; `clusterctl man up` for
+    /// clusterctl-up(1) with every flag of `up`.
+    Man {
+        /// The subcommand whose page to print (default: the main page).
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

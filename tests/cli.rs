@@ -402,3 +402,69 @@ fn an_untrusted_state_directory_is_refused() {
     std::fs::remove_dir_all(&cluster).unwrap();
     assert_eq!(e.run(&["list"]).status.code(), Some(0));
 }
+
+/// The completion scripts and man pages come from the same definitions as `--help`: the bash
+/// script loads in bash and completes a subcommand and a flag; the man pages render with
+/// `man -l` and list the real flags; an unknown page is bad input.
+#[test]
+fn completions_and_man_pages_work_in_their_tools() {
+    let e = Env::new();
+    let out = e.run(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = e.dir.path().join("clusterctl.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let complete = |words: &str, cword: usize, cur: &str, prev: &str| -> String {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+                 _clusterctl clusterctl {cur} {prev}; echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("clusterctl st", 1, "st", "clusterctl"), "status");
+    assert_eq!(
+        complete("clusterctl up --prov", 2, "--prov", "up"),
+        "--provider"
+    );
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let out = e.run(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+
+    for (page, needles) in [
+        (None, &["clusterctl", "SUBCOMMANDS", "up"][..]),
+        (
+            Some("up"),
+            &["clusterctl-up", "--workers", "--allow-cidr", "--ttl"][..],
+        ),
+        (Some("down"), &["clusterctl-down", "--expired"][..]),
+    ] {
+        let mut args = vec!["man"];
+        args.extend(page);
+        let out = e.run(&args);
+        assert!(out.status.success(), "{page:?}");
+        let file = e.dir.path().join("page.1");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let rendered = std::process::Command::new("man")
+            .args(["-l", file.to_str().unwrap()])
+            .env("MANPAGER", "cat")
+            .env("COLUMNS", "100")
+            .output()
+            .expect("man runs");
+        assert!(rendered.status.success(), "{page:?}");
+        let text = String::from_utf8_lossy(&rendered.stdout).replace('\u{2010}', "-");
+        for needle in needles {
+            assert!(text.contains(needle), "{page:?}: no {needle} in\n{text}");
+        }
+    }
+    refused(&e, &["man", "nope"], &["nope", "the man pages are"]);
+}

@@ -33,6 +33,11 @@ if ! command -v dash >/dev/null 2>&1; then
   echo "tests/run.sh: installing dash for the VM run script tests" >&2
   (apt-get update -q && apt-get install -yq dash) >/dev/null
 fi
+# The CLI tests render the man pages with `man -l` (man-db, with groff).
+if ! command -v man >/dev/null 2>&1; then
+  echo "tests/run.sh: installing man-db for the man page test" >&2
+  (apt-get update -q && apt-get install -yq man-db) >/dev/null
+fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 # The test doubles' own strictness: each self-check drives its simulator or boot runtime
 # directly, including requests the real platform refuses, which the double must refuse too.

@@ -5,6 +5,7 @@ mod config_show;
 mod dashboard;
 mod down;
 mod env;
+mod help;
 mod logs;
 mod run;
 mod scale;
@@ -222,6 +223,12 @@ pub fn providers_to_ask(
 
 /// Run the command; `Ok` carries the exit code.
 pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Result<u8> {
+    // Generated from the flags alone: no config file, state directory or provider involved.
+    match cli.command {
+        Command::Completions { shell } => return help::completions(shell),
+        Command::Man { command } => return help::man(command.as_deref()),
+        _ => {}
+    }
     let file = config::load(cli.global.config.as_deref())?;
     let paths = Paths::from_env();
     let store = RecordStore::new(paths.state_dir.clone()).owned_by(nix::unistd::geteuid().as_raw());
@@ -243,6 +250,7 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
         Command::Env(args) => env::env(&ctx, args.name.as_deref()),
         Command::Run(args) => run::run(&ctx, &args, sub("run")).await,
         Command::Dashboard(args) => dashboard::dashboard(&ctx, &args).await,
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("answered above"),
         Command::Config(ConfigCommand::Show(args)) => {
             config_show::show(
                 &ctx,
