@@ -30,6 +30,7 @@ pub fn finish(outcome: anyhow::Result<u8>, printer: &Printer) -> ExitCode {
     };
     let message = format!("{err:#}");
     eprintln!("error: {message}");
+    crate::github::error(&message, &hints);
     if let Some(tail) = core.and_then(|e| e.log_tail()) {
         eprintln!("{}", tail.trim_end());
     }

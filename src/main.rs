@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod diagnostics;
+mod github;
 mod output;
 mod providers;
 mod settings;

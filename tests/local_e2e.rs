@@ -13,7 +13,7 @@ use std::{
 
 use common::{Env, client};
 use nix::sys::signal::Signal;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Send `signal` to a clusterctl process.
 fn send(child: &Child, signal: Signal) {
@@ -751,5 +751,88 @@ fn idle_timeout_and_ttl_end_clusters_by_themselves() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(e.run(&["down", "--all"]).status.code(), Some(0));
+    e.assert_clean();
+}
+
+/// In a GitHub Actions job: `up` writes the step outputs and a summary, `down` adds what it
+/// removed, and an error becomes an annotation with its hint; outside one, none of it.
+#[test]
+fn github_actions_outputs_summary_and_error_annotations() {
+    let e = Env::new();
+    let output = e.dir.path().join("github_output");
+    let summary = e.dir.path().join("github_step_summary");
+    let in_actions = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.args(args)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", &summary);
+        c.output().unwrap()
+    };
+    let out = in_actions(&["up", "--workers", "1", "--name", "gha"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let outputs: std::collections::BTreeMap<String, String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let address = outputs["scheduler-address"].clone();
+    assert!(address.starts_with("tcp://127.0.0.1:"), "{outputs:?}");
+    assert!(
+        stdout.contains(&address),
+        "the same address as printed: {stdout}"
+    );
+    assert_eq!(outputs["name"], "gha");
+    assert_eq!(outputs["provider"], "local");
+    assert!(outputs["dashboard-url"].starts_with("http://127.0.0.1:"));
+    assert!(outputs["expires-at"].ends_with('Z'), "{outputs:?}");
+    assert!(
+        humantime::parse_rfc3339(&outputs["expires-at"]).is_ok(),
+        "{outputs:?}"
+    );
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.contains("cluster `gha` is ready") && text.contains("| workers joined | 1 of 1 |"),
+        "{text}"
+    );
+    // The address works.
+    let r = client(
+        &json!({"DASK_SCHEDULER_ADDRESS": address}),
+        &["compute", "5"],
+    );
+    assert_eq!(r["result"], 30);
+
+    let out = in_actions(&["down", "gha"]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.contains("removed `gha` (local"), "{text}");
+
+    // An error: an annotation with the hint, on stderr (stdout keeps the result contract).
+    let out = in_actions(&["up", "--workers", "-3"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let annotation = stderr
+        .lines()
+        .find(|l| l.starts_with("::error title=clusterctl::"))
+        .unwrap_or_else(|| panic!("no annotation: {stderr}"));
+    assert!(
+        annotation.contains("-3") && annotation.contains("%0Ahint: "),
+        "{annotation}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("::error"));
+
+    // Outside a job, nothing of it.
+    std::fs::remove_file(&output).unwrap();
+    let out = e.run(&["up", "--workers", "-3"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("::error"));
+    assert!(!output.exists());
     e.assert_clean();
 }

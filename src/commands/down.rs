@@ -100,6 +100,19 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    crate::github::removed(
+        &removed
+            .iter()
+            .map(|r| {
+                format!(
+                    "removed `{}` ({}, {} node(s) terminated)",
+                    r.name,
+                    r.provider,
+                    r.nodes_terminated.len()
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     ctx.printer.result(
         || {
             if removed.is_empty() {

@@ -248,6 +248,7 @@ pub fn print_ready(
 ) {
     let name = record.name();
     let joined = ready.map(|v| v.workers.len());
+    let json = ready_json(record, endpoints, joined, elapsed);
     ctx.printer.result(
         || {
             format!(
@@ -255,8 +256,9 @@ pub fn print_ready(
                 endpoints.scheduler_address, endpoints.dashboard_url
             )
         },
-        &ready_json(record, endpoints, joined, elapsed),
+        &json,
     );
+    crate::github::ready(&json, record.spec.expires_at(), elapsed);
     match joined {
         Some(j) => ctx.printer.info(&format!(
             "clusterctl: cluster `{name}` is ready in {:.1}s: {j} of {} worker(s) joined ({}, {})",

@@ -73,6 +73,10 @@ impl Env {
             .env("DIGITALOCEAN_API_URL", "https://127.0.0.1:9")
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env_remove("CLUSTERCTL_EXTRA_CA_FILE")
+            // Not inside the GitHub Actions job that may run these tests.
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .current_dir(self.dir.path());
         c
     }
