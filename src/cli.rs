@@ -46,6 +46,10 @@ pub struct GlobalArgs {
     /// Config file (default: ./clusterctl.yaml, else the user config directory's clusterctl/config.yaml).
     #[arg(long, global = true, env = "CLUSTERCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Refuse (exit 2) instead of warning when the client Python's `distributed` (--python, else
+    /// python3 on PATH) is another minor release than the cluster's (`up`, `run`, `env`).
+    #[arg(long, global = true, env = "CLUSTERCTL_STRICT_VERSIONS")]
+    pub strict_versions: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -836,3 +836,56 @@ fn github_actions_outputs_summary_and_error_annotations() {
     assert!(!output.exists());
     e.assert_clean();
 }
+
+/// The client's Dask against the cluster's: a `python3` on PATH with another release gets a
+/// warning with the fix from `env`, an error with `--strict-versions`, and `status` shows
+/// both versions; the same release (the runtime's own Python) says nothing.
+#[test]
+fn a_client_on_another_dask_release_is_warned_or_refused() {
+    let e = Env::new();
+    let (code, _, err) = e.json(&["up", "--workers", "1", "--name", "vers"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !err.contains("differs from the cluster's"),
+        "same release: {err}"
+    );
+
+    let bin = e.dir.path().join("old-client");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("python3");
+    std::fs::write(&fake, "#!/bin/sh\necho 2025.1.0\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let with_old_client = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.args(args).env("PATH", &path);
+        c.output().unwrap()
+    };
+    let out = with_old_client(&["env", "vers"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the client's distributed 2025.1.0")
+            && stderr.contains(clusterctl_core::DASK_VERSION)
+            && stderr.contains("hint: start the cluster with `--dask-version 2025.1.0`"),
+        "{stderr}"
+    );
+    let out = with_old_client(&["env", "vers", "--strict-versions"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no exports when refused");
+    let out = with_old_client(&["status", "vers", "--output", "json"]);
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["dask_versions"]["client"], "2025.1.0");
+    assert_eq!(
+        st["dask_versions"]["cluster"],
+        clusterctl_core::DASK_VERSION
+    );
+
+    assert!(e.run(&["down", "vers"]).status.success());
+    e.assert_clean();
+}

@@ -34,6 +34,14 @@ pub fn client_env(record: &ClusterRecord) -> Result<Vec<(String, String)>, Error
 pub fn env(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
     let name = ctx.pick_name(name)?;
     let record = ctx.record(&name)?;
+    let python = super::versions::client_python(None);
+    super::versions::check(
+        ctx.printer,
+        &python,
+        super::versions::client_version(&python).as_deref(),
+        &record.spec.dask_version,
+        ctx.strict_versions,
+    )?;
     let vars = client_env(&record)?;
     ctx.printer.result(
         || vars.iter().map(|(k, v)| format!("export {k}={}", shell_quote(v))).collect::<Vec<_>>().join("\n"),

@@ -11,6 +11,7 @@ mod run;
 mod scale;
 mod status;
 mod up;
+mod versions;
 mod wait;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -39,6 +40,8 @@ pub struct Ctx<'a> {
     pub paths: Paths,
     pub store: RecordStore,
     pub file: Option<LoadedConfig>,
+    /// `--strict-versions`: a client on another Dask release is an error, not a warning.
+    pub strict_versions: bool,
 }
 
 impl Ctx<'_> {
@@ -237,6 +240,7 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
         paths,
         store,
         file,
+        strict_versions: cli.global.strict_versions,
     };
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {

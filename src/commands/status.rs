@@ -94,6 +94,9 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
         .as_ref()
         .and_then(|s| s.expires_at)
         .or(record.as_ref().map(|r| r.spec.expires_at()));
+    // The cluster's Dask (from the record) and the client's (python3 on PATH).
+    let cluster_dask = record.as_ref().map(|r| r.spec.dask_version.clone());
+    let client_dask = super::versions::client_version(&super::versions::client_python(None));
     ctx.printer.result(
         || {
             let mut t = format!("cluster    {name}\nprovider   {} ({})\nstate      {state}\n", provider.kind(), provider.location());
@@ -105,6 +108,11 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
                 joined.map_or("?".into(), |j| j.to_string()),
                 awaited.map_or(String::new(), |a| format!(", {a} awaited")),
                 expires_in(expires_at)
+            ));
+            t.push_str(&format!(
+                "dask       cluster {}, client (python3) {}\n",
+                cluster_dask.as_deref().unwrap_or("?"),
+                client_dask.as_deref().unwrap_or("not found")
             ));
             if !nodes.is_empty() {
                 t.push_str("\nNODE         ROLE       STATE       ID          ADDRESS\n");
@@ -133,6 +141,7 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
             "dashboard_url": endpoints.as_ref().map(|e| &e.dashboard_url),
             "workers": { "running": running_workers, "joined": joined, "awaited": awaited, "requested": record.as_ref().map(|r| r.spec.workers) },
             "expires_at": expires_at,
+            "dask_versions": { "cluster": cluster_dask, "client": client_dask },
             "recorded_here": record.is_some(),
             "nodes": nodes,
         }),

@@ -16,7 +16,7 @@ use clusterctl_core::{
 };
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, versions};
 use crate::{
     cli::UpArgs,
     output::Reporter,
@@ -52,6 +52,15 @@ pub async fn launch(
     signals: &mut Signals,
 ) -> Result<Launch> {
     let spec = &settings.spec;
+    // Before anything exists: a client on another Dask release than the cluster's.
+    let python = versions::client_python(settings.python.as_deref());
+    versions::check(
+        ctx.printer,
+        &python,
+        versions::client_version(&python).as_deref(),
+        &spec.dask_version,
+        ctx.strict_versions,
+    )?;
     let opts = ProviderOptions {
         region: settings.region.clone(),
         python: settings.python.clone(),
