@@ -184,6 +184,8 @@ pub struct UpArgs {
     pub digitalocean: DigitalOceanArgs,
     #[command(flatten)]
     pub azure: AzureArgs,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
 }
 
 /// Where Kubernetes clusters live: the kube context and namespace.
@@ -323,6 +325,48 @@ pub struct AzureArgs {
     pub azure_endpoint: Option<String>,
 }
 
+/// Options of the Google Compute Engine provider (it also takes --region as a zone, --spot,
+/// --allow-cidr and --private). Credentials come from Application Default Credentials
+/// (GOOGLE_APPLICATION_CREDENTIALS, gcloud's, the metadata server), never from a flag.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Google Compute Engine options")]
+pub struct GcpArgs {
+    /// Project id (default: GOOGLE_CLOUD_PROJECT or CLOUDSDK_CORE_PROJECT, else the
+    /// credentials' project).
+    #[arg(long, value_name = "ID")]
+    pub project: Option<String>,
+    /// Zone(s) in order of preference, e.g. us-central1-a (default: --region); a stockout
+    /// moves on to the next.
+    #[arg(long = "zone", value_name = "ZONE", value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// VPC network (default: default).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// Subnetwork of the zone's region (required on custom-mode VPCs).
+    #[arg(long, value_name = "NAME")]
+    pub subnetwork: Option<String>,
+    /// Boot image (default: projects/cos-cloud/global/images/family/cos-stable).
+    #[arg(long, value_name = "PATH")]
+    pub gcp_image: Option<String>,
+    /// Scheduler machine type (default: e2-standard-2).
+    #[arg(long, value_name = "TYPE")]
+    pub scheduler_machine_type: Option<String>,
+    /// Worker machine type(s), in order of preference (default: e2-standard-4).
+    #[arg(
+        long = "worker-machine-type",
+        value_name = "TYPE",
+        value_delimiter = ','
+    )]
+    pub worker_machine_types: Vec<String>,
+    /// Boot disk size in GB (default: 50).
+    #[arg(long = "boot-disk-size", value_name = "GB")]
+    pub boot_disk_gb: Option<u32>,
+    /// API endpoint for Compute, IAM and Secret Manager (default: CLUSTERCTL_GCP_ENDPOINT, else
+    /// Google's).
+    #[arg(long, value_name = "URL")]
+    pub gcp_endpoint: Option<String>,
+}
+
 /// Options of the AWS provider.
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "AWS options")]
@@ -373,6 +417,10 @@ pub struct Locate {
     /// Region to search when there is no local record.
     #[arg(long, env = "CLUSTERCTL_REGION")]
     pub region: Option<String>,
+    /// GCP: the project to search when there is no local record (default:
+    /// GOOGLE_CLOUD_PROJECT, else the credentials' project).
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
     #[command(flatten)]
     pub kube: KubeScope,
 }
@@ -413,6 +461,9 @@ pub struct ListArgs {
     /// Region to search.
     #[arg(long, env = "CLUSTERCTL_REGION")]
     pub region: Option<String>,
+    /// GCP: the project to search (default: GOOGLE_CLOUD_PROJECT, else the credentials').
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
     #[command(flatten)]
     pub kube: KubeScope,
     /// Kubernetes: look in every namespace.

@@ -147,6 +147,27 @@ pub struct AzureSection {
     pub ssh_public_key: Option<String>,
 }
 
+/// Settings of the Google Compute Engine provider (the same names as the flags; no credential:
+/// those come from Application Default Credentials only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSection {
+    pub project: Option<String>,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    pub endpoint: Option<String>,
+    pub network: Option<String>,
+    pub subnetwork: Option<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    pub image: Option<String>,
+    pub scheduler_machine_type: Option<String>,
+    #[serde(default)]
+    pub worker_machine_types: Vec<String>,
+    pub boot_disk_gb: Option<u32>,
+    pub spot: Option<bool>,
+}
+
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
 /// that provider understands.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -173,6 +194,7 @@ pub struct FileConfig {
     pub kubernetes: Option<KubernetesSection>,
     pub digitalocean: Option<DigitalOceanSection>,
     pub azure: Option<AzureSection>,
+    pub gcp: Option<GcpSection>,
 }
 
 /// A config file and its contents.

@@ -69,6 +69,9 @@ pub fn available() -> Vec<ProviderKind> {
     if cfg!(feature = "azure") {
         kinds.push(ProviderKind::Azure);
     }
+    if cfg!(feature = "gcp") {
+        kinds.push(ProviderKind::Gcp);
+    }
     kinds
 }
 
@@ -171,6 +174,17 @@ pub async fn build(
                 clusterctl_azure::AzureProvider::from_env(o).await?,
             ))
         }
+        #[cfg(feature = "gcp")]
+        ProviderKind::Gcp => {
+            let mut o: clusterctl_gcp::GcpOptions = options(&opts.extra, "GCP options")?;
+            if let Some(zone) = &opts.region
+                && !o.zones.contains(zone)
+            {
+                o.zones = vec![zone.clone()];
+            }
+            Ok(Arc::new(clusterctl_gcp::GcpProvider::from_env(o).await?))
+        }
+        #[allow(unreachable_patterns)] // every kind is built in with the default features
         other => Err(Error::ProviderUnavailable {
             kind: other,
             built: available(),

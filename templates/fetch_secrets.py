@@ -7,13 +7,14 @@ It runs in the Dask image (`python`, standard library only) with host networking
 the link-local metadata service like the host does.
 
 Usage: python fetch_secrets.py secrets.json
-secrets.json: {"store": "aws-ssm", "region", "endpoint", "deadline_seconds",
+secrets.json: {"store": "aws-ssm" | "gcp-secret-manager", "region", "endpoint", "deadline_seconds",
                "files": {"relative/path": {"name": "<name in the store>", "mode": "0600"}}}
 
 It never prints a secret. Exit status 0 when every file was written, 1 otherwise (Dask then
 cannot load its key, exits, and the run script powers the machine off).
 """
 
+import base64
 import datetime
 import hashlib
 import hmac
@@ -133,7 +134,50 @@ def aws_ssm_fetch(config, names):
     return {p["Name"]: p["Value"] for p in answer.get("Parameters", [])}
 
 
-STORES = {"aws-ssm": aws_ssm_fetch}
+# -- GCP: the instance's service account token from the metadata server, Secret Manager -------
+
+def gce_metadata_base():
+    # google-cloud-auth's variable for the metadata server's address; unset on a real instance.
+    host = os.environ.get("GCE_METADATA_HOST", "169.254.169.254")
+    return "http://" + host.rstrip("/")
+
+
+def gcp_token():
+    url = gce_metadata_base() + "/computeMetadata/v1/instance/service-accounts/default/token"
+    status, body = http("GET", url, {"Metadata-Flavor": "Google"})
+    if status != 200:
+        raise Retry(f"metadata server token: HTTP {status} (is a service account attached?)")
+    return json.loads(body)["access_token"]
+
+
+def gcp_secret_id(name):
+    """The secret's id from its name: the same mapping as clusterctl's GCP provider."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name)
+
+
+def gcp_secret_manager_fetch(config, names):
+    """Each name is `projects/P/secrets/<name>`; its version 1 is read (clusterctl creates
+    every secret with exactly one version, and access by number is strongly consistent)."""
+    token = gcp_token()
+    base = config["endpoint"].rstrip("/")
+    out = {}
+    for name in sorted(set(names)):
+        project_part, _, secret = name.rpartition("/secrets/")
+        url = f"{base}/v1/{project_part}/secrets/{gcp_secret_id(secret)}/versions/1:access"
+        status, answer = http("GET", url, {"Authorization": f"Bearer {token}"})
+        if status != 200:
+            try:
+                err = json.loads(answer).get("error", {})
+                text = f"{err.get('status', '')} {err.get('message', '')}".strip()
+            except ValueError:
+                text = ""
+            # Denied or not found right after launch: the grant may still be propagating.
+            raise Retry(f"secretmanager access {gcp_secret_id(secret)}: HTTP {status} {text}".strip())
+        out[name] = base64.b64decode(json.loads(answer)["payload"]["data"]).decode()
+    return out
+
+
+STORES = {"aws-ssm": aws_ssm_fetch, "gcp-secret-manager": gcp_secret_manager_fetch}
 
 
 def write(base, relative, mode, value):

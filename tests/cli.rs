@@ -49,8 +49,8 @@ fn bad_input_exits_2_and_creates_nothing() {
     );
     refused(
         &e,
-        &["up", "--provider", "gcp"],
-        &["`gcp` is not available in this build", "local, aws"],
+        &["up", "--provider", "gcp", "--zone", "us-central1"],
+        &["`us-central1`", "not a Compute Engine zone", "hint:"],
     );
     // AWS: the scheduler's ports are never opened to the world by default; no AWS call is made.
     refused(

@@ -158,6 +158,7 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             extra: crate::settings::scope_options(
                 kind,
                 &args.kube,
+                args.project.as_deref(),
                 args.all_namespaces,
                 ctx.file.as_ref(),
             ),

@@ -49,9 +49,17 @@ fn kube_service_type(t: &str) -> Result<&'static str> {
 pub fn scope_options(
     kind: ProviderKind,
     scope: &crate::cli::KubeScope,
+    project: Option<&str>,
     all_namespaces: bool,
     file: Option<&LoadedConfig>,
 ) -> serde_json::Value {
+    if kind == ProviderKind::Gcp {
+        let f = file.and_then(|f| f.config.gcp.clone()).unwrap_or_default();
+        return match project.map(str::to_string).or(f.project) {
+            Some(p) => serde_json::json!({ "project": p }),
+            None => serde_json::Value::Null,
+        };
+    }
     if kind != ProviderKind::Kubernetes {
         return serde_json::Value::Null;
     }

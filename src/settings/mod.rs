@@ -19,6 +19,7 @@ use crate::{
 mod aws;
 mod azure;
 mod digitalocean;
+mod gcp;
 mod kubernetes;
 #[cfg(test)]
 mod tests;
@@ -163,7 +164,8 @@ fn provider_options(
             digitalocean::digitalocean_options(args, fc.digitalocean.as_ref(), region, private)
         }
         ProviderKind::Azure => azure::azure_options(args, fc.azure.as_ref(), region, private),
-        ProviderKind::Local | ProviderKind::Gcp => serde_json::Value::Null,
+        ProviderKind::Gcp => gcp::gcp_options(args, fc.gcp.as_ref(), region, private),
+        ProviderKind::Local => serde_json::Value::Null,
     })
 }
 

@@ -61,13 +61,6 @@ fn refusals_name_value_and_fix() {
     );
     bad(
         UpArgs {
-            provider: Some("gcp".into()),
-            ..Default::default()
-        },
-        "not available in this build",
-    );
-    bad(
-        UpArgs {
             name: Some("Bad_Name".into()),
             ..Default::default()
         },

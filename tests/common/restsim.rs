@@ -25,19 +25,31 @@ pub struct RestSim {
     pub ca_file: PathBuf,
     /// The bearer token it accepts.
     pub token: String,
+    /// Its whole ready line.
+    pub ready: Value,
 }
 
 impl RestSim {
     /// Start the simulator `script` (relative to the repository) with `serve` and `extra`
     /// arguments, accepting `token`.
     pub fn start(script: &str, dir: &Path, token: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--token", token];
+        args.extend_from_slice(extra);
+        let mut sim = Self::start_with(script, dir, &args);
+        sim.token = token.to_string();
+        sim
+    }
+
+    /// Start the simulator `script` with `serve` and exactly `extra` besides its work
+    /// directory and Python (for a simulator that issues its own credentials, e.g. GCE's).
+    pub fn start_with(script: &str, dir: &Path, extra: &[&str]) -> Self {
         let workdir = dir.join("sim");
         std::fs::create_dir_all(&workdir).unwrap();
         let (child, ready) = super::spawn_ready(
             Command::new(python())
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
                 .args(["serve", "--workdir", workdir.to_str().unwrap()])
-                .args(["--python", python().to_str().unwrap(), "--token", token])
+                .args(["--python", python().to_str().unwrap()])
                 .args(extra),
             &workdir.join("sim.log"),
         );
@@ -46,7 +58,8 @@ impl RestSim {
             workdir,
             url: ready["url"].as_str().unwrap_or_default().to_string(),
             ca_file: PathBuf::from(ready["ca_file"].as_str().unwrap_or_default()),
-            token: token.to_string(),
+            token: String::new(),
+            ready,
         }
     }
 

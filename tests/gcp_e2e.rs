@@ -1,0 +1,532 @@
+//! End-to-end tests of the `gcp` provider against the Compute Engine + IAM + Secret Manager
+//! simulator of `tests/gcp/`: instances whose metadata `user-data` the shared VM boot runtime
+//! runs as real Dask processes on their internal addresses, the nodes' keys fetched at boot
+//! from Secret Manager with the instance's service-account token from the metadata server, a
+//! real Dask client computing with TLS through the scheduler's external address behind the
+//! cluster's firewall rule, what the simulator holds after each command (firewall rules, no
+//! external IP on workers, labels on every resource, no key in metadata, maxRunDuration with
+//! DELETE), nothing labelled after `down`, and Compute deleting the instances at the TTL with
+//! no clusterctl running.
+//!
+//! Addresses are `10.x`, so each test runs in its own network namespace (`common::sandbox`),
+//! where the client's source address is `10.0.0.0`: the clusters allow `10.0.0.0/32`.
+
+mod common;
+
+use std::{process::Command, time::Duration, time::Instant};
+
+use common::{Env, client, restsim::RestSim, sandbox::Sandbox};
+use serde_json::{Value, json};
+
+const PROJECT: &str = "clusterctl-sim";
+
+struct Gce {
+    env: Env,
+    sim: RestSim,
+    _sandbox: Sandbox,
+}
+
+impl Gce {
+    fn new(sim_args: &[&str]) -> Self {
+        let sandbox = Sandbox::enter();
+        let env = Env::new();
+        let mut args = vec![
+            "--op-pending",
+            "0.2",
+            "--op-delay",
+            "0.5",
+            "--delete-delay",
+            "0.5",
+            "--firewall-delay",
+            "0.2",
+            "--sa-propagation",
+            "2",
+            "--iam-propagation",
+            "1",
+        ];
+        args.extend_from_slice(sim_args);
+        let sim = RestSim::start_with("tests/gcp/gce_sim.py", env.dir.path(), &args);
+        Gce {
+            env,
+            sim,
+            _sandbox: sandbox,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        self.cmd_in(&self.env)
+    }
+
+    fn cmd_in(&self, env: &Env) -> Command {
+        let mut c = env.cmd();
+        c.env("CLUSTERCTL_GCP_ENDPOINT", &self.sim.url)
+            .env("CLUSTERCTL_EXTRA_CA_FILE", &self.sim.ca_file)
+            .env(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                self.sim.ready["credentials_file"].as_str().unwrap(),
+            )
+            .env("GOOGLE_CLOUD_PROJECT", PROJECT);
+        c
+    }
+
+    fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
+        let out = self
+            .cmd()
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn up_args<'a>(name: &'a str, workers: &'a str) -> Vec<&'a str> {
+        vec![
+            "up",
+            "--provider",
+            "gcp",
+            "--zone",
+            "us-central1-a",
+            "--name",
+            name,
+            "--workers",
+            workers,
+            "--allow-cidr",
+            "10.0.0.0/32,203.0.113.7/32",
+            "--timeout",
+            "240s",
+        ]
+    }
+
+    fn instances(&self, cluster: &str) -> Vec<Value> {
+        self.sim.inventory()["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["labels"]["clusterctl-cluster"] == cluster)
+            .cloned()
+            .collect()
+    }
+
+    /// Nothing labelled or named for `cluster` is left, no VM process runs, nothing refused.
+    fn assert_nothing_left(&self, cluster: &str) {
+        let inv = self.sim.inventory();
+        assert!(self.instances(cluster).is_empty(), "instances left");
+        let fw: Vec<&Value> = inv["firewalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(&format!("clusterctl-{cluster}"))
+            })
+            .collect();
+        assert!(fw.is_empty(), "firewall rules left: {fw:?}");
+        let secrets: Vec<&Value> = inv["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["labels"]["clusterctl-cluster"] == cluster)
+            .collect();
+        assert!(secrets.is_empty(), "secrets left: {secrets:?}");
+        let sas: Vec<&Value> = inv["service_accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["email"].as_str().unwrap_or_default().contains(cluster))
+            .collect();
+        assert!(sas.is_empty(), "service accounts left: {sas:?}");
+        let started = Instant::now();
+        loop {
+            let alive: Vec<Value> = self.sim.inventory()["runtime_nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["alive"] == true)
+                .cloned()
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "VM processes still running: {alive:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let errors = self.sim.errors();
+        assert!(
+            errors.trim().is_empty(),
+            "the simulator refused requests: {errors}"
+        );
+        self.env.assert_clean();
+    }
+}
+
+fn role<'a>(all: &'a [Value], role: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|v| v["labels"]["clusterctl-role"] == role)
+        .collect()
+}
+
+#[test]
+fn gcp_cluster_runs_computes_scales_logs_and_leaves_nothing() {
+    let g = Gce::new(&[]);
+    // Throttling on the way: Compute's 403 rateLimitExceeded on the workers' bulkInsert, retried.
+    g.sim.fault(json!({"method": "POST", "path": "bulkInsert", "status": 403, "count": 1,
+        "body": {"error": {"code": 403, "message": "Rate Limit Exceeded", "status": "PERMISSION_DENIED",
+            "errors": [{"message": "Rate Limit Exceeded", "domain": "usageLimits", "reason": "rateLimitExceeded"}]}}}));
+    g.sim.mark("up");
+    let (code, up, err) = g.json(&Gce::up_args("gce", "2"));
+    assert_eq!(
+        code,
+        Some(0),
+        "up failed: {err}\nsim errors: {}",
+        g.sim.errors()
+    );
+    assert_eq!(up["ready"], true);
+    assert_eq!(up["provider"], "gcp");
+    assert_eq!(up["workers"]["joined"], 2);
+    let address = up["scheduler_address"].as_str().unwrap().to_string();
+    assert!(address.starts_with("tls://"), "{address}");
+
+    let inv = g.sim.inventory();
+    let all = g.instances("gce");
+    assert_eq!(all.len(), 3, "{all:?}");
+    let scheduler = role(&all, "scheduler");
+    assert_eq!(scheduler.len(), 1);
+    assert_eq!(scheduler[0]["name"], "gce-scheduler");
+    assert_eq!(scheduler[0]["machine_type"], "e2-standard-2");
+    assert!(scheduler[0]["external_ip"].is_string(), "{}", scheduler[0]);
+    for w in role(&all, "worker") {
+        assert_eq!(w["machine_type"], "e2-standard-4");
+        assert!(
+            w["external_ip"].is_null(),
+            "no external IP on a worker: {w}"
+        );
+    }
+    let email = format!("clusterctl-gce@{PROJECT}.iam.gserviceaccount.com");
+    for i in &all {
+        assert_eq!(i["booted"], "booted", "{}", i["name"]);
+        for key in [
+            "clusterctl-managed",
+            "clusterctl-cluster",
+            "clusterctl-expires",
+            "clusterctl-launch",
+            "clusterctl-owner",
+        ] {
+            assert!(i["labels"].get(key).is_some(), "{key} on {}", i["name"]);
+        }
+        assert_eq!(i["tags"], json!(["clusterctl-gce"]));
+        assert_eq!(i["metadata_keys"], json!(["user-data"]));
+        let ud = i["metadata"]["user-data"].as_str().unwrap();
+        assert!(ud.starts_with("#cloud-config"));
+        assert!(
+            !ud.contains("PRIVATE KEY"),
+            "a private key in metadata: {}",
+            i["name"]
+        );
+        assert_eq!(i["service_account"], email.as_str());
+        assert_eq!(i["scheduling"]["instanceTerminationAction"], "DELETE");
+        assert!(
+            i["scheduling"]["maxRunDuration"]["seconds"].is_string(),
+            "{}",
+            i["scheduling"]
+        );
+    }
+    // Firewall rules: 8786-8787 from --allow-cidr only; all traffic between the cluster's own.
+    let rules: Vec<&Value> = inv["firewalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"].as_str().unwrap().starts_with("clusterctl-gce"))
+        .collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    for r in &rules {
+        assert_eq!(r["world_open"], false, "{r}");
+        assert_eq!(r["targetTags"], json!(["clusterctl-gce"]));
+    }
+    let ports = rules
+        .iter()
+        .find(|r| r["name"] == "clusterctl-gce")
+        .unwrap();
+    assert_eq!(
+        ports["sourceRanges"],
+        json!(["10.0.0.0/32", "203.0.113.7/32"])
+    );
+    assert_eq!(
+        ports["allowed"],
+        json!([{"IPProtocol": "tcp", "ports": ["8786-8787"]}])
+    );
+    // Keys: Secret Manager secrets readable only by the cluster's account, read by the nodes.
+    let secrets: Vec<&Value> = inv["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["labels"]["clusterctl-cluster"] == "gce")
+        .collect();
+    assert!(!secrets.is_empty());
+    for s in &secrets {
+        assert_eq!(
+            s["bindings"],
+            json!([{"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{email}")]}])
+        );
+        assert_eq!(
+            s["accessed_by"],
+            json!([format!("serviceAccount:{email}")]),
+            "{s}"
+        );
+    }
+    let faults = g.sim.control("GET", "/_sim/faults", None).to_string();
+    assert!(
+        !faults.contains("\"remaining\":1"),
+        "the injected fault was hit: {faults}"
+    );
+
+    let (_, env, _) = g.json(&["env", "gce"]);
+    let r = client(&env["env"], &["compute", "300"]);
+    assert_eq!(r["result"], (0..300u64).map(|x| x * x).sum::<u64>());
+    assert_eq!(r["workers"], 2);
+
+    let (code, status, err) = g.json(&["status", "gce"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(status["state"], "ready");
+
+    let (code, logs, err) = g.json(&["logs", "gce", "--role", "scheduler", "--tail", "300"]);
+    assert_eq!(code, Some(0), "{err}");
+    let text = logs.to_string();
+    assert!(
+        text.contains("Scheduler at") || text.contains("Register worker"),
+        "the scheduler's Dask log: {text}"
+    );
+
+    let (code, listed, err) = g.json(&["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(listed.to_string().contains("gce"), "{listed}");
+
+    g.sim.mark("scale");
+    let (code, scaled, err) = g.json(&["scale", "gce", "--workers", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(scaled["added"].as_array().unwrap().len(), 1, "{scaled}");
+    assert_eq!(role(&g.instances("gce"), "worker").len(), 3);
+    assert_eq!(client(&env["env"], &["workers"])["workers"], 3);
+    let (code, scaled, err) = g.json(&["scale", "gce", "--workers", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(scaled["removed"].as_array().unwrap().len(), 2, "{scaled}");
+    assert_eq!(role(&g.instances("gce"), "worker").len(), 1);
+
+    g.sim.mark("down");
+    let (code, down, err) = g.json(&["down", "gce"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(down["removed"][0]["name"], "gce");
+    g.assert_nothing_left("gce");
+    // Again from a machine without the record, where the environment names another project:
+    // `--project` says where to look (a project the simulator does not know would fail).
+    let out = g
+        .cmd()
+        .args([
+            "down",
+            "gce",
+            "--provider",
+            "gcp",
+            "--region",
+            "us-central1-a",
+        ])
+        .args(["--project", PROJECT, "--output", "json"])
+        .env("GOOGLE_CLOUD_PROJECT", "some-other-project")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_creates_nothing() {
+    let g = Gce::new(&[]);
+    let refuse = |extra: &[&str], needle: &str| {
+        let mut args = Gce::up_args("gcb", "1");
+        if extra.contains(&"--zone") {
+            let at = args.iter().position(|a| *a == "--zone").unwrap();
+            args.drain(at..at + 2);
+        }
+        args.extend_from_slice(extra);
+        let out = g.cmd().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {needle} in {err}");
+        assert!(err.contains("hint:"), "{extra:?}: {err}");
+    };
+    refuse(&["--zone", "us-central1"], "us-central1");
+    refuse(&["--zone", "mars-north9-z"], "mars-north9-z");
+    refuse(
+        &[
+            "--zone",
+            "us-east1-d",
+            "--worker-machine-type",
+            "c3-standard-4",
+        ],
+        "c3-standard-4",
+    );
+    refuse(&["--project", "Bad_Project"], "Bad_Project");
+    refuse(&["--tag", "Team=x"], "Team=x");
+    refuse(
+        &[
+            "--gcp-image",
+            "projects/cos-cloud/global/images/family/cos-99",
+        ],
+        "cos-99",
+    );
+    let mut args = Gce::up_args("gcb", "1");
+    args.push("--dry-run");
+    let out = g.cmd().args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("service account") && text.contains(PROJECT),
+        "{text}"
+    );
+    let inv = g.sim.inventory();
+    assert_eq!(inv["instances"], json!([]));
+    assert!(
+        inv["firewalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["name"].as_str().unwrap().starts_with("default-"))
+    );
+    assert_eq!(inv["secrets"], json!([]));
+    assert_eq!(
+        inv["service_accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["email"].as_str().unwrap().starts_with("clusterctl-"))
+            .count(),
+        0
+    );
+    let errors = g.sim.errors();
+    assert!(
+        errors.trim().is_empty(),
+        "the simulator refused requests: {errors}"
+    );
+}
+
+/// Two `up` of one name at once from two machines: the firewall rule's insert claims the name
+/// (Compute answers the second 409), so one cluster of one launch exists and computes, and the
+/// loser exits 1 (`NameTaken`) removing nothing of it.
+#[test]
+fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
+    let g = Gce::new(&[]);
+    let other = Env::new();
+    let args = Gce::up_args("gcrace", "1");
+    let spawn = |env: &Env| {
+        g.cmd_in(env)
+            .args(&args)
+            .args(["--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&g.env), spawn(&other));
+    let outcome = |o: std::process::Output| {
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let mut results = [
+        (outcome(a.wait_with_output().unwrap()), &g.env),
+        (outcome(b.wait_with_output().unwrap()), &other),
+    ];
+    if results[0].0.0 != Some(0) {
+        results.swap(0, 1);
+    }
+    let [(won, won_env), (lost, lost_env)] = &results;
+    let both = [won, lost];
+    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
+    assert!(
+        lost.0 == Some(1) && lost.1.contains("is taken on gcp"),
+        "{both:?}"
+    );
+    assert!(lost_env.records().is_empty());
+    let all = g.instances("gcrace");
+    assert_eq!(all.len(), 2, "{all:?}");
+    let launches: std::collections::BTreeSet<String> = all
+        .iter()
+        .map(|v| v["labels"]["clusterctl-launch"].to_string())
+        .collect();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    let out = g
+        .cmd_in(won_env)
+        .args(["env", "gcrace", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = client(&env["env"], &["compute", "30"]);
+    assert_eq!(r["result"], (0..30u64).map(|x| x * x).sum::<u64>());
+    let out = g.cmd_in(won_env).args(["down", "gcrace"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    g.assert_nothing_left("gcrace");
+}
+
+/// The TTL without clusterctl: every instance carries maxRunDuration (the time left) with
+/// DELETE, and Compute (the simulator, its durations scaled down) deletes them then.
+#[test]
+fn compute_engine_deletes_the_instances_at_the_ttl() {
+    let g = Gce::new(&["--run-duration-scale", "0.05"]);
+    let mut args = Gce::up_args("gcttl", "1");
+    args.extend(["--ttl", "10m"]);
+    let (code, _, err) = g.json(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let all = g.instances("gcttl");
+    assert_eq!(all.len(), 2);
+    for i in &all {
+        let secs: u64 = i["scheduling"]["maxRunDuration"]["seconds"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((500..=600).contains(&secs), "{secs}");
+    }
+    // No clusterctl runs from here on; 600 s scaled by 0.05 is 30 s.
+    let started = Instant::now();
+    while !g.instances("gcttl").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "still there: {:?}",
+            g.instances("gcttl")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let deleted = g.sim.inventory()["deleted_instances"].to_string();
+    assert!(deleted.contains("maxRunDuration"), "{deleted}");
+    let out = g.cmd().args(["down", "gcttl"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    g.assert_nothing_left("gcttl");
+}
