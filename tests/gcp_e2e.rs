@@ -431,36 +431,13 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let g = Gce::new(&[]);
     let other = Env::new();
     let args = Gce::up_args("gcrace", "1");
-    let spawn = |env: &Env| {
-        g.cmd_in(env)
-            .args(&args)
-            .args(["--output", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    let cmd = |env: &Env| {
+        let mut c = g.cmd_in(env);
+        c.args(&args);
+        c
     };
-    let (a, b) = (spawn(&g.env), spawn(&other));
-    let outcome = |o: std::process::Output| {
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let mut results = [
-        (outcome(a.wait_with_output().unwrap()), &g.env),
-        (outcome(b.wait_with_output().unwrap()), &other),
-    ];
-    if results[0].0.0 != Some(0) {
-        results.swap(0, 1);
-    }
-    let [(won, won_env), (lost, lost_env)] = &results;
-    let both = [won, lost];
-    assert_eq!(won.0, Some(0), "one `up` wins: {both:?}");
-    assert!(
-        lost.0 == Some(1) && lost.1.contains("is taken on gcp"),
-        "{both:?}"
-    );
+    let ((winner, _), (loser, _)) = common::race_two_ups("gcp", cmd(&g.env), cmd(&other));
+    let (won_env, lost_env) = ([&g.env, &other][winner], [&g.env, &other][loser]);
     assert!(lost_env.records().is_empty());
     let all = g.instances("gcrace");
     assert_eq!(all.len(), 2, "{all:?}");
