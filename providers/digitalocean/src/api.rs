@@ -164,6 +164,9 @@ pub struct Firewall {
     /// The tags it applies to.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
     /// Its inbound rules (only their source tags are read).
     #[serde(default)]
     pub inbound_rules: Option<Vec<RuleTags>>,

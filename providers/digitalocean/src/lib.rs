@@ -499,13 +499,26 @@ impl ClusterProvider for DigitalOceanProvider {
             .await
             .map_err(|e| self.err(e))?;
         let name = firewall::firewall_name(&spec.name);
-        let exists = self
+        let existing = self
             .api
             .firewalls()
             .await
             .map_err(|e| self.err(e))?
             .into_iter()
-            .any(|f| f.name == name && f.tags.unwrap_or_default().contains(&cluster_tag));
+            .find(|f| f.name == name && f.tags.iter().flatten().any(|t| *t == cluster_tag));
+        // The firewall is the name's claim: one made moments ago is another launch's, whose
+        // droplets a listing may not show yet. Only an old one (a leftover) is reused.
+        if let Some(f) = &existing {
+            let age = f
+                .created_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            if age.is_none_or(|a| a < clusterctl_core::model::CLAIM_GRACE) {
+                return Err(Self::name_taken(spec, None));
+            }
+        }
+        let exists = existing.is_some();
         if !exists {
             let allowed = self.allowed_sources().await?;
             let body = firewall::rules(&spec.name, &cluster_tag, &allowed);
