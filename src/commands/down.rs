@@ -41,7 +41,13 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
         for kind in providers_to_ask(ctx, args.at.provider.as_deref())? {
             let opts = ProviderOptions {
                 region: args.at.region.clone(),
-                extra: settings::scope_options(kind, &args.at.kube, false, ctx.file.as_ref()),
+                extra: settings::scope_options(
+                    kind,
+                    &args.at.kube,
+                    &args.at.azure,
+                    false,
+                    ctx.file.as_ref(),
+                )?,
                 ..Default::default()
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;

@@ -24,7 +24,6 @@ mod kubernetes;
 mod tests;
 mod values;
 
-pub use kubernetes::scope_options;
 use values::{owner, parse_cpus, validate_env, validate_tag};
 pub use values::{parse_duration, parse_env, parse_memory, parse_tags, parse_workers};
 
@@ -462,5 +461,38 @@ pub fn resolve_up(
         no_wait: args.no_wait,
         dry_run: args.dry_run,
         shown: r.shown,
+    })
+}
+
+/// Provider options for commands that find clusters without a record (`down`, `status`,
+/// `list`, `logs`, `dashboard`): the Kubernetes context and namespace, or the Azure subscription
+/// and resource group, from flags or the file. Such a flag given for another provider is refused.
+pub fn scope_options(
+    kind: ProviderKind,
+    kube: &crate::cli::KubeScope,
+    azure: &crate::cli::AzureScope,
+    all_namespaces: bool,
+    file: Option<&LoadedConfig>,
+) -> Result<serde_json::Value> {
+    let misplaced = match kind {
+        ProviderKind::Azure => None,
+        _ if azure.subscription.is_some() => Some("--subscription"),
+        _ if azure.resource_group.is_some() => Some("--resource-group"),
+        _ => None,
+    };
+    if let Some(flag) = misplaced {
+        return Err(Error::invalid(
+            flag,
+            "",
+            format!("{flag} is an Azure option, and the provider is {kind}"),
+            Some("pass `--provider azure`, or drop the flag".into()),
+        ));
+    }
+    Ok(match kind {
+        ProviderKind::Kubernetes => kubernetes::scope_options(kube, all_namespaces, file),
+        ProviderKind::Azure => {
+            azure::scope_options(azure, file.and_then(|f| f.config.azure.as_ref()))
+        }
+        _ => serde_json::Value::Null,
     })
 }
