@@ -408,6 +408,17 @@ pub struct NameArg {
     pub name: Option<String>,
 }
 
+/// Where Azure clusters live, for commands that find them without a record.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AzureScope {
+    /// Azure: the subscription id (default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's).
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Azure: the existing resource group `up` was given (default: the cluster's own).
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+}
+
 /// Where to look for a cluster this machine has no record of.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Locate {
@@ -423,6 +434,8 @@ pub struct Locate {
     pub project: Option<String>,
     #[command(flatten)]
     pub kube: KubeScope,
+    #[command(flatten)]
+    pub azure: AzureScope,
 }
 
 #[derive(Debug, Args)]
@@ -466,6 +479,8 @@ pub struct ListArgs {
     pub project: Option<String>,
     #[command(flatten)]
     pub kube: KubeScope,
+    #[command(flatten)]
+    pub azure: AzureScope,
     /// Kubernetes: look in every namespace.
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,

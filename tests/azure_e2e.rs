@@ -299,6 +299,43 @@ fn azure_cluster_runs_computes_scales_logs_and_leaves_nothing() {
         .count();
     assert_eq!(nics, 2, "the removed workers' NICs went with their VMs");
 
+    // A worker that powered itself off is stopped but still billed: `status` says so.
+    let left = role(&az.vms("aze"), "worker")[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    az.sim
+        .control("POST", &format!("/_sim/vms/{left}/power_off"), None);
+    az.sim.mark("status-stopped");
+    let (_, status, err) = az.json(&["status", "aze"]);
+    let node = status["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{status} {err}"))
+        .iter()
+        .find(|n| format!("aze-{}", n["name"].as_str().unwrap()) == left)
+        .unwrap()
+        .clone();
+    assert_eq!(node["state"], "failed", "{node}");
+    assert!(
+        node["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("still billed until down")),
+        "{node}"
+    );
+    assert_eq!(status["workers"]["running"], 0, "{status}");
+    // Power states come from one listing, not a read per VM.
+    let reads: Vec<Value> = az
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r["phase"] == "status-stopped")
+        .collect();
+    let views = reads
+        .iter()
+        .filter(|r| r.to_string().contains("instanceView"))
+        .count();
+    assert_eq!(views, 0, "{reads:?}");
+
     az.sim.mark("down");
     let (code, down, err) = az.json(&["down", "aze"]);
     assert_eq!(code, Some(0), "{err}");
@@ -350,6 +387,10 @@ fn bad_input_exits_2_and_creates_nothing() {
     assert!(
         text.contains(CLIENT_ID) && text.contains(TENANT),
         "the identity: {text}"
+    );
+    assert!(
+        text.contains("the scheduler VM deletes the resource group clusterctl-azb"),
+        "what ends billing at the TTL: {text}"
     );
     let inv = az.sim.inventory();
     assert_eq!(
@@ -413,4 +454,161 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
         String::from_utf8_lossy(&out.stderr)
     );
     az.assert_nothing_left("azrace");
+}
+
+/// The TTL that ends billing with no clusterctl running: `up` (the shortest TTL) gives the
+/// scheduler VM a managed identity with Contributor on the cluster's own group only; at the TTL
+/// the scheduler deletes that group through ARM with a token from IMDS, and the simulator shows
+/// it deleted by the managed identity, every VM's billing ended, nothing tagged left.
+#[test]
+fn the_cluster_deletes_its_own_group_at_the_ttl() {
+    let az = Az::new(&[]);
+    let started = Instant::now();
+    let mut args = Az::up_args("azttl", "1");
+    args.extend(["--ttl", "60s"]);
+    let (code, _, err) = az.json(&args);
+    assert_eq!(code, Some(0), "up: {err}\nsim errors: {}", az.sim.errors());
+    let group_id = format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/clusterctl-azttl");
+    let inv = az.sim.inventory();
+    let vms = az.vms("azttl");
+    let principal = role(&vms, "scheduler")[0]["identity_principal"]
+        .as_str()
+        .expect("the scheduler VM has a system-assigned identity")
+        .to_string();
+    assert!(
+        role(&vms, "worker")
+            .iter()
+            .all(|w| w["identity_principal"].is_null())
+    );
+    let grants: Vec<&Value> = inv["role_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["principalId"] == principal.as_str())
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["scope"], group_id.as_str(), "the group only");
+    assert_eq!(grants[0]["role"], "b24988ac-6180-42a0-ab88-20f7382dd24c");
+    assert_eq!(grants[0]["principalType"], "ServicePrincipal");
+
+    // No clusterctl runs from here on.
+    let deleted_by = loop {
+        let inv = az.sim.inventory();
+        let event = inv["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "group-deleting" && e["name"] == "clusterctl-azttl")
+            .cloned();
+        let gone = !inv["resource_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "clusterctl-azttl");
+        if let (Some(e), true) = (event, gone) {
+            break e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the group was not deleted at the TTL; scheduler console:\n{}",
+            az.sim.control("GET", "/_sim/console/azttl-scheduler", None)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(deleted_by["principal_kind"], "managed_identity");
+    assert_eq!(deleted_by["by"], principal.as_str());
+    let inv = az.sim.inventory();
+    let live: Vec<&Value> = inv["billing"]["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["id"].as_str().unwrap_or("").contains("clusterctl-azttl"))
+        .collect();
+    assert!(live.is_empty(), "still billed: {live:?}");
+    let ended = inv["billing"]["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "Microsoft.Compute/virtualMachines")
+        .count();
+    assert_eq!(ended, 2, "{}", inv["billing"]);
+    assert!(inv["role_assignments"].as_array().unwrap().is_empty());
+    // The record is the only thing left; `down` finds nothing else and removes it.
+    let (code, _, err) = az.json(&["down", "azttl"]);
+    assert_eq!(code, Some(0), "{err}");
+    az.assert_nothing_left("azttl");
+}
+
+/// The failure paths against the simulator's knobs, one after the other on one simulator.
+#[test]
+fn failures_fall_back_or_refuse_or_roll_back_leaving_nothing() {
+    let az = Az::new(&[]);
+    let up = |name: &str, extra: &[&str]| {
+        let mut args = Az::up_args(name, "1");
+        args.extend_from_slice(extra);
+        az.json(&args)
+    };
+    let down_clean = |name: &str| {
+        let (code, _, err) = az.json(&["down", name]);
+        assert_eq!(code, Some(0), "{err}");
+        az.assert_nothing_left(name);
+    };
+
+    // A vCPU quota shortfall: QuotaExceeded (exit 1) naming the quota, nothing created.
+    let mut args = Az::up_args("azquota", "30");
+    args.extend(["--output", "json"]);
+    let out = az.cmd().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("quota") && err.contains("DSv5"), "{err}");
+    assert!(err.contains("eastus"), "{err}");
+    assert_eq!(az.sim.inventory()["resource_groups"], json!([]));
+
+    // No capacity for the first worker size: the failed VM is deleted, the next size is used.
+    az.sim.control(
+        "POST",
+        "/_sim/capacity",
+        Some(&json!({"no_capacity": ["Standard_D4s_v5"]})),
+    );
+    let (code, _, err) = up(
+        "azcap",
+        &["--worker-vm-size", "Standard_D4s_v5,Standard_F4s_v2"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let vms = az.vms("azcap");
+    let worker = role(&vms, "worker")[0].clone();
+    assert_eq!(worker["size"], "Standard_F4s_v2");
+    assert_eq!(worker["provisioningState"], "Succeeded");
+    let inv = az.sim.inventory();
+    let deleted_failed = inv["events"].as_array().unwrap().iter().any(|e| {
+        e["event"] == "deleted"
+            && e["id"] == worker["id"]
+            && e["type"] == "Microsoft.Compute/virtualMachines"
+    });
+    assert!(
+        deleted_failed,
+        "the Failed VM was deleted before the next size"
+    );
+    down_clean("azcap");
+
+    // No Spot capacity: the worker is a regular VM.
+    az.sim.control(
+        "POST",
+        "/_sim/capacity",
+        Some(&json!({"no_capacity": [], "spot_no_capacity": ["Standard_D4s_v5"]})),
+    );
+    let (code, _, err) = up("azspot", &["--spot"]);
+    assert_eq!(code, Some(0), "{err}");
+    let vms = az.vms("azspot");
+    assert_eq!(role(&vms, "worker")[0]["priority"], "Regular");
+    down_clean("azspot");
+
+    // A 5xx on the worker's creation that persists: `up` fails after its retries and rolls back
+    // the scheduler, its group and everything in it.
+    az.sim
+        .fault(json!({"method": "PUT", "path": "virtualMachines/azfail-worker", "status": 500}));
+    let (code, _, err) = up("azfail", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("InternalServerError"), "{err}");
+    az.assert_nothing_left("azfail");
 }

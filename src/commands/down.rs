@@ -44,10 +44,11 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
                 extra: settings::scope_options(
                     kind,
                     &args.at.kube,
+                    &args.at.azure,
                     args.at.project.as_deref(),
                     false,
                     ctx.file.as_ref(),
-                ),
+                )?,
                 ..Default::default()
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;

@@ -72,8 +72,7 @@ impl Ctx<'_> {
         &self,
         flag: Option<&str>,
         region: Option<&str>,
-        scope: &crate::cli::KubeScope,
-        project: Option<&str>,
+        at: &crate::cli::Locate,
     ) -> clusterctl_core::Result<Arc<dyn ClusterProvider>> {
         let kind = settings::resolve_provider(flag, self.file.as_ref())?;
         let opts = ProviderOptions {
@@ -86,7 +85,14 @@ impl Ctx<'_> {
                 .and_then(|f| f.config.local.as_ref())
                 .and_then(|l| l.python.clone()),
             dask_version: None,
-            extra: settings::scope_options(kind, scope, project, false, self.file.as_ref()),
+            extra: settings::scope_options(
+                kind,
+                &at.kube,
+                &at.azure,
+                at.project.as_deref(),
+                false,
+                self.file.as_ref(),
+            )?,
         };
         providers::build(kind, &opts, &self.paths).await
     }
@@ -131,13 +137,8 @@ impl Ctx<'_> {
         match self.store.load(name)? {
             Some(r) => Ok((self.provider_of(&r).await?, Some(r))),
             None => Ok((
-                self.provider_from(
-                    at.provider.as_deref(),
-                    at.region.as_deref(),
-                    &at.kube,
-                    at.project.as_deref(),
-                )
-                .await?,
+                self.provider_from(at.provider.as_deref(), at.region.as_deref(), at)
+                    .await?,
                 None,
             )),
         }

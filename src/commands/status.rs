@@ -158,10 +158,11 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             extra: crate::settings::scope_options(
                 kind,
                 &args.kube,
+                &args.azure,
                 args.project.as_deref(),
                 args.all_namespaces,
                 ctx.file.as_ref(),
-            ),
+            )?,
             ..Default::default()
         };
         let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;

@@ -32,3 +32,17 @@ pub(super) fn azure_options(
         "ssh_public_key": a.ssh_public_key.clone().or(f.ssh_public_key),
     })
 }
+
+/// The Azure part of [`super::scope_options`]: the subscription, resource group and ARM endpoint
+/// from flags or the file's `azure:` section.
+pub(super) fn scope_options(
+    scope: &crate::cli::AzureScope,
+    file: Option<&crate::config::AzureSection>,
+) -> serde_json::Value {
+    let f = file.cloned().unwrap_or_default();
+    serde_json::json!({
+        "subscription": scope.subscription.clone().or(f.subscription),
+        "resource_group": scope.resource_group.clone().or(f.resource_group),
+        "endpoint": f.endpoint,
+    })
+}

@@ -1,7 +1,7 @@
 //! The Kubernetes provider's options: flags beat the file's `kubernetes:` section. The keys are
 //! those of `clusterctl_kubernetes::KubernetesOptions`.
 
-use clusterctl_core::{Error, Result, model::ProviderKind};
+use clusterctl_core::{Error, Result};
 
 use crate::{cli::UpArgs, config::LoadedConfig};
 
@@ -44,25 +44,13 @@ fn kube_service_type(t: &str) -> Result<&'static str> {
     }
 }
 
-/// Provider options for commands that find clusters without a record (`down`, `status`,
-/// `list`, `dashboard`): for Kubernetes, the context and namespace from flags or the file.
-pub fn scope_options(
-    kind: ProviderKind,
+/// The Kubernetes part of [`super::scope_options`]: the context and namespace from flags or the
+/// file.
+pub(super) fn scope_options(
     scope: &crate::cli::KubeScope,
-    project: Option<&str>,
     all_namespaces: bool,
     file: Option<&LoadedConfig>,
 ) -> serde_json::Value {
-    if kind == ProviderKind::Gcp {
-        let f = file.and_then(|f| f.config.gcp.clone()).unwrap_or_default();
-        return match project.map(str::to_string).or(f.project) {
-            Some(p) => serde_json::json!({ "project": p }),
-            None => serde_json::Value::Null,
-        };
-    }
-    if kind != ProviderKind::Kubernetes {
-        return serde_json::Value::Null;
-    }
     let f = file
         .and_then(|f| f.config.kubernetes.clone())
         .unwrap_or_default();

@@ -25,7 +25,6 @@ mod kubernetes;
 mod tests;
 mod values;
 
-pub use kubernetes::scope_options;
 use values::{owner, parse_cpus, validate_env, validate_tag};
 pub use values::{parse_duration, parse_env, parse_memory, parse_tags, parse_workers};
 
@@ -464,5 +463,51 @@ pub fn resolve_up(
         no_wait: args.no_wait,
         dry_run: args.dry_run,
         shown: r.shown,
+    })
+}
+
+/// Provider options for commands that find clusters without a record (`down`, `status`,
+/// `list`, `logs`, `dashboard`): the Kubernetes context and namespace, or the Azure subscription
+/// and resource group, from flags or the file. Such a flag given for another provider is refused.
+pub fn scope_options(
+    kind: ProviderKind,
+    kube: &crate::cli::KubeScope,
+    azure: &crate::cli::AzureScope,
+    project: Option<&str>,
+    all_namespaces: bool,
+    file: Option<&LoadedConfig>,
+) -> Result<serde_json::Value> {
+    let misplaced = match kind {
+        ProviderKind::Azure if project.is_some() => Some(("--project", "gcp")),
+        ProviderKind::Azure => None,
+        ProviderKind::Gcp if azure.subscription.is_some() => Some(("--subscription", "azure")),
+        ProviderKind::Gcp if azure.resource_group.is_some() => Some(("--resource-group", "azure")),
+        ProviderKind::Gcp => None,
+        _ if azure.subscription.is_some() => Some(("--subscription", "azure")),
+        _ if azure.resource_group.is_some() => Some(("--resource-group", "azure")),
+        _ if project.is_some() => Some(("--project", "gcp")),
+        _ => None,
+    };
+    if let Some((flag, of)) = misplaced {
+        return Err(Error::invalid(
+            flag,
+            "",
+            format!("{flag} is an option of `{of}`, and the provider is {kind}"),
+            Some(format!("pass `--provider {of}`, or drop the flag")),
+        ));
+    }
+    Ok(match kind {
+        ProviderKind::Kubernetes => kubernetes::scope_options(kube, all_namespaces, file),
+        ProviderKind::Azure => {
+            azure::scope_options(azure, file.and_then(|f| f.config.azure.as_ref()))
+        }
+        ProviderKind::Gcp => {
+            let f = file.and_then(|f| f.config.gcp.clone()).unwrap_or_default();
+            match project.map(str::to_string).or(f.project) {
+                Some(p) => serde_json::json!({ "project": p }),
+                None => serde_json::Value::Null,
+            }
+        }
+        _ => serde_json::Value::Null,
     })
 }

@@ -29,7 +29,8 @@ impl VmJob {
     /// PUT the VM with each attempt's size and priority until one gets capacity. A synchronous
     /// `SkuNotAvailable` created nothing; an allocation failure reported by the operation
     /// leaves a `Failed` VM, deleted before the next attempt. Quota and other errors end it.
-    pub async fn run(self) -> Result<()> {
+    /// The VM's system-assigned identity (`identity.principalId` of the PUT's answer), if any.
+    pub async fn run(self) -> Result<Option<String>> {
         let ctx = errors::Context {
             location: Some(&self.location),
             identity: self.identity.as_deref(),
@@ -51,11 +52,15 @@ impl VmJob {
                 .put::<_, Value>(&self.path, COMPUTE_API, &body, false)
                 .await
             {
-                Ok(put) => self.arm.wait(&op, &put.raw).await,
+                Ok(put) => self
+                    .arm
+                    .wait(&op, &put.raw)
+                    .await
+                    .map(|()| crate::ttl::principal_of(&put.value)),
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(principal) => return Ok(principal),
                 Err(e) if e.is_capacity() => {
                     if matches!(e, ArmError::Operation { .. }) {
                         // The failed VM stays until deleted (and holds its NIC).

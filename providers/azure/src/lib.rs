@@ -23,6 +23,7 @@ mod network;
 pub mod options;
 mod plan;
 mod teardown;
+mod ttl;
 mod vms;
 
 use std::time::Duration;
@@ -31,10 +32,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use clusterctl_core::{
     Error, Result,
-    bootstrap::{
-        self, BootLayout, KeyDelivery, VmOptions, render_cloud_init, scheduler_intent,
-        worker_intent,
-    },
+    bootstrap::{self, BootLayout, KeyDelivery, VmOptions, render_cloud_init, worker_intent},
     model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch, last_lines,
@@ -48,7 +46,7 @@ use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::JoinHandle};
 
 use crate::{
-    api::{Arm, COMPUTE_API, NETWORK_API, Nic, PublicIp, RESOURCES_API, ResourceGroup, Vm},
+    api::{Arm, COMPUTE_API, NETWORK_API, Nic, PublicIp, RESOURCES_API, ResourceGroup},
     credential::Credential,
     errors::ArmError,
     launch::VmJob,
@@ -260,7 +258,10 @@ impl AzureProvider {
                         "ssh": {"publicKeys": [{"path": format!("/home/{ADMIN_USER}/.ssh/authorized_keys"), "keyData": key}]},
                     },
                 },
-                "networkProfile": {"networkInterfaces": [{"id": nic, "properties": {"primary": true, "deleteOption": "Delete"}}]},
+                // The NIC stays when the VM is deleted (`Detach`): a VM that failed for capacity
+                // is deleted and created again in another size on the same NIC, whose private
+                // IP the workers may already have. `scale` deletes the NICs after their VMs.
+                "networkProfile": {"networkInterfaces": [{"id": nic, "properties": {"primary": true, "deleteOption": "Detach"}}]},
                 "diagnosticsProfile": {"bootDiagnostics": {"enabled": true}},
             },
         }))
@@ -337,66 +338,6 @@ impl AzureProvider {
             attempts: self.attempts(role),
             location: self.options.location.clone().unwrap_or_default(),
             identity: self.identity.get().cloned(),
-        }
-    }
-
-    /// The nodes of `cluster` in `group` (all clusterctl nodes there with `None`).
-    async fn nodes_in(&self, group: &str, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
-        let base = self.arm.group(group);
-        let vms: Vec<Vm> = match self
-            .arm
-            .list(
-                &format!("{base}/providers/Microsoft.Compute/virtualMachines"),
-                COMPUTE_API,
-                &[],
-            )
-            .await
-        {
-            Ok(v) => v,
-            Err(e) if e.is_not_found() => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let vms: Vec<Vm> = vms
-            .into_iter()
-            .filter(|v| match cluster {
-                Some(c) => v
-                    .tags
-                    .get(core_tags::CLUSTER)
-                    .is_some_and(|t| t == c.as_str()),
-                None => v
-                    .tags
-                    .get(core_tags::MANAGED)
-                    .is_some_and(|t| t == core_tags::MANAGED_VALUE),
-            })
-            .collect();
-        if vms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (nics, ips) = futures_util::future::join(
-            self.arm.list::<Nic>(
-                &format!("{base}/providers/Microsoft.Network/networkInterfaces"),
-                NETWORK_API,
-                &[],
-            ),
-            self.arm.list::<PublicIp>(
-                &format!("{base}/providers/Microsoft.Network/publicIPAddresses"),
-                NETWORK_API,
-                &[],
-            ),
-        )
-        .await;
-        Ok(vms::nodes_of(
-            &vms,
-            &self.or_empty(nics)?,
-            &self.or_empty(ips)?,
-        ))
-    }
-
-    fn or_empty<T>(&self, r: std::result::Result<Vec<T>, ArmError>) -> Result<Vec<T>> {
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) if e.is_not_found() => Ok(Vec::new()),
-            Err(e) => Err(self.err(e)),
         }
     }
 
@@ -548,7 +489,7 @@ impl ClusterProvider for AzureProvider {
         let layout = BootLayout::vm();
         let custom = render_cloud_init(
             spec,
-            &scheduler_intent(spec, &layout, ctx.tls),
+            &self.scheduler_boot(spec, &layout, ctx.tls),
             &layout,
             &Self::vm_options(spec),
         )?;
@@ -558,12 +499,25 @@ impl ClusterProvider for AzureProvider {
             "Microsoft.Compute/virtualMachines",
             &vms::vm_name(cluster, node),
         );
-        let job = self.vm_job(
-            path.clone(),
-            self.vm_body(spec, Role::Scheduler, node, &nic, &custom, &key)?,
-            Role::Scheduler,
-        );
-        *self.scheduler_vm.lock().await = Some(tokio::spawn(job.run()));
+        let mut body = self.vm_body(spec, Role::Scheduler, node, &nic, &custom, &key)?;
+        let grant = self.grant(cluster);
+        if grant.is_some() {
+            // The identity that deletes the cluster's group at its TTL (ttl.rs).
+            body["identity"] = json!({"type": "SystemAssigned"});
+        }
+        let job = self.vm_job(path.clone(), body, Role::Scheduler);
+        *self.scheduler_vm.lock().await = Some(tokio::spawn(async move {
+            let principal = job.run().await?;
+            match (grant, principal) {
+                (Some(g), Some(p)) => g.assign(&p).await,
+                (Some(_), None) => Err(Error::Provider {
+                    provider: ProviderKind::Azure,
+                    operation: "creating the scheduler VM".into(),
+                    message: "ARM's answer names no identity (identity.principalId) for the VM: its TTL could not delete the cluster's group".into(),
+                }),
+                (None, _) => Ok(()),
+            }
+        }));
         let address = bootstrap::scheduler_address(bootstrap::scheme(spec), &private_ip);
         Ok(SchedulerLaunch {
             node: Node {
@@ -713,10 +667,26 @@ impl ClusterProvider for AzureProvider {
             // The whole cluster: its group, with everything in it (also what no listing showed).
             return self.delete_group(cluster).await;
         }
-        let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        clusterctl_core::concurrent::each(ids, DELETES_IN_FLIGHT, |id| async move {
+        let rg = self.group(cluster);
+        // (VM, its NIC): the NIC is detached, not deleted with the VM (see `vm_body`).
+        let targets: Vec<(String, String)> = nodes
+            .iter()
+            .map(|n| {
+                let nic = self.arm.resource(
+                    &rg,
+                    "Microsoft.Network/networkInterfaces",
+                    &vms::nic_name(cluster, &n.name),
+                );
+                (n.id.clone(), nic)
+            })
+            .collect();
+        clusterctl_core::concurrent::each(targets, DELETES_IN_FLIGHT, |(vm, nic)| async move {
             self.arm
-                .delete(&id, COMPUTE_API, &[])
+                .delete(&vm, COMPUTE_API, &[])
+                .await
+                .map_err(|e| self.err(e))?;
+            self.arm
+                .delete(&nic, NETWORK_API, &[])
                 .await
                 .map_err(|e| self.err(e))
         })

@@ -6,9 +6,7 @@
 
 use clusterctl_core::{
     Error, Result,
-    bootstrap::{
-        self, BootLayout, redact_keys, render_cloud_init, scheduler_intent, worker_intent,
-    },
+    bootstrap::{self, BootLayout, redact_keys, render_cloud_init, worker_intent},
     model::{ProviderKind, Role},
     provider::{LaunchContext, Plan, RenderedBootstrap},
 };
@@ -182,7 +180,7 @@ impl AzureProvider {
 
         let layout = BootLayout::vm();
         let vm = Self::vm_options(spec);
-        let s = scheduler_intent(spec, &layout, ctx.tls);
+        let s = self.scheduler_boot(spec, &layout, ctx.tls);
         let address =
             bootstrap::scheduler_address(bootstrap::scheme(spec), "<scheduler private IP>");
         let w = worker_intent(spec, &layout, ctx.tls, &address, None);
@@ -238,8 +236,9 @@ impl AzureProvider {
             ));
         }
         resources.push(format!(
-            "VM {} ({scheduler_size}) and its NIC; the NIC first, so the workers get its private IP at once",
-            vms::vm_name(name, "scheduler")
+            "VM {} ({scheduler_size}) and its NIC; the NIC first, so the workers get its private IP at once{}",
+            vms::vm_name(name, "scheduler"),
+            if self.own_group() { "; a system-assigned managed identity with role Contributor on the group only (its TTL deletes the group)" } else { "" }
         ));
         resources.push(format!(
             "{} worker VMs {} ({}{}) with their NICs, no public IP",
@@ -260,7 +259,7 @@ impl AzureProvider {
                 if self.options.ssh_public_key.is_some() { "your SSH public key" } else { "a throwaway SSH key whose private half is discarded" }
             ),
             "node TLS keys travel in customData, which ARM never returns (VM GET/List, instance metadata); nothing is put in userData".into(),
-            "at the TTL the nodes power off, but Azure bills a stopped VM until it is deallocated or deleted: run `clusterctl down` (or `down --expired`)".into(),
+            self.ttl_note(name),
         ];
         Ok(Plan {
             identity: Some(identity),

@@ -1,14 +1,52 @@
 //! VM ↔ Node: resource names, the status table from ARM's provisioning and power states to
-//! `NodeState`, and the node of a VM with the addresses of its NIC and public IP.
+//! `NodeState`, the node of a VM with the addresses of its NIC and public IP, and the listing
+//! of a group's nodes with their power states.
 
 use std::collections::HashMap;
 
 use clusterctl_core::{
+    Result,
     model::{ClusterName, Node, NodeState, Role},
     tags,
 };
 
-use crate::api::{Nic, PublicIp, Vm};
+use crate::{
+    AzureProvider,
+    api::{Arm, COMPUTE_API, NETWORK_API, Nic, PublicIp, Vm},
+    errors::ArmError,
+};
+
+/// Fill in the power state of those `vms` whose provisioning succeeded (a stopped VM is still
+/// billed: `status` says so) from one listing of the subscription's VMs with `statusOnly=true`,
+/// which gives every VM's instance view at once, instead of one instance-view read per VM. No
+/// request when no VM needs it (creating, failed, deleting).
+pub async fn add_power_states(arm: &Arm, vms: &mut [Vm]) -> Result<(), ArmError> {
+    let needed = |v: &Vm| {
+        v.properties.instance_view.is_none()
+            && v.properties
+                .provisioning_state
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("Succeeded"))
+    };
+    if !vms.iter().any(needed) {
+        return Ok(());
+    }
+    let statuses: Vec<Vm> = arm
+        .list(
+            &format!("{}/providers/Microsoft.Compute/virtualMachines", arm.sub()),
+            COMPUTE_API,
+            &[("statusOnly", "true")],
+        )
+        .await?;
+    let views: HashMap<String, crate::api::InstanceView> = statuses
+        .into_iter()
+        .filter_map(|v| Some((v.id.to_ascii_lowercase(), v.properties.instance_view?)))
+        .collect();
+    for vm in vms.iter_mut().filter(|v| needed(v)) {
+        vm.properties.instance_view = views.get(&vm.id.to_ascii_lowercase()).cloned();
+    }
+    Ok(())
+}
 
 /// The cluster's own resource group.
 pub fn group_name(cluster: &ClusterName) -> String {
@@ -50,7 +88,7 @@ pub fn map_state(provisioning: Option<&str>, power: Option<&str>) -> NodeState {
         Some("canceled") => NodeState::Failed("its creation was canceled".into()),
         Some("succeeded") => match power.as_deref() {
             Some("stopped") | Some("stopping") => NodeState::Failed(
-                "powered off (Azure still bills a stopped VM until it is deallocated or deleted; `down` deletes it)".into(),
+                "powered off, still billed until down (Azure bills a stopped VM until it is deallocated or deleted)".into(),
             ),
             Some("deallocated") | Some("deallocating") => {
                 NodeState::Failed("deallocated".into())
@@ -135,6 +173,69 @@ pub fn nodes_of(vms: &[Vm], nics: &[Nic], ips: &[PublicIp]) -> Vec<Node> {
         )
     });
     nodes
+}
+
+impl AzureProvider {
+    /// The nodes of `cluster` in `group` (all clusterctl nodes there with `None`).
+    pub(crate) async fn nodes_in(
+        &self,
+        group: &str,
+        cluster: Option<&ClusterName>,
+    ) -> Result<Vec<Node>> {
+        let base = self.arm.group(group);
+        let vms: Vec<Vm> = match self
+            .arm
+            .list(
+                &format!("{base}/providers/Microsoft.Compute/virtualMachines"),
+                COMPUTE_API,
+                &[],
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut vms: Vec<Vm> = vms
+            .into_iter()
+            .filter(|v| match cluster {
+                Some(c) => v.tags.get(tags::CLUSTER).is_some_and(|t| t == c.as_str()),
+                None => v
+                    .tags
+                    .get(tags::MANAGED)
+                    .is_some_and(|t| t == tags::MANAGED_VALUE),
+            })
+            .collect();
+        if vms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (power, (nics, ips)) = futures_util::future::join(
+            add_power_states(&self.arm, &mut vms),
+            futures_util::future::join(
+                self.arm.list::<Nic>(
+                    &format!("{base}/providers/Microsoft.Network/networkInterfaces"),
+                    NETWORK_API,
+                    &[],
+                ),
+                self.arm.list::<PublicIp>(
+                    &format!("{base}/providers/Microsoft.Network/publicIPAddresses"),
+                    NETWORK_API,
+                    &[],
+                ),
+            ),
+        )
+        .await;
+        power.map_err(|e| self.err(e))?;
+        Ok(nodes_of(&vms, &self.or_empty(nics)?, &self.or_empty(ips)?))
+    }
+
+    fn or_empty<T>(&self, r: std::result::Result<Vec<T>, ArmError>) -> Result<Vec<T>> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,10 @@ pub struct BootIntent {
     pub env: BTreeMap<String, String>,
     /// Files to write first.
     pub files: Vec<BootFile>,
+    /// How long after the TTL a VM running this intent powers itself off: zero, unless an
+    /// end-of-life step must finish first ([`crate::expiry::with_hook`]).
+    #[serde(default, skip_serializing_if = "std::time::Duration::is_zero")]
+    pub poweroff_delay: std::time::Duration,
 }
 
 impl BootIntent {
@@ -253,6 +257,7 @@ pub fn scheduler_intent(
         argv,
         env,
         files,
+        poweroff_delay: std::time::Duration::ZERO,
     }
 }
 
@@ -304,6 +309,7 @@ pub fn worker_intent(
         argv,
         env: common_env(spec),
         files,
+        poweroff_delay: std::time::Duration::ZERO,
     }
 }
 
@@ -427,7 +433,8 @@ pub fn render_cloud_init(
 ) -> Result<String> {
     let env = template_env();
     let root = &layout.files_root;
-    let ttl_minutes = minutes_left(spec, crate::model::now_epoch());
+    let ttl_minutes = minutes_left(spec, crate::model::now_epoch())
+        + intent.poweroff_delay.as_secs().div_ceil(60);
     let mut files: Vec<BootFile> = Vec::new();
     let store = match &vm.keys {
         KeyDelivery::InUserData => {

@@ -7,6 +7,7 @@
 //! - [`model`]: what a cluster is (spec in, nodes and endpoints out) and its validated names;
 //! - [`tags`]: the tag set that makes `down`, `status` and `list` work from the platform alone;
 //! - [`bootstrap`]: the boot intent of a node (command, env, files) and its rendering to cloud-init;
+//! - [`expiry`]: a provider's end-of-life step for the scheduler at the TTL (Azure's self-deletion);
 //! - [`container`]: the same intent as a container command, environment and secret environment;
 //! - [`tls`]: the per-cluster CA and the scheduler, worker and client certificates;
 //! - [`health`]: readiness probes in Dask terms (dashboard `/health`, workers joined);
@@ -24,6 +25,7 @@ pub mod bootstrap;
 pub mod concurrent;
 pub mod container;
 pub mod error;
+pub mod expiry;
 pub mod health;
 pub mod lifecycle;
 pub mod model;

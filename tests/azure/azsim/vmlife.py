@@ -225,8 +225,10 @@ def get(app, req):
 def lst(app, req, rg=True):
     w = app.world
     name = app.rg_or_404(req)["name"].lower() if rg else None
+    # ListAll's statusOnly=true: every VM with its run-time status (its instance view).
+    expand = "instanceView" if not rg and (req.q("statusOnly") or "").lower() == "true" else None
     with w.lock:
-        items = [view(app, r) for r in sorted(w.res.values(), key=lambda r: r["id"].lower())
+        items = [view(app, r, expand) for r in sorted(w.res.values(), key=lambda r: r["id"].lower())
                  if r["type"] == T_VM and (name is None or r["rg"] == name)]
     return Response(200, {"value": items})
 
