@@ -55,6 +55,51 @@ pub fn node_tags(spec: &ClusterSpec, role: Role, node_name: &str) -> BTreeMap<St
     tags
 }
 
+/// Write `text` for a platform whose tags or labels allow only a few characters: every byte
+/// outside `[a-z0-9-]` becomes `_HH` (two lowercase hex digits), `_` itself included, so
+/// [`unescape`] reads it back exactly and two texts never map to one. What clusterctl sets
+/// itself (its keys, cluster names, epoch seconds, launch ids) reads as it is. Used for
+/// DigitalOcean's flat tags and Compute Engine's labels.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Read back what [`escape`] wrote; `None` for text it cannot have written.
+pub fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'_' => {
+                let hex = text.get(i + 1..i + 3)?;
+                if !hex
+                    .bytes()
+                    .all(|h| h.is_ascii_digit() || (b'a'..=b'f').contains(&h))
+                {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `key` is reserved for clusterctl (user `--tag` may not set it).
 pub fn is_reserved(key: &str) -> bool {
     key.starts_with("clusterctl-")

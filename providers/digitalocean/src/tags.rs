@@ -17,40 +17,11 @@ use clusterctl_core::{Error, Result, model::ClusterName, tags};
 pub const MAX_LEN: usize = 255;
 
 fn escape(text: &str, out: &mut String) {
-    for b in text.bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("_{b:02x}"));
-        }
-    }
+    out.push_str(&tags::escape(text));
 }
 
 fn unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'_' => {
-                let hex = text.get(i + 1..i + 3)?;
-                if !hex
-                    .bytes()
-                    .all(|h| h.is_ascii_digit() || (b'a'..=b'f').contains(&h))
-                {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' => {
-                out.push(b);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
+    tags::unescape(text)
 }
 
 /// The DigitalOcean tag of one key/value pair.

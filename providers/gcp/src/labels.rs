@@ -12,52 +12,21 @@
 
 use std::collections::BTreeMap;
 
-use clusterctl_core::{Error, Result};
+use clusterctl_core::{Error, Result, tags};
 
 /// Longest label key or value.
 pub const MAX_LEN: usize = 63;
 /// Most labels on one resource.
 pub const MAX_LABELS: usize = 64;
 
-/// Encode one key or value.
+/// Encode one key or value (`tags::escape`, shared with DigitalOcean's tags).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("_{b:02x}"));
-        }
-    }
-    out
+    tags::escape(text)
 }
 
 /// Decode what [`escape`] wrote; `None` for text it cannot have written.
 pub fn unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'_' => {
-                let hex = text.get(i + 1..i + 3)?;
-                if !hex
-                    .bytes()
-                    .all(|h| h.is_ascii_digit() || (b'a'..=b'f').contains(&h))
-                {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' => {
-                out.push(b);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
+    tags::unescape(text)
 }
 
 /// The labels of a tag set, refusing (exit code 2) what labels cannot hold.
