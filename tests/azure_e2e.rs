@@ -125,24 +125,7 @@ impl Az {
             "{}",
             inv["leftover_disks"]
         );
-        let started = Instant::now();
-        loop {
-            let alive: Vec<Value> = self.sim.inventory()["runtime_nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|n| n["alive"] == true)
-                .cloned()
-                .collect();
-            if alive.is_empty() {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "VM processes still running: {alive:?}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        self.sim.assert_no_vm_runs();
         let errors = self.sim.errors();
         assert!(
             errors.trim().is_empty(),

@@ -132,25 +132,7 @@ impl Do {
         ] {
             assert!(left.is_empty(), "{kind} left: {left:?}");
         }
-        // The processes of deleted droplets stop in the background (SIGTERM, SIGKILL after 5 s).
-        let started = Instant::now();
-        loop {
-            let alive: Vec<Value> = self.sim.inventory()["runtime_nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|n| n["alive"] == true)
-                .cloned()
-                .collect();
-            if alive.is_empty() {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "droplet processes still running: {alive:?}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        self.sim.assert_no_vm_runs();
         assert!(
             inv["root_password_emails"].as_array().unwrap().is_empty(),
             "a root password was e-mailed: {}",

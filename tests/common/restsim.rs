@@ -119,6 +119,29 @@ with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
         all
     }
 
+    /// Wait (30 s at most) until no VM process of the simulator runs: the processes of deleted
+    /// VMs stop in the background (SIGTERM, SIGKILL after 5 s).
+    pub fn assert_no_vm_runs(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let alive: Vec<Value> = self.inventory()["runtime_nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["alive"] == true)
+                .cloned()
+                .collect();
+            if alive.is_empty() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "VM processes still running: {alive:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// The request log, one JSON object per request.
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(self.workdir.join("requests.jsonl"))
