@@ -92,14 +92,14 @@ def scheduler_user_data(version, expires, ttl_minutes=60):
                   ttl_minutes, version)
 
 
-def fetching_user_data(version, expires, endpoint):
-    """A scheduler whose key file comes from a secret store (aws-ssm) at boot."""
+def fetching_user_data(version, expires, endpoint, store="aws-ssm",
+                       name="/clusterctl-ec2/selfcheck/probe-key.pem"):
+    """A scheduler whose key file comes from a secret store at boot."""
     with open(os.path.join(REPO, "templates", "fetch_secrets.py"), encoding="utf-8") as f:
         fetcher = f.read()
-    config = {"store": "aws-ssm", "region": "eu-west-1", "endpoint": endpoint,
+    config = {"store": store, "region": "eu-west-1", "endpoint": endpoint,
               "deadline_seconds": 20,
-              "files": {"probe-key.pem": {"name": "/clusterctl-ec2/selfcheck/probe-key.pem",
-                                          "mode": "0600"}}}
+              "files": {"probe-key.pem": {"name": name, "mode": "0600"}}}
     argv = ["dask", "scheduler", "--host", "0.0.0.0", "--port", "8786",
             "--dashboard-address", "0.0.0.0:8787"]
     env = {"CLUSTERCTL_CLUSTER": "selfcheck", "CLUSTERCTL_EXPIRES": str(expires)}
@@ -164,6 +164,45 @@ class FakeAws:
 
         self.server = http.server.ThreadingHTTPServer((ip, 0), Handler)
         self.url = f"http://{ip}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class FakeGcp:
+    """A GCE metadata server (the attached service account's token, only with the
+    `Metadata-Flavor: Google` header) and Secret Manager's versions/1:access on loopback."""
+
+    def __init__(self, ip):
+        import http.server
+        fake = self
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                fake.requests.append((self.path, dict(self.headers)))
+                if self.path == "/computeMetadata/v1/instance/service-accounts/default/token":
+                    if self.headers.get("Metadata-Flavor") != "Google":
+                        return self.answer(403, {})
+                    return self.answer(200, {"access_token": "sa-token", "expires_in": 3599,
+                                             "token_type": "Bearer"})
+                want = "/v1/projects/p/secrets/clusterctl-selfcheck-probe-key_pem/versions/1:access"
+                if self.path == want and self.headers.get("Authorization") == "Bearer sa-token":
+                    data = base64.b64encode(b"GCP KEY").decode()
+                    return self.answer(200, {"name": want[4:-7], "payload": {"data": data}})
+                self.answer(404, {"error": {"status": "NOT_FOUND", "message": self.path}})
+
+        self.server = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        self.host = f"{ip}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
@@ -296,6 +335,21 @@ def main():
              and "fetched 1 key file(s) from aws-ssm" in console and "KEY FOR" not in console,
              "the console says it waited for the role, never shows the key", console[:600])
         rt.stop("sched-fetch", wait=True)
+
+        print("the same from Secret Manager with the instance's service account (GCE)")
+        gcp = FakeGcp(f"{net}.8")
+        rt.boot("sched-gcp", fetching_user_data(
+            version, expires, f"http://{gcp.host}", store="gcp-secret-manager",
+            name="projects/p/secrets/clusterctl-selfcheck-probe-key.pem"), f"{net}.9",
+            on_power_off, metadata_env={"GCE_METADATA_HOST": gcp.host})
+        key = os.path.join(workdir, "sched-gcp", "root", ROOT.lstrip("/"), "probe-key.pem")
+        c.ok(wait_for(lambda: read(key) == "GCP KEY", 30)
+             and os.stat(key).st_mode & 0o777 == 0o600,
+             "the key was read with the service account's token and written, mode 0600",
+             gcp.requests)
+        c.ok(any(h.get("Metadata-Flavor") == "Google" for _, h in gcp.requests),
+             "the token came from the metadata server with its header")
+        rt.stop("sched-gcp", wait=True)
 
         print("refusals")
         import yaml
