@@ -889,3 +889,79 @@ fn a_client_on_another_dask_release_is_warned_or_refused() {
     assert!(e.run(&["down", "vers"]).status.success());
     e.assert_clean();
 }
+
+/// The example GitHub action (`examples/github-actions/clusterctl`) run as the runner runs it:
+/// its main step with the inputs as INPUT_* variables brings a cluster up and sets the step
+/// outputs; its post step, given the state the main step saved, removes the cluster.
+#[test]
+fn the_github_action_brings_a_cluster_up_and_its_post_step_removes_it() {
+    let e = Env::new();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github-actions/clusterctl");
+    let output = e.dir.path().join("github_output");
+    let state = e.dir.path().join("github_state");
+    let node = |script: &str, extra: &[(&str, String)]| {
+        let base = e.cmd();
+        let mut c = std::process::Command::new("node");
+        c.arg(dir.join(script)).current_dir(e.dir.path());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STATE", &state)
+            .env("GITHUB_RUN_ID", "4242")
+            .env("GITHUB_RUN_ATTEMPT", "2");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output()
+            .expect("node runs (tests/run.sh installs nodejs)")
+    };
+    let bin = env!("CARGO_BIN_EXE_clusterctl").to_string();
+    let out = node(
+        "main.js",
+        &[
+            ("INPUT_PROVIDER", "local".into()),
+            ("INPUT_WORKERS", "1".into()),
+            ("INPUT_CLUSTERCTL", bin),
+            ("INPUT_TTL", "20m".into()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    assert!(outputs.contains("name=ci-4242-2\n"), "{outputs}");
+    let address = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("scheduler-address="))
+        .unwrap()
+        .to_string();
+    let r = client(
+        &json!({"DASK_SCHEDULER_ADDRESS": address}),
+        &["compute", "4"],
+    );
+    assert_eq!(r["result"], 14);
+
+    let saved: Vec<(String, String)> = std::fs::read_to_string(&state)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (format!("STATE_{k}"), v.to_string()))
+        .collect();
+    let extra: Vec<(&str, String)> = saved.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let out = node("post.js", &extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(e.records().is_empty(), "the post step removed the cluster");
+    e.assert_clean();
+}

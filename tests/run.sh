@@ -38,6 +38,11 @@ if ! command -v man >/dev/null 2>&1; then
   echo "tests/run.sh: installing man-db for the man page test" >&2
   (apt-get update -q && apt-get install -yq man-db) >/dev/null
 fi
+# The example GitHub action is a node20 action; its test runs its steps with node.
+if ! command -v node >/dev/null 2>&1; then
+  echo "tests/run.sh: installing nodejs for the GitHub action's test" >&2
+  (apt-get update -q && apt-get install -yq nodejs) >/dev/null
+fi
 export CLUSTERCTL_TEST_PYTHON="$venv/bin/python"
 # The test doubles' own strictness: each self-check drives its simulator or boot runtime
 # directly, including requests the real platform refuses, which the double must refuse too.
