@@ -41,26 +41,23 @@ Usage:  sudo PY benches/gcp_up.py --clusterctl target/debug/clusterctl [--python
             [--sizes 1,10,100] [--rounds 1] [--keep DIR]
 """
 
-import argparse
 import collections
 import json
 import os
-import shutil
-import signal
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import do_up  # noqa: E402
-from do_up import (MemoryWatch, Simulator, available, busiest_minute, fail, gib,  # noqa: E402
+import restbench  # noqa: E402
+from do_up import (MemoryWatch, Simulator, busiest_minute, fail,  # noqa: E402
                    own_processes, read_api_log, run, split_phases, wait_stopped)
-from sandbox import ReadyProcess, enter_sandbox  # noqa: E402
+from sandbox import ReadyProcess  # noqa: E402
 
 SIM = os.path.join(HERE, "..", "tests", "gcp", "gce_sim.py")
 PROJECT = "clusterctl-sim"
@@ -202,82 +199,9 @@ def up_without_waiting(res):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clusterctl", required=True)
-    p.add_argument("--python", default=os.path.expanduser("~/.cache/clusterctl-test/venv-2026.8.0/bin/python"),
-                   help="interpreter that runs the simulator and the VMs' Dask processes")
-    p.add_argument("--sizes", default="1,10,100", help="worker counts, one case each")
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--keep", metavar="DIR", help="keep each case's directory under DIR")
-    opts = p.parse_args()
-    enter_sandbox()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, do_up.on_signal)
-    sizes = [int(x) for x in opts.sizes.split(",")]
-    results = collections.defaultdict(list)
-    if opts.keep:
-        os.makedirs(opts.keep, exist_ok=True)
-    failed = False
-    tmp = tempfile.mkdtemp(prefix="gcp-bench-", dir=opts.keep)
-    try:
-        # A copy: a build into a shared target directory must not swap the binary mid-run.
-        binary = os.path.join(tmp, "clusterctl")
-        shutil.copy2(os.path.abspath(opts.clusterctl), binary)
-        opts.clusterctl = binary
-        check_provider(binary)
-        for r in range(opts.rounds):
-            for n in sizes:
-                print(f"round {r + 1}: {n} worker(s): memory available {gib(available())},"
-                      f" load {os.getloadavg()[0]:.2f}", file=sys.stderr)
-                res = one_case(opts, tmp, f"{r}-{n}", n)
-                results[n].append(res)
-                print(f"round {r + 1}: {n} worker(s): up {res['up']:.2f} s, down {res['down']:.2f} s,"
-                      f" {res['up requests']}+{res['down requests']} requests,"
-                      f" address {res['address']}", file=sys.stderr)
-                if res["failure"]:
-                    failed = True
-                    print(f"FAILED: {n} worker(s): {res['failure']}", file=sys.stderr)
-    finally:
-        left = own_processes(tmp)
-        for pid in left:       # only our simulator's children can work under tmp
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if not opts.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    print(f"rounds: {opts.rounds}; python: {opts.python}; cpus: {os.cpu_count()};"
-          f" memory: {gib(do_up.meminfo()['MemTotal'])}; simulator: default timings, {' '.join(QUOTA)}")
-    print()
-    print("| workers | command | wall time (median) | each round | API requests | throttled (429, 503, 403 rateLimitExceeded) |"
-          " by operation |")
-    print("|---|---|---|---|---|---|---|")
-    for n, rs in results.items():
-        for cmd in ("up", "down"):
-            each = ", ".join(f"{x[cmd]:.2f}" for x in rs)
-            print(f"| {n} | {cmd} | {statistics.median(x[cmd] for x in rs):.2f} s | {each}"
-                  f" | {statistics.median(x[cmd + ' requests'] for x in rs):g}"
-                  f" | {statistics.median(x[cmd + ' throttled'] for x in rs):g}"
-                  f" | {do_up.fmt_counts(do_up.median_counts([x[cmd + ' by op'] for x in rs]))} |")
-    print()
-    print("| workers | phase | wall time (median) | API requests | by operation |")
-    print("|---|---|---|---|---|")
-    for n, rs in results.items():
-        for cmd in ("up", "down"):
-            names = [ph for ph, _, _ in rs[0][cmd + " phases"]]
-            for i, ph in enumerate(names):
-                same = [x[cmd + " phases"][i] for x in rs if len(x[cmd + " phases"]) > i]
-                counts = do_up.median_counts([c for _, _, c in same])
-                print(f"| {n} | {cmd}: {ph} | {statistics.median(t for _, t, _ in same):.2f} s"
-                      f" | {sum(counts.values()):g} | {do_up.fmt_counts(counts)} |")
-    print()
-    print("| workers | busiest 60 s (requests) | VM processes gone after `down` returned"
-          " | memory in use at the peak (above the case's start) |")
-    print("|---|---|---|---|")
-    for n, rs in results.items():
-        print(f"| {n} | {max(x['minute'] for x in rs)} | {statistics.median(x['stopped'] for x in rs):.2f} s"
-              f" | {gib(max(x['memory peak'] for x in rs))} ({gib(max(x['memory added'] for x in rs))}) |")
+    opts = restbench.parse(__doc__, "1,10,100")
+    results, failed = restbench.run_cases(opts, "gcp-bench-", check_provider, one_case)
+    restbench.print_tables(opts, results, QUOTA, "API", "throttled", "throttled (429, 503, 403 rateLimitExceeded)")
     # The claim: `up`'s requests do not grow with the workers (readiness polls aside, which
     # grow with how long the boot takes, not with how many instances there are).
     good = {n: [x for x in rs if not x["failure"]] for n, rs in results.items()}
@@ -291,13 +215,7 @@ def main():
               + "; outside the waits "
               + ("the same for every size" if len(set(fixed.values())) == 1
                  else f"from {min(fixed.values()):g} to {max(fixed.values()):g}"))
-    if failed:
-        print()
-        for n, rs in results.items():
-            for x in rs:
-                if x["failure"]:
-                    print(f"FAILED, {n} worker(s): {x['failure']}")
-        sys.exit(1)
+    restbench.exit_on_failures(results, failed)
 
 
 if __name__ == "__main__":
