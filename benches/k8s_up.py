@@ -1,11 +1,12 @@
 """Kubernetes provider benchmark against the repo's API simulator (see docs/benchmarks.md).
 
-Three cases, each in a fresh simulator (`tests/k8s/k8s_sim.py serve`), run one after another in
-the same run (and round by round with `--rounds`):
+One case per size of `--sizes` (default 1,3) plus one, each in a fresh simulator
+(`tests/k8s/k8s_sim.py serve`, one node of 64 CPUs and 128 GiB), run one after another in the
+same run (and round by round with `--rounds`):
 
-- 1 worker and 3 workers reached through the API server's port-forward, which is what
-  clusterctl does by default from outside the cluster;
-- 3 workers with `--private`, where the client dials the Service's cluster IP directly.
+- each size reached through the API server's port-forward, which is what clusterctl does by
+  default from outside the cluster;
+- the largest size with `--private`, where the client dials the Service's cluster IP directly.
 
 Each case times `clusterctl up --provider kubernetes ... --timeout 180s` (TLS on, the default)
 until it returns with the cluster ready, then `clusterctl down`. API requests come from the
@@ -41,12 +42,15 @@ sys.path.insert(0, HERE)
 from sandbox import ReadyProcess, enter_sandbox  # noqa: E402
 SIM = os.path.join(HERE, "..", "tests", "k8s", "k8s_sim.py")
 
-# (label, workers, extra `up` arguments)
-CASES = [
-    ("port-forward, 1 worker", 1, []),
-    ("port-forward, 3 workers", 3, []),
-    ("direct (--private), 3 workers", 3, ["--private"]),
-]
+
+
+def cases(sizes):
+    """(label, workers, extra `up` arguments): port-forward at every size, then direct
+    (`--private`) at the largest."""
+    out = [(f"port-forward, {n} worker{'s' if n > 1 else ''}", n, []) for n in sizes]
+    out.append((f"direct (--private), {sizes[-1]} workers", sizes[-1], ["--private"]))
+    return out
+
 
 PORT_FORWARD = "port-forward WebSocket"
 
@@ -56,7 +60,9 @@ class Simulator(ReadyProcess):
 
     def __init__(self, python, workdir):
         self.kubeconfig = os.path.join(workdir, "kubeconfig")
+        # One simulated node large enough for the largest case (1 CPU, 1 GiB per pod).
         super().__init__([python, SIM, "serve", "--workdir", workdir, "--python", python,
+                          "--node-cpu", "64", "--node-memory", "128Gi",
                           "--kubeconfig-out", self.kubeconfig], workdir)
 
     def requests(self):
@@ -201,7 +207,10 @@ def main():
                    help="interpreter that runs the simulator and the pods' Dask processes")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--keep", metavar="DIR", help="keep each case's simulator work directory under DIR")
+    p.add_argument("--sizes", default="1,3", help="worker counts, comma-separated (e.g. 1,10,50)")
     opts = p.parse_args()
+    sizes = sorted(int(n) for n in opts.sizes.split(","))
+    CASES = cases(sizes)
     enter_sandbox()
     opts.clusterctl = os.path.abspath(opts.clusterctl)
     results = collections.defaultdict(list)
@@ -243,11 +252,11 @@ def main():
     def api_total(s, cmd):
         return sum(v for k, v in s[f"{cmd} requests"].items() if k != PORT_FORWARD)
 
-    one, three, direct = (summary[c[0]] for c in CASES)
+    one, big, direct = summary[CASES[0][0]], summary[CASES[-2][0]], summary[CASES[-1][0]]
     print("| ratio | up wall time | down wall time | up API requests | down API requests |")
     print("|---|---|---|---|---|")
-    for title, a, b in (("3 workers / 1 worker (port-forward)", three, one),
-                        ("port-forward / direct (3 workers)", three, direct)):
+    for title, a, b in ((f"{sizes[-1]} workers / {sizes[0]} worker (port-forward)", big, one),
+                        (f"port-forward / direct ({sizes[-1]} workers)", big, direct)):
         cells = [a["up"] / b["up"], a["down"] / b["down"],
                  api_total(a, "up") / max(api_total(b, "up"), 1),
                  api_total(a, "down") / max(api_total(b, "down"), 1)]

@@ -9,7 +9,11 @@ of them alike:
     of workers, until a client sees them all (`Client.wait_for_workers`);
   * the CLI's cold start: `clusterctl --version` and `clusterctl list` with no clusters.
 
+With --baseline OTHER_BINARY (e.g. a build of the previous commit), that binary's `up` is measured
+in the same rounds too (TCP), so a change is compared before/after in one run.
+
 Usage:  python benches/local_startup.py --clusterctl target/release/clusterctl [--rounds 5]
+            [--baseline /path/to/old/clusterctl]
 The Python running this script must have dask[distributed] installed; it is also the cluster's
 runtime (passed to clusterctl with --python) so both sides run the same Dask.
 """
@@ -26,6 +30,7 @@ import time
 
 def clusterctl_up(binary, python, workers, tls, state):
     env = dict(os.environ, CLUSTERCTL_STATE_DIR=state, CLUSTERCTL_PYTHON=python)
+    env.pop("CLUSTERCTL_API_LOG", None)
     env.pop("CLUSTERCTL_CONFIG", None)
     name = f"bench-{workers}-{'tls' if tls else 'tcp'}"
     args = [binary, "up", "--workers", str(workers), "--name", name, "--output", "json", "--quiet"]
@@ -79,9 +84,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--clusterctl", required=True)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--baseline", help="another clusterctl binary to time alongside (before/after)")
     opts = p.parse_args()
     python = sys.executable
     binary = os.path.abspath(opts.clusterctl)
+    baseline = os.path.abspath(opts.baseline) if opts.baseline else None
     results = {}
 
     def record(key, value):
@@ -93,6 +100,8 @@ def main():
                 record(f"clusterctl up, {workers} worker(s), tcp", clusterctl_up(binary, python, workers, False, state))
                 record(f"LocalCluster, {workers} worker(s)", localcluster_up(python, workers))
                 record(f"clusterctl up, {workers} worker(s), tls", clusterctl_up(binary, python, workers, True, state))
+                if baseline:
+                    record(f"baseline up, {workers} worker(s), tcp", clusterctl_up(baseline, python, workers, False, state))
             for _ in range(5):
                 record("clusterctl --version", cold_start(binary, ["--version"], state))
                 record("clusterctl list (no clusters)", cold_start(binary, ["list"], state))
@@ -112,6 +121,9 @@ def main():
         for proto in ("tcp", "tls"):
             cc = med[f"clusterctl up, {workers} worker(s), {proto}"]
             print(f"| clusterctl ({proto}) / LocalCluster, {workers} worker(s) | {cc / lc:.2f} |")
+        if baseline:
+            base = med[f"baseline up, {workers} worker(s), tcp"]
+            print(f"| baseline (tcp) / LocalCluster, {workers} worker(s) | {base / lc:.2f} |")
 
 
 if __name__ == "__main__":

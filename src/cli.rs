@@ -50,6 +50,11 @@ pub struct GlobalArgs {
     /// python3 on PATH) is another minor release than the cluster's (`up`, `run`, `env`).
     #[arg(long, global = true, env = "CLUSTERCTL_STRICT_VERSIONS")]
     pub strict_versions: bool,
+    /// Diagnostics on stderr: `-v` every platform request (status, duration, retries), every
+    /// wait and its polls, every rollback and teardown step; `-vv` adds the libraries' events.
+    /// `CLUSTERCTL_LOG` takes filter directives instead (e.g. `clusterctl::api=debug`).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +75,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Print shell exports for a cluster: `eval "$(clusterctl env)"`.
     Env(NameArg),
+    /// Check what `up` with the same flags would need (credentials, location, permissions,
+    /// quotas, the Dask runtime, the client's Dask), creating nothing; exit 1 if a check fails.
+    Doctor(UpArgs),
     /// Bring a cluster up, run a command against it, and always tear it down.
     Run(RunArgs),
     /// Print the dashboard link (and scheduler address) reachable from this machine; for a
@@ -142,6 +150,13 @@ pub struct UpArgs {
     /// Extra tag on every resource (repeatable).
     #[arg(long = "tag", value_name = "K=V")]
     pub tag: Vec<String>,
+    /// Python package installed on every node before Dask starts, as pip takes it (repeatable):
+    /// `--pip 'xarray>=2024' --pip zarr`. On `local`, a wheel path works too.
+    #[arg(long = "pip", value_name = "REQUIREMENT")]
+    pub pip: Vec<String>,
+    /// A requirements file: one requirement per line, `#` comments (pip options are refused).
+    #[arg(long, value_name = "FILE")]
+    pub pip_file: Option<PathBuf>,
     /// Hard maximum lifetime; the cluster ends itself then, even if clusterctl is gone.
     #[arg(long, env = "CLUSTERCTL_TTL", value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -323,6 +338,11 @@ pub struct AzureArgs {
     /// ARM endpoint (default: AZURE_RESOURCE_MANAGER_ENDPOINT, else https://management.azure.com).
     #[arg(long, value_name = "URL")]
     pub azure_endpoint: Option<String>,
+    /// At the TTL: `delete-group` (default; the cluster deletes its own resource group, which
+    /// needs Microsoft.Authorization/roleAssignments/write) or `power-off` (VMs stop but stay
+    /// allocated: Azure bills them until `down`).
+    #[arg(long, value_name = "MODE")]
+    pub azure_ttl_mode: Option<String>,
 }
 
 /// Options of the Google Compute Engine provider (it also takes --region as a zone, --spot,
@@ -361,6 +381,15 @@ pub struct GcpArgs {
     /// Boot disk size in GB (default: 50).
     #[arg(long = "boot-disk-size", value_name = "GB")]
     pub boot_disk_gb: Option<u32>,
+    /// Service account for the instances, with the cloud-platform scope (what the workers may
+    /// reach is its roles); it is also granted read access to the cluster's key secrets
+    /// (default: a per-cluster account that can only read those).
+    #[arg(long, value_name = "EMAIL")]
+    pub service_account: Option<String>,
+    /// GPUs per worker, e.g. nvidia-l4 or nvidia-tesla-t4:2 (needs --gcp-image with the NVIDIA
+    /// driver and container toolkit).
+    #[arg(long, value_name = "TYPE[:COUNT]")]
+    pub gpu: Option<String>,
     /// API endpoint for Compute, IAM and Secret Manager (default: CLUSTERCTL_GCP_ENDPOINT, else
     /// Google's).
     #[arg(long, value_name = "URL")]

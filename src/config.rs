@@ -145,6 +145,7 @@ pub struct AzureSection {
     pub os_disk_gib: Option<u32>,
     pub spot: Option<bool>,
     pub ssh_public_key: Option<String>,
+    pub ttl_mode: Option<String>,
 }
 
 /// Settings of the Google Compute Engine provider (the same names as the flags; no credential:
@@ -166,6 +167,8 @@ pub struct GcpSection {
     pub worker_machine_types: Vec<String>,
     pub boot_disk_gb: Option<u32>,
     pub spot: Option<bool>,
+    pub service_account: Option<String>,
+    pub gpu: Option<String>,
 }
 
 /// The whole file. Top-level keys apply to every provider; a provider's section holds what only
@@ -182,6 +185,8 @@ pub struct FileConfig {
     pub worker: Option<SizeConfig>,
     pub env: Option<BTreeMap<String, String>>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// Packages installed on every node (`--pip`), before those of the flags.
+    pub pip: Option<Vec<String>>,
     pub ttl: Option<Scalar>,
     pub idle_timeout: Option<Scalar>,
     pub wait_workers: Option<Scalar>,

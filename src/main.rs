@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod diagnostics;
 mod github;
+mod logging;
 mod output;
 mod providers;
 mod settings;
@@ -16,6 +17,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let (cli, matches) = cli::parse();
     let printer = output::Printer::new(&cli.global);
+    if let Err(e) = logging::init(cli.global.verbose) {
+        return diagnostics::finish(Err(e.into()), &printer);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

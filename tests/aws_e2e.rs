@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::{
     Env, client,
-    moto::{BootAgent, Moto},
+    moto::{BootAgent, Moto, api_calls},
 };
 use serde_json::Value;
 
@@ -49,6 +51,25 @@ impl Aws {
             out.status.code(),
             v,
             String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// [`Aws::json`] with the API calls the command made (`CLUSTERCTL_API_LOG`), by operation.
+    fn json_counted(&self, args: &[&str]) -> (Option<i32>, Value, String, BTreeMap<String, usize>) {
+        let log = self.env.dir.path().join("api.log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = self.env.cmd();
+        cmd.args(args)
+            .args(["--output", "json"])
+            .envs(self.moto.env())
+            .env("CLUSTERCTL_API_LOG", &log);
+        let out = cmd.output().unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            api_calls(&log),
         )
     }
 
@@ -327,9 +348,32 @@ fn down_and_list_work_from_tags_without_the_record() {
     let aws = Aws::new();
     let mut args = aws.up_args("orphan", "3");
     args.push("--no-wait");
-    let (code, up, err) = aws.json(&args);
+    let (code, up, err, calls) = aws.json_counted(&args);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(up["ready"], false);
+    // The API budget of `up` (docs/benchmarks.md says why each call is needed): one lookup of
+    // the name's security group, the subnet's VPC and its CIDR (`--private`), the image; the
+    // group with both rules in one request; the nodes' role, profile and keys; one
+    // RunInstances for the scheduler and one for all the workers.
+    let want: BTreeMap<String, usize> = [
+        ("STS:GetCallerIdentity", 1),
+        ("EC2:DescribeSecurityGroups", 1),
+        ("EC2:DescribeSubnets", 1),
+        ("EC2:DescribeVpcs", 1),
+        ("EC2:DescribeImages", 1),
+        ("EC2:CreateSecurityGroup", 1),
+        ("EC2:AuthorizeSecurityGroupIngress", 1),
+        ("IAM:CreateRole", 1),
+        ("IAM:PutRolePolicy", 1),
+        ("IAM:CreateInstanceProfile", 1),
+        ("IAM:AddRoleToInstanceProfile", 1),
+        ("SSM:PutParameter", 2),
+        ("EC2:RunInstances", 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(calls, want, "the calls of `up --no-wait` with 3 workers");
     assert_eq!(live(&aws.moto.inspect("orphan")["instances"]).len(), 4);
     std::fs::remove_dir_all(aws.env.state_dir().join("clusters/orphan")).unwrap();
 
@@ -345,7 +389,7 @@ fn down_and_list_work_from_tags_without_the_record() {
     assert_eq!(found["workers_running"], 3);
     assert_eq!(found["recorded_here"], false);
 
-    let (code, _, err) = aws.json(&[
+    let (code, _, err, calls) = aws.json_counted(&[
         "down",
         "orphan",
         "--provider",
@@ -354,6 +398,11 @@ fn down_and_list_work_from_tags_without_the_record() {
         "us-east-1",
     ]);
     assert_eq!(code, Some(0), "{err}");
+    // The role is deleted without listing its policies (it holds the one clusterctl put).
+    for listing in ["IAM:ListRolePolicies", "IAM:ListAttachedRolePolicies"] {
+        assert_eq!(calls.get(listing), None, "{calls:?}");
+    }
+    assert_eq!(calls.get("IAM:DeleteRolePolicy"), Some(&1), "{calls:?}");
     let held = aws.moto.inspect("orphan");
     assert!(live(&held["instances"]).is_empty(), "{held}");
     assert_eq!(held["security_groups"], serde_json::json!([]));
@@ -691,4 +740,107 @@ print(json.dumps({"vpc": vpc, "subnets": subnets, "image": image}))
     assert_eq!(held["security_groups"], serde_json::json!([]));
     assert_eq!(held["ssm_parameters"], serde_json::json!([]));
     assert_eq!(held["node_role"], Value::Null);
+}
+
+#[test]
+fn doctor_dry_runs_and_verbose_up_logs_requests_without_keys() {
+    let aws = Aws::new();
+    let flags: Vec<&str> = aws.up_args("doc", "2")[1..].to_vec();
+
+    // doctor: every check passes against moto, through EC2's own dry runs; nothing created.
+    let mut args = vec!["doctor"];
+    args.extend(&flags);
+    let (code, v, err) = aws.json(&args);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert_eq!(v["ok"], true, "{v}");
+    let checks = v["checks"].as_array().unwrap();
+    let detail = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().contains(name))
+            .unwrap_or_else(|| panic!("no check {name}: {v}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(detail("credentials").contains("123456789012"), "{v}");
+    assert!(
+        detail("security group").contains("would be allowed (dry run)"),
+        "{v}"
+    );
+    assert!(
+        detail("launch instances").contains("would be allowed (dry run)"),
+        "{v}"
+    );
+    let held = aws.moto.inspect("doc");
+    assert_eq!(held["instances"], serde_json::json!([]));
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+
+    // A subnet that does not exist: that check fails with a hint, exit 1, nothing created.
+    let mut bad = vec!["doctor"];
+    bad.extend(&flags);
+    let i = bad.iter().position(|a| *a == "--subnet").unwrap();
+    bad[i + 1] = "subnet-0000000000000dead";
+    let (code, v, err) = aws.json(&bad);
+    assert_eq!(code, Some(1), "{v} {err}");
+    assert_eq!(v["ok"], false);
+    let failed = common::failed_checks(&v);
+    assert_eq!(failed.len(), 1, "{v}");
+    assert!(
+        failed[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("subnet-0000000000000dead"),
+        "{v}"
+    );
+    assert_eq!(
+        aws.moto.inspect("doc")["security_groups"],
+        serde_json::json!([])
+    );
+
+    // -vvv: every request on stderr (service, operation, status), the waits and the teardown;
+    // no key, though PutParameter carried them; stdout still one JSON document.
+    let mut up = aws.up_args("doc", "2");
+    up.extend(["--no-wait", "-vvv"]);
+    let (code, v, err) = aws.json(&up);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["name"], "doc", "stdout must stay JSON: {v}");
+    for op in [
+        "CreateSecurityGroup",
+        "RunInstances",
+        "PutParameter",
+        "CreateRole",
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains("clusterctl::api")
+                && l.contains(op)
+                && l.contains("status=200")),
+            "no request line for {op}:\n{err}"
+        );
+    }
+    assert!(
+        !err.contains("PRIVATE KEY") && !err.contains("BEGIN "),
+        "key material in the log"
+    );
+    let (code, _, err) = aws.json(&["down", "doc", "-v"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("clusterctl::teardown") && err.contains("clusterctl::wait"),
+        "{err}"
+    );
+    assert!(err.contains("TerminateInstances"), "{err}");
+    let held = aws.moto.inspect("doc");
+    assert!(live(&held["instances"]).is_empty(), "{held}");
+    assert_eq!(held["security_groups"], serde_json::json!([]));
+
+    // An unreadable filter is a usage error before anything runs.
+    let out = aws
+        .env
+        .cmd()
+        .args(["list"])
+        .env("CLUSTERCTL_LOG", "clusterctl=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CLUSTERCTL_LOG"));
 }

@@ -595,3 +595,27 @@ fn failures_fall_back_or_refuse_or_roll_back_leaving_nothing() {
     assert!(err.contains("InternalServerError"), "{err}");
     az.assert_nothing_left("azfail");
 }
+
+#[test]
+fn doctor_checks_identity_location_and_quota_creating_nothing() {
+    let az = Az::new(&[]);
+    let doctor = |workers: &str| {
+        let mut args = vec!["doctor"];
+        args.extend(&Az::up_args("azdoc", workers)[1..]);
+        az.json(&args)
+    };
+    let (code, v, err) = doctor("1");
+    assert_eq!(code, Some(0), "{v} {err}\nsim errors: {}", az.sim.errors());
+    assert_eq!(v["ok"], true, "{v}");
+    // 30 workers need more of the region's vCPU quota than the subscription has.
+    let (code, v, err) = doctor("30");
+    assert_eq!(code, Some(1), "{v} {err}");
+    let failed = common::failed_checks(&v);
+    assert_eq!(failed.len(), 1, "{v}");
+    let detail = failed[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("quota") && detail.contains("eastus"), "{v}");
+    // Read-only: nothing but reads (and the token requests) reached ARM.
+    let writes = az.sim.writes();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(az.sim.inventory()["resource_groups"], json!([]));
+}

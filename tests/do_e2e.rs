@@ -621,3 +621,51 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     assert_eq!(code, Some(0), "{err}");
     d.assert_nothing_left("dorace");
 }
+
+#[test]
+fn doctor_reports_the_account_the_limit_and_a_bad_token_creating_nothing() {
+    let d = Do::new(&["--droplet-limit", "3"]);
+    let doctor = |workers: &str, token: &str| {
+        let mut args = vec!["doctor"];
+        args.extend(&Do::up_args("dodoc", workers)[1..]);
+        let out = d
+            .cmd_in(&d.env)
+            .env("DIGITALOCEAN_TOKEN", token)
+            .args(&args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, v, err) = doctor("2", TOKEN);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert!(common::failed_checks(&v).is_empty(), "{v}");
+    // The account's droplet limit against what `up` would create (1 + 5 > 3).
+    let (code, v, err) = doctor("5", TOKEN);
+    assert_eq!(code, Some(1), "{v} {err}");
+    let f = common::failed_checks(&v);
+    assert_eq!(f.len(), 1, "{v}");
+    assert!(f[0]["detail"].as_str().unwrap().contains("limit"), "{v}");
+    // A token the API refuses.
+    let (code, v, err) = doctor("2", "dop_v1_not-a-valid-token");
+    assert_eq!(code, Some(1), "{v} {err}");
+    assert_eq!(common::failed_checks(&v).len(), 1, "{v}");
+    assert!(
+        common::failed_checks(&v)[0]["hint"].as_str().is_some(),
+        "{v}"
+    );
+    // Read-only: not one creating request reached the API.
+    let writes: Vec<Value> = d
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] != "GET")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    d.assert_nothing_left("dodoc");
+}

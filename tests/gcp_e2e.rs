@@ -13,149 +13,13 @@
 
 mod common;
 
-use std::{process::Command, time::Duration, time::Instant};
+use std::{time::Duration, time::Instant};
 
-use common::{Env, client, restsim::RestSim, sandbox::Sandbox};
+use common::{
+    Env, client,
+    gce::{Gce, PROJECT, role},
+};
 use serde_json::{Value, json};
-
-const PROJECT: &str = "clusterctl-sim";
-
-struct Gce {
-    env: Env,
-    sim: RestSim,
-    _sandbox: Sandbox,
-}
-
-impl Gce {
-    fn new(sim_args: &[&str]) -> Self {
-        let sandbox = Sandbox::enter();
-        let env = Env::new();
-        let mut args = vec![
-            "--op-pending",
-            "0.2",
-            "--op-delay",
-            "0.5",
-            "--delete-delay",
-            "0.5",
-            "--firewall-delay",
-            "0.2",
-            "--sa-propagation",
-            "2",
-            "--iam-propagation",
-            "1",
-        ];
-        args.extend_from_slice(sim_args);
-        let sim = RestSim::start_with("tests/gcp/gce_sim.py", env.dir.path(), &args);
-        Gce {
-            env,
-            sim,
-            _sandbox: sandbox,
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        self.cmd_in(&self.env)
-    }
-
-    fn cmd_in(&self, env: &Env) -> Command {
-        let mut c = env.cmd();
-        c.env("CLUSTERCTL_GCP_ENDPOINT", &self.sim.url)
-            .env("CLUSTERCTL_EXTRA_CA_FILE", &self.sim.ca_file)
-            .env(
-                "GOOGLE_APPLICATION_CREDENTIALS",
-                self.sim.ready["credentials_file"].as_str().unwrap(),
-            )
-            .env("GOOGLE_CLOUD_PROJECT", PROJECT);
-        c
-    }
-
-    fn json(&self, args: &[&str]) -> (Option<i32>, Value, String) {
-        let out = self
-            .cmd()
-            .args(args)
-            .args(["--output", "json"])
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    }
-
-    fn up_args<'a>(name: &'a str, workers: &'a str) -> Vec<&'a str> {
-        vec![
-            "up",
-            "--provider",
-            "gcp",
-            "--zone",
-            "us-central1-a",
-            "--name",
-            name,
-            "--workers",
-            workers,
-            "--allow-cidr",
-            "10.0.0.0/32,203.0.113.7/32",
-            "--timeout",
-            "240s",
-        ]
-    }
-
-    fn instances(&self, cluster: &str) -> Vec<Value> {
-        self.sim.inventory()["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|v| v["labels"]["clusterctl-cluster"] == cluster)
-            .cloned()
-            .collect()
-    }
-
-    /// Nothing labelled or named for `cluster` is left, no VM process runs, nothing refused.
-    fn assert_nothing_left(&self, cluster: &str) {
-        let inv = self.sim.inventory();
-        assert!(self.instances(cluster).is_empty(), "instances left");
-        let fw: Vec<&Value> = inv["firewalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| {
-                f["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with(&format!("clusterctl-{cluster}"))
-            })
-            .collect();
-        assert!(fw.is_empty(), "firewall rules left: {fw:?}");
-        let secrets: Vec<&Value> = inv["secrets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["labels"]["clusterctl-cluster"] == cluster)
-            .collect();
-        assert!(secrets.is_empty(), "secrets left: {secrets:?}");
-        let sas: Vec<&Value> = inv["service_accounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["email"].as_str().unwrap_or_default().contains(cluster))
-            .collect();
-        assert!(sas.is_empty(), "service accounts left: {sas:?}");
-        self.sim.assert_no_vm_runs();
-        let errors = self.sim.errors();
-        assert!(
-            errors.trim().is_empty(),
-            "the simulator refused requests: {errors}"
-        );
-        self.env.assert_clean();
-    }
-}
-
-fn role<'a>(all: &'a [Value], role: &str) -> Vec<&'a Value> {
-    all.iter()
-        .filter(|v| v["labels"]["clusterctl-role"] == role)
-        .collect()
-}
 
 #[test]
 fn gcp_cluster_runs_computes_scales_logs_and_leaves_nothing() {
@@ -489,4 +353,35 @@ fn compute_engine_deletes_the_instances_at_the_ttl() {
         String::from_utf8_lossy(&out.stderr)
     );
     g.assert_nothing_left("gcttl");
+}
+
+#[test]
+fn doctor_checks_credentials_zone_and_quota_creating_nothing() {
+    let g = Gce::new(&[]);
+    let doctor = |workers: &str| {
+        let mut args = vec!["doctor"];
+        args.extend(&Gce::up_args("gcdoc", workers)[1..]);
+        g.json(&args)
+    };
+    let (code, v, err) = doctor("2");
+    assert_eq!(code, Some(0), "{v} {err}\nsim errors: {}", g.sim.errors());
+    assert_eq!(v["ok"], true, "{v}");
+    // The CPU quota of the region below what 1 + 5 nodes need: that check fails, exit 1.
+    g.sim.control(
+        "POST",
+        "/_sim/quota",
+        Some(&json!({"metric": "CPUS", "limit": 4})),
+    );
+    let (code, v, err) = doctor("5");
+    assert_eq!(code, Some(1), "{v} {err}");
+    let failed = common::failed_checks(&v);
+    assert_eq!(failed.len(), 1, "{v}");
+    assert!(
+        failed[0]["detail"].as_str().unwrap().contains("CPUS"),
+        "{v}"
+    );
+    // Read-only: no request but reads and the token exchange reached the simulator.
+    let writes = g.sim.writes();
+    assert!(writes.is_empty(), "{writes:?}");
+    g.assert_nothing_left("gcdoc");
 }

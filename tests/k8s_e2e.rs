@@ -898,3 +898,51 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     );
     k.assert_nothing_left("k8race");
 }
+
+#[test]
+fn doctor_dry_runs_the_creates_and_reports_a_forbidden_one() {
+    let k = Kube::new();
+    let flags: Vec<&str> = k.up_args("k8doc", "2")[1..].to_vec();
+    let mut args = vec!["doctor"];
+    args.extend(&flags);
+    let (code, v, err) = k.json(&args);
+    assert_eq!(code, Some(0), "{v} {err}\nsim errors: {}", k.sim.errors());
+    for kind in ["configmaps", "services", "pods"] {
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == format!("permission to create {kind}"))
+            .unwrap_or_else(|| panic!("no check for {kind}: {v}"));
+        assert_eq!(c["ok"], true, "{c}");
+    }
+    // Every create was a server-side dry run, and nothing was kept.
+    let posts: Vec<Value> = k
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    for p in &posts {
+        assert_eq!(p["query"]["dryRun"], json!(["All"]), "{p}");
+        assert_eq!(p["status"], 201, "{p}");
+    }
+    k.assert_nothing_left("k8doc");
+    assert_eq!(
+        k.sim
+            .objects(Some("app.kubernetes.io/managed-by=clusterctl"))["objects"],
+        json!({})
+    );
+
+    // RBAC says no to pods: that line fails with the permission error, exit 1.
+    k.sim.faults(&json!({"api": [
+        {"method": "POST", "path": "/api/v1/namespaces/default/pods$", "status": 403, "count": 1},
+    ]}));
+    let (code, v, err) = k.json(&args);
+    assert_eq!(code, Some(1), "{v} {err}");
+    let failed = common::failed_checks(&v);
+    assert_eq!(failed.len(), 1, "{v}");
+    assert_eq!(failed[0]["name"], "permission to create pods", "{v}");
+    k.assert_nothing_left("k8doc");
+}

@@ -171,6 +171,36 @@ fn exits_within(child: &mut Child, within: Duration) -> Option<i32> {
     }
 }
 
+/// The cluster's node processes (group leaders tagged with a node name), by node name, each with
+/// whether it was forked by the launcher (its command line is the launcher's, not `dask …`).
+/// Waits until no other tagged process is left: the launcher exits once its `up` or `scale` has.
+fn nodes_and_how_they_started(e: &Env) -> std::collections::BTreeMap<String, bool> {
+    let started = Instant::now();
+    loop {
+        let procs: Vec<_> = clusterctl_local::process::scan(&e.state_dir().display().to_string())
+            .into_iter()
+            .filter(|p| !p.zombie)
+            .collect();
+        if procs.iter().all(|p| p.tags.contains_key("clusterctl-node")) {
+            return procs
+                .iter()
+                .filter(|p| p.leader)
+                .map(|p| {
+                    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid)).unwrap();
+                    let forked =
+                        String::from_utf8_lossy(&cmdline).contains("clusterctl local launcher");
+                    (p.tags["clusterctl-node"].clone(), forked)
+                })
+                .collect();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the launcher outlived its command: {procs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn env_of(e: &Env, name: &str) -> Value {
     let (code, v, err) = e.json(&["env", name]);
     assert_eq!(code, Some(0), "{err}");
@@ -214,6 +244,15 @@ fn tls_cluster_computes_scales_and_leaves_nothing() {
     assert_eq!(st["state"], "ready");
     assert_eq!(st["workers"]["joined"], 2);
     assert_eq!(st["nodes"].as_array().unwrap().len(), 3);
+    // Each node is its own process (group leader, tagged), forked by the launcher that imported
+    // Dask once; the launcher itself is gone with the `up` that started it.
+    let forked = |names: &[&str]| -> std::collections::BTreeMap<String, bool> {
+        names.iter().map(|n| (n.to_string(), true)).collect()
+    };
+    assert_eq!(
+        nodes_and_how_they_started(&e),
+        forked(&["scheduler", "worker-0", "worker-1"])
+    );
 
     // logs come from the scheduler's own output.
     let (code, logs, _) = e.json(&["logs", "e2e-tls", "--role", "scheduler", "--tail", "200"]);
@@ -235,6 +274,10 @@ fn tls_cluster_computes_scales_and_leaves_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(s["added"], serde_json::json!(["worker-2"]));
     assert_eq!(client(&env, &["workers"])["workers"], 3);
+    assert_eq!(
+        nodes_and_how_they_started(&e),
+        forked(&["scheduler", "worker-0", "worker-1", "worker-2"])
+    );
     let (code, s, err) = e.json(&["scale", "e2e-tls", "--workers", "1"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(s["removed"].as_array().unwrap().len(), 2);
@@ -964,4 +1007,179 @@ fn the_github_action_brings_a_cluster_up_and_its_post_step_removes_it() {
     );
     assert!(e.records().is_empty(), "the post step removed the cluster");
     e.assert_clean();
+}
+
+/// A wheel of a package nobody has (`clusterctl_pip_probe`, `VALUE = 42`), built in `dir`.
+fn probe_wheel(dir: &std::path::Path) -> String {
+    let wheel = dir.join("clusterctl_pip_probe-1.0-py3-none-any.whl");
+    let script = r#"
+import sys, zipfile
+files = {
+    "clusterctl_pip_probe/__init__.py": "VALUE = 42\n",
+    "clusterctl_pip_probe-1.0.dist-info/METADATA":
+        "Metadata-Version: 2.1\nName: clusterctl-pip-probe\nVersion: 1.0\n",
+    "clusterctl_pip_probe-1.0.dist-info/WHEEL":
+        "Wheel-Version: 1.0\nGenerator: clusterctl-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+files["clusterctl_pip_probe-1.0.dist-info/RECORD"] = "".join(f"{n},,\n" for n in [*files, "clusterctl_pip_probe-1.0.dist-info/RECORD"])
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", script])
+        .arg(&wheel)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wheel.display().to_string()
+}
+
+#[test]
+fn pip_packages_are_the_clusters_own() {
+    let e = Env::new();
+    let wheel = probe_wheel(e.dir.path());
+
+    // --dry-run says what would be installed, and where.
+    let (code, plan, err) = e.json(&["up", "--name", "e2e-pip", "--pip", &wheel, "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(plan.to_string().contains("pip installs"), "{plan}");
+
+    let (code, up, err) = e.json(&["up", "--workers", "2", "--name", "e2e-pip", "--pip", &wheel]);
+    assert_eq!(code, Some(0), "up failed: {err}");
+    assert_eq!(up["workers"]["joined"], 2);
+    // Importable on the scheduler and on every worker, not in the client's (the test's) Python,
+    // which is the runtime the nodes run: the shared runtime was not changed.
+    let r = client(&env_of(&e, "e2e-pip"), &["import", "clusterctl_pip_probe"]);
+    assert_eq!(r["workers"], json!([42, 42]), "{r}");
+    assert_eq!(r["scheduler"], 42, "{r}");
+    assert_eq!(r["client_has_it"], false, "{r}");
+    let site = e.state_dir().join("local/e2e-pip/site-packages");
+    assert!(site.join("clusterctl_pip_probe/__init__.py").is_file());
+    // Still forked by the launcher (started with the packages on its path), not exec'd.
+    assert!(
+        nodes_and_how_they_started(&e)
+            .values()
+            .all(|forked| *forked),
+        "--pip made the nodes fall back to exec"
+    );
+
+    // Another cluster of the same runtime, without --pip, does not see it.
+    let (code, _, err) = e.json(&["up", "--workers", "1", "--name", "e2e-nopip"]);
+    assert_eq!(code, Some(0), "up failed: {err}");
+    let r = client(
+        &env_of(&e, "e2e-nopip"),
+        &["import", "clusterctl_pip_probe"],
+    );
+    assert_eq!(r["workers"], json!([null]), "{r}");
+
+    // A path that does not exist is refused before anything exists (exit 2, naming it).
+    let (code, v, err) = e.json(&[
+        "up",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-badpip",
+        "--pip",
+        "./no-such.whl",
+    ]);
+    assert_eq!(code, Some(2), "{v} {err}");
+    assert!(err.contains("./no-such.whl"), "{err}");
+    // A wheel pip cannot install fails `up` (exit 1) with pip's words, and leaves nothing.
+    let broken = e.dir.path().join("broken-1.0-py3-none-any.whl");
+    std::fs::write(&broken, b"not a zip").unwrap();
+    let (code, v, err) = e.json(&[
+        "up",
+        "--workers",
+        "1",
+        "--name",
+        "e2e-badpip",
+        "--pip",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{v} {err}");
+    assert!(
+        err.contains("installing") && err.contains("broken-1.0"),
+        "{err}"
+    );
+    assert!(
+        !e.state_dir().join("local/e2e-badpip").exists(),
+        "the failed up left its directory"
+    );
+
+    for name in ["e2e-pip", "e2e-nopip"] {
+        let (code, _, err) = e.json(&["down", name]);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    assert!(!site.exists(), "down left the cluster's packages");
+    assert!(e.processes().is_empty());
+}
+
+#[test]
+fn doctor_checks_the_runtime_and_the_client_and_creates_nothing() {
+    let e = Env::new();
+    let (code, v, err) = e.json(&["doctor", "--workers", "3"]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["provider"], "local");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "settings",
+            "Dask runtime",
+            "credentials, location, sizes, quotas and name",
+            "client Python's Dask"
+        ],
+        "{v}"
+    );
+    // Text: one line per check with its mark.
+    let out = e.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("✓ ")).count(),
+        4,
+        "{text}"
+    );
+    assert!(e.processes().is_empty() && e.records().is_empty());
+    assert!(
+        !e.state_dir().join("local").exists(),
+        "doctor created a cluster directory"
+    );
+
+    // An interpreter without Dask: both the runtime and the client checks fail, with hints.
+    let fake = e.dir.path().join("python-without-dask");
+    std::fs::write(&fake, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, v, err) = e.json(&["doctor", "--python", fake.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{v} {err}");
+    assert_eq!(v["ok"], false);
+    let failed = common::failed_checks(&v);
+    assert_eq!(failed.len(), 2, "{v}");
+    for c in failed {
+        assert!(
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .contains("python-without-dask"),
+            "{c}"
+        );
+        assert!(c["hint"].as_str().is_some_and(|h| !h.is_empty()), "{c}");
+    }
+    let out = e.run(&["doctor", "--python", fake.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("✗ ") && text.contains("  hint: "), "{text}");
+
+    // Flags that cannot be read are a usage error, as for `up`.
+    let (code, _, err) = e.json(&["doctor", "--workers", "-1"]);
+    assert_eq!(code, Some(2), "{err}");
 }

@@ -3,6 +3,7 @@
 
 mod config_show;
 mod dashboard;
+mod doctor;
 mod down;
 mod env;
 mod help;
@@ -252,6 +253,7 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {
         Command::Up(args) => up::up(&ctx, &args, sub("up")).await,
+        Command::Doctor(args) => doctor::doctor(&ctx, &args, sub("doctor")).await,
         Command::Wait(args) => wait::wait(&ctx, args.name.as_deref()).await,
         Command::Down(args) => down::down(&ctx, &args).await,
         Command::Status(args) => status::status(&ctx, &args).await,

@@ -60,6 +60,11 @@ fn minor(version: &str) -> &str {
     }
 }
 
+/// Whether two versions are of one release line (same minor).
+pub fn same_release(a: &str, b: &str) -> bool {
+    minor(a) == minor(b)
+}
+
 /// Compare the client's version with the cluster's: a warning with a hint when the minor
 /// versions differ, or (strict) an error; nothing when the client's cannot be read.
 pub fn check(

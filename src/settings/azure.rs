@@ -30,6 +30,7 @@ pub(super) fn azure_options(
         "os_disk_gib": a.os_disk_gib.or(f.os_disk_gib),
         "spot": args.aws.spot || f.spot.unwrap_or(false),
         "ssh_public_key": a.ssh_public_key.clone().or(f.ssh_public_key),
+        "ttl_mode": a.azure_ttl_mode.clone().or(f.ttl_mode),
     })
 }
 

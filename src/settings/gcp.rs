@@ -36,5 +36,7 @@ pub(super) fn gcp_options(
         "worker_machine_types": list(&g.worker_machine_types, f.worker_machine_types),
         "boot_disk_gb": g.boot_disk_gb.or(f.boot_disk_gb),
         "spot": args.aws.spot || f.spot.unwrap_or(false),
+        "service_account": g.service_account.clone().or(f.service_account),
+        "gpu": g.gpu.clone().or(f.gpu),
     })
 }

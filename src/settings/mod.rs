@@ -21,6 +21,7 @@ mod azure;
 mod digitalocean;
 mod gcp;
 mod kubernetes;
+mod pip;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -247,7 +248,9 @@ pub fn resolve_up(
             Some(clusterctl_core::DASK_VERSION.into()),
         )
         .unwrap_or_default();
-    if dask_version.is_empty()
+    // A release number (`2026.8.0`, `2025.1.0rc1`): it names the image's tag, so a word such
+    // as `latest` or `banana` would only fail once the nodes pull it, after creating them.
+    if !dask_version.starts_with(|c: char| c.is_ascii_digit())
         || !dask_version
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.')
@@ -433,6 +436,20 @@ pub fn resolve_up(
         });
     }
 
+    let pip = pip::resolve(
+        provider,
+        fc.pip.as_deref().unwrap_or_default(),
+        &args.pip,
+        args.pip_file.as_deref(),
+    )?;
+    if !pip.is_empty() {
+        r.shown.push(Shown {
+            key: "pip",
+            value: pip.join(" "),
+            source: "installed on every node before Dask starts (counts in time to ready)".into(),
+        });
+    }
+
     let created_at = now_epoch();
     let spec = ClusterSpec {
         name,
@@ -451,6 +468,7 @@ pub fn resolve_up(
         tls,
         private,
         launch: clusterctl_core::model::new_launch_id(created_at),
+        pip,
     };
     Ok(UpSettings {
         provider,

@@ -200,8 +200,11 @@ pub(super) fn validate_tag(k: &str, v: &str) -> Result<()> {
         return Err(Error::invalid(
             "tag key",
             k,
-            "use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit (every provider accepts these)",
-            None,
+            "not a key every provider accepts",
+            Some(
+                "use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit, e.g. `--tag team=data`"
+                    .into(),
+            ),
         ));
     }
     if tags::is_reserved(k) {
@@ -209,15 +212,15 @@ pub(super) fn validate_tag(k: &str, v: &str) -> Result<()> {
             "tag key",
             k,
             "keys starting with `clusterctl-` are reserved",
-            None,
+            Some("choose another key, e.g. `--tag team=data`".into()),
         ));
     }
     if !ok(v, 63) {
         return Err(Error::invalid(
             "tag value",
             v,
-            "use up to 63 letters, digits, '-', '_' or '.'",
-            None,
+            "not a value every provider accepts",
+            Some("use up to 63 letters, digits, '-', '_' or '.'".into()),
         ));
     }
     Ok(())

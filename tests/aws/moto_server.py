@@ -11,6 +11,11 @@ instance never booted keeps moto's answer.  Every other request is moto's, uncha
 
     python tests/aws/moto_server.py [--console-dir CDIR] -H 127.0.0.1 -p PORT
 
+With ``--record DIR`` (tests/aws/recorder.py), every API request is written to
+DIR/requests.jsonl with its AWS action, service and status, and ``/_sim/gate`` (the crash-point
+gate of tests/simkit/gate.py) and ``/_sim/inventory`` (everything moto holds that clusterctl
+could have made, tagged or not) are served: the conformance suite's view of the platform.
+
 Without ``--console-dir`` this is ``python -m moto.server`` with two fixes that make it behave
 as EC2 does: every instance of a RunInstances call gets its instance profile
 (profile_on_every_instance), and concurrent CreateSecurityGroup calls of one name cannot both
@@ -104,7 +109,14 @@ def atomic_security_group_creation():
 def main(argv=None):
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--console-dir")
+    parser.add_argument("--record")
     args, rest = parser.parse_known_args(argv)
+    if args.record:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import moto.server
+        from recorder import wrap_run_simple
+        moto.server.run_simple = wrap_run_simple(moto.server.run_simple,
+                                                 os.path.abspath(args.record))
     profile_on_every_instance()
     atomic_security_group_creation()
     if args.console_dir:

@@ -4,7 +4,9 @@
     $PY tests/azure/az_sim.py serve --workdir DIR --python PY
         [--client-secret S | --token S] [--tenant T] [--client-id C] [--subscription S]
         [--federated-token-file F] [--client-certificate PEM] [--port 0] [--bind 127.0.0.1]
-        [--imds-bind HOST:PORT] [--specs DIR] [delays, quotas, capacity: see --help]
+        [--imds-bind HOST:PORT] [--specs DIR] [--sp-roles R,..] [--identity-header S]
+        [delays, quotas, capacity: see --help]
+    $PY tests/azure/az_sim.py make-cert --out F.pem [--pkcs1] [--key-from OTHER.pem]
 
 Prints one line on stdout once listening — {"ready": true, "url": "https://127.0.0.1:PORT",
 "ca_file": "DIR/ca.pem", "authority": "https://127.0.0.1:PORT", "imds":
@@ -70,9 +72,28 @@ def main(argv=None):
     s.add_argument("--drop-hold", type=float, help="seconds an NSG-dropped connection is held")
     s.add_argument("--ttl-minute", type=float,
                    help="seconds per minute of the nodes' `shutdown -P +N` (60)")
+    s.add_argument("--sp-roles", help="built-in roles of the service principal at the "
+                                      "subscription, comma-separated (default Owner)")
+    s.add_argument("--identity-header",
+                   help="serve App Service's identity endpoint {url}/msi/token for the host's "
+                        "managed identity, with this X-IDENTITY-HEADER secret")
+    s.add_argument("--imds-host-identity", action="store_true",
+                   help="IMDS gives a connection from no VM's address the host's identity")
+    s.add_argument("--host-identity-roles", help="roles of that identity (default Owner)")
     s.add_argument("--specs", default=None, help="default: ../shared/specs from the repo root")
     s.add_argument("--verbose", action="store_true")
+    c = sub.add_parser("make-cert", help="write a self-signed client certificate and its RSA "
+                                         "key in one PEM file (for --client-certificate)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--pkcs1", action="store_true", help="the key as `RSA PRIVATE KEY`")
+    c.add_argument("--key-from", help="reuse the key of this PEM file (another certificate "
+                                      "of the same key)")
+    c.add_argument("--from", dest="from_", help="re-encode this PEM file's certificate and "
+                                                "key (e.g. with --pkcs1)")
+    c.add_argument("--cn", default="clusterctl-test")
     args = p.parse_args(argv)
+    if args.cmd == "make-cert":
+        return make_cert(args)
     secret = args.client_secret or args.token
     if not secret and not args.federated_token_file and not args.client_certificate:
         p.error("give --client-secret (or --token), --federated-token-file or "
@@ -87,13 +108,56 @@ def main(argv=None):
         "network_delay", "vm_create_delay", "vm_delete_delay", "rg_delete_delay", "list_lag",
         "vcpu_quota", "family_quota", "spot_quota", "rbac_delay", "principal_lag",
         "reads_bucket", "writes_bucket", "drop_hold", "ttl_minute", "specs", "verbose")}
-    for k in ("no_capacity", "spot_no_capacity", "overconstrained"):
+    for k in ("no_capacity", "spot_no_capacity", "overconstrained", "sp_roles",
+              "host_identity_roles"):
         opts[k] = _list(getattr(args, k)) if getattr(args, k) else None
+    opts["identity_header"] = args.identity_header
+    opts["imds_host_identity"] = args.imds_host_identity
     for k, v in opts.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
             p.error(f"--{k.replace('_', '-')} must not be negative")
     opts["client_secret"], opts["public_ports"] = secret, ports
     return serve(args, opts)
+
+
+def make_cert(args):
+    """A self-signed RSA-2048 certificate valid for a day, and its key, in one PEM file."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    if args.from_:
+        with open(args.from_, "rb") as fh:
+            raw = fh.read()
+        key = serialization.load_pem_private_key(raw, password=None)
+        cert = x509.load_pem_x509_certificate(raw)
+        return _write_cert(args, cert, key)
+    if args.key_from:
+        with open(args.key_from, "rb") as fh:
+            key = serialization.load_pem_private_key(fh.read(), password=None)
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, args.cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return _write_cert(args, cert, key)
+
+
+def _write_cert(args, cert, key):
+    from cryptography.hazmat.primitives import serialization
+    fmt = (serialization.PrivateFormat.TraditionalOpenSSL if args.pkcs1
+           else serialization.PrivateFormat.PKCS8)
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return 0
 
 
 def serve(args, opts):

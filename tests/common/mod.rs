@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod gce;
 pub mod k8s;
 pub mod moto;
 pub mod restsim;
@@ -54,6 +55,7 @@ impl Env {
             .env_remove("CLUSTERCTL_CONFIG")
             .env_remove("CLUSTERCTL_PROVIDER")
             .env_remove("CLUSTERCTL_OUTPUT")
+            .env_remove("CLUSTERCTL_LOG")
             // Never reach a real AWS endpoint or the instance metadata service from tests.
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -264,4 +266,15 @@ pub fn race_two_ups(
         "{lost:?}"
     );
     (won, lost)
+}
+
+/// The checks of a `doctor --output json` result that failed.
+pub fn failed_checks(doctor: &Value) -> Vec<Value> {
+    doctor["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a doctor result: {doctor}"))
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .cloned()
+        .collect()
 }

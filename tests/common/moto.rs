@@ -28,6 +28,17 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(log_dir: &Path) -> Self {
+        Self::start_with(log_dir, None)
+    }
+
+    /// As [`Moto::start`], with moto's requests recorded in `record/requests.jsonl` and the
+    /// conformance suite's `/_sim/gate`, `/_sim/requests` and `/_sim/inventory` served
+    /// (`tests/aws/recorder.py`).
+    pub fn start_recorded(log_dir: &Path, record: &Path) -> Self {
+        Self::start_with(log_dir, Some(record))
+    }
+
+    fn start_with(log_dir: &Path, record: Option<&Path>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -39,6 +50,11 @@ impl Moto {
             .arg(aws_dir().join("moto_server.py"))
             .arg("--console-dir")
             .arg(&console_dir)
+            .args(
+                record
+                    .map(|r| vec!["--record".into(), r.as_os_str().to_owned()])
+                    .unwrap_or_default(),
+            )
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
@@ -195,4 +211,20 @@ impl Drop for BootAgent {
     fn drop(&mut self) {
         super::stop(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// The AWS API calls a command made, by `service:Operation`, from the file it wrote as
+/// `CLUSTERCTL_API_LOG` (one line per request attempt; the CLI's `phase:` marks left out).
+#[allow(dead_code)]
+pub fn api_calls(log: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut calls = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let Some((_, what)) = line.split_once(' ') else {
+            continue;
+        };
+        if !what.starts_with("phase:") {
+            *calls.entry(what.to_string()).or_insert(0) += 1;
+        }
+    }
+    calls
 }

@@ -142,6 +142,15 @@ with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
         }
     }
 
+    /// The requests that may have changed something: all but reads and token exchanges
+    /// (OAuth and Entra ID token endpoints are POSTs that create nothing).
+    pub fn writes(&self) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap_or("").contains("token"))
+            .collect()
+    }
+
     /// The request log, one JSON object per request.
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(self.workdir.join("requests.jsonl"))

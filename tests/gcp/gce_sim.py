@@ -7,7 +7,9 @@
         [--reads-per-minute 1500] [--writes-per-minute 1500] [--public-ports 8786,8787]
         [--drop-hold 120] [--sa-propagation 3] [--iam-propagation 1] [--secret-latest-lag 2]
         [--metadata-bind 169.254.169.254:80] [--stockout ZONE[:TYPE[:MODEL]]] ...
-        [--quota METRIC=LIMIT] ... [--allow-anonymous] [--specs DIR] [--verbose]
+        [--quota METRIC=LIMIT] ... [--service-account ACCOUNT_ID] ...
+        [--network NETWORK:SUBNET:REGION:CIDR] ... [--allow-anonymous]
+        [--specs DIR] [--verbose]
 
 Prints one line on stdout once listening — {"ready": true, "url": "https://127.0.0.1:PORT",
 "ca_file": "DIR/ca.pem", "credentials_file": "DIR/credentials.json", "token_uri":
@@ -55,6 +57,10 @@ def main(argv=None):
                    help="ZONE[:MACHINE_TYPE[:SPOT|STANDARD]] whose inserts fail "
                         "ZONE_RESOURCE_POOL_EXHAUSTED (repeatable)")
     s.add_argument("--quota", action="append", default=[], help="METRIC=LIMIT per region")
+    s.add_argument("--network", dest="networks", action="append", default=[],
+                   help="a custom-mode network NETWORK:SUBNET:REGION:CIDR (repeatable)")
+    s.add_argument("--service-account", dest="service_accounts", action="append", default=[],
+                   help="an existing (propagated) service account ACCOUNT_ID of the first project")
     s.add_argument("--allow-anonymous", action="store_true",
                    help="treat requests without Authorization as the test's service account")
     s.add_argument("--specs", default=None, help="default: ../shared/specs from the repo root")
@@ -85,7 +91,7 @@ def serve(args, ports, stockouts):
         "port", "bind", "op_pending", "op_delay", "delete_delay", "firewall_delay", "wait_max",
         "run_duration_scale", "drop_hold", "sa_propagation", "iam_propagation",
         "secret_latest_lag", "reads_per_minute", "writes_per_minute", "metadata_bind",
-        "allow_anonymous", "quota", "specs", "verbose")}
+        "allow_anonymous", "quota", "specs", "verbose", "service_accounts", "networks")}
     opts.update(public_ports=ports, stockouts=stockouts,
                 projects=tuple(args.projects or ("clusterctl-sim",)))
     try:

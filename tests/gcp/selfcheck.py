@@ -266,9 +266,36 @@ def check_auth(api, ready, work):
         "scope": SCOPE})
     assert st == 200 and sts["issued_token_type"].endswith("access_token"), (st, sts)
     assert api.call("GET", f"{CP}/regions/us-central1", token=sts["access_token"])[0] == 200
+    forged = open(ext["credential_source"]["file"]).read().rsplit(".", 1)[0] + ".AAAA"
+    st, bad = api.call("POST", "/v1/token", token=None, form={
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "subject_token": forged, "subject_token_type": ext["subject_token_type"],
+        "audience": ext["audience"], "scope": SCOPE})
+    assert st == 400 and bad["error"] == "invalid_grant", (st, bad)
+    # google-github-actions/auth's shape: URL source, then impersonation.
+    gha = json.load(open(os.path.join(work, "external_account_url.json")))
+    src = urllib.parse.urlsplit(gha["credential_source"]["url"])
+    request_token = gha["credential_source"]["headers"]["Authorization"].split(" ", 1)[1]
+    st, oidc = api.call("GET", f"{src.path}?{src.query}", token=request_token)
+    assert st == 200 and oidc["value"].count(".") == 2, (st, oidc)
+    st, fed = api.call("POST", "/v1/token", token=None, form={
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "subject_token": oidc["value"], "subject_token_type": gha["subject_token_type"],
+        "audience": gha["audience"], "scope": SCOPE})
+    assert st == 200, (st, fed)
+    assert api.call("GET", f"{CP}/regions/us-central1", token=fed["access_token"])[0] == 403
+    imp = urllib.parse.urlsplit(gha["service_account_impersonation_url"]).path
+    st, sa_tok = api.call("POST", imp, token=fed["access_token"],
+                          body={"scope": [SCOPE], "lifetime": "3600s"})
+    assert st == 200 and sa_tok["expireTime"].endswith("Z"), (st, sa_tok)
+    assert api.call("GET", f"{CP}/regions/us-central1", token=sa_tok["accessToken"])[0] == 200
+    assert api.call("POST", imp, token=sts["access_token"], body={"scope": [SCOPE]})[0] == 403
     api.token = tok["access_token"]
     step("credentials.json (PKCS#8, token_uri); 401 UNAUTHENTICATED; self-signed JWT bearer; "
-         "jwt-bearer grant (bad signature → invalid_grant); refresh grant; STS exchange")
+         "jwt-bearer grant (bad signature → invalid_grant); refresh grant; STS exchange (forged "
+         "subject → invalid_grant); URL-sourced subject + generateAccessToken")
 
 
 def check_catalog(api):

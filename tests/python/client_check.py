@@ -131,6 +131,25 @@ def main():
         except (OSError, TimeoutError) as e:
             outcome["plain tcp"] = "refused: " + type(e).__name__
         print(json.dumps({"refused": all(v.startswith("refused") for v in outcome.values()), "attempts": outcome}))
+    elif mode == "import":
+        # `import MODULE`: the module's VALUE on every worker, and whether this client itself
+        # can import it (it must not: the package is the cluster's own).
+        import importlib
+        import importlib.util
+
+        module = sys.argv[2]
+
+        def value():
+            try:
+                return importlib.import_module(module).VALUE
+            except ImportError:
+                return None
+
+        with client() as c:
+            per_worker = c.run(value)
+            on_scheduler = c.run_on_scheduler(value)
+        print(json.dumps({"workers": sorted(per_worker.values()), "scheduler": on_scheduler,
+                          "client_has_it": importlib.util.find_spec(module) is not None}))
     elif mode == "http":
         with urllib.request.urlopen(sys.argv[2], timeout=10) as r:
             print(json.dumps({"status": r.status, "body": r.read(2000).decode("utf-8", "replace")}))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .faults import Faults
+from .gate import Gate
 from .logs import ErrorLog, RequestLog, redact
 from .spec.base import NO_BODY, Match
 
@@ -123,6 +124,7 @@ class SimApp:
         self.requests = RequestLog(workdir)
         self.errors = ErrorLog(workdir)
         self.faults = Faults()
+        self.gate = Gate()
         self._handlers = {}
         self._routes = []      # (method, compiled regex, fn, name) outside the spec
         self.control_routes = []   # (method, compiled regex, fn) under /_sim/, added by the cloud
@@ -207,6 +209,16 @@ class SimApp:
         if req.path == "/_sim" or req.path.startswith("/_sim/"):
             from .control import handle_control
             return handle_control(self, req)    # not API traffic: never in requests.jsonl
+        admitted = self.gate.enter(req.method, req.path)
+        if admitted is False:    # held at a crash point, then dropped: nothing processed
+            return Response(503, NO_BODY, validate=False)
+        try:
+            return self._dispatch(req)
+        finally:
+            if admitted:
+                self.gate.leave()
+
+    def _dispatch(self, req):
         resp = None
         try:
             fault = self.faults.match(req.method, req.path)

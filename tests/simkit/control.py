@@ -10,6 +10,7 @@ Owns `handle_control(app, req)`:
   GET    /_sim/requests[?phase=P&since=T]  {"requests": [...]} (the request log)
   GET    /_sim/requests/summary            {phase: {requests, by_operation, by_status}}
   GET    /_sim/errors                      {"errors": [...]} (sim-errors.jsonl)
+  GET|POST|DELETE /_sim/gate               the crash-point gate (gate.py)
 plus the routes the cloud layer adds with app.add_control(method, regex, fn(req, **groups)).
 Control requests are never written to requests.jsonl (it holds API traffic only).
 """
@@ -19,6 +20,7 @@ import json
 
 from .app import Response
 from .faults import FaultError
+from .gate import GateError
 from .spec.base import NO_BODY
 
 
@@ -44,7 +46,7 @@ def handle_control(app, req):
         return _json(403, {"error": "the control API answers loopback clients only"})
     try:
         return _route(app, req)
-    except (ValueError, FaultError) as exc:
+    except (ValueError, FaultError, GateError) as exc:
         return _json(400, {"error": str(exc)})
 
 
@@ -81,6 +83,13 @@ def _route(app, req):
         return _json(200, {"requests": app.requests.entries(req.q("phase"), since)})
     if path == "/_sim/requests/summary" and method == "GET":
         return _json(200, app.requests.summary())
+    if path == "/_sim/gate":
+        if method == "GET":
+            return _json(200, app.gate.state())
+        if method == "POST":
+            return _json(200, app.gate.arm(_body(req) or {}))
+        if method == "DELETE":
+            return _json(200, app.gate.disarm())
     if path == "/_sim/errors" and method == "GET":
         return _json(200, {"errors": app.errors.entries()})
     return _json(404, {"error": f"no control route {method} {req.path}"})

@@ -9,8 +9,9 @@ time from ../shared/specs): operation matching (literal beats templated), parame
 reported in, wildcard media types, response checks (required headers, errata); the strict walker
 on a toy schema; fault rules (method, path, after, count); redaction; a toy SimApp behind the
 TLS server (auth hook, faults, phase marks, the request log, an exception → 500 + sim error,
-keep-alive, chunked bodies, the loopback-only control API); and the TCP forwarder's three
-verdicts on loopback addresses.
+keep-alive, chunked bodies, the loopback-only control API); the crash-point gate (counts,
+holds, drops, ignores reads and ignored paths); and the TCP forwarder's three verdicts on
+loopback addresses.
 """
 
 import http.client
@@ -31,6 +32,7 @@ SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "s
 from simkit import (ApiError, NO_BODY, OpenApi30, Response, SimApp, SimServer,  # noqa: E402
                     TcpForwarder, make_tls, server_context)
 from simkit.faults import Faults  # noqa: E402
+from simkit.gate import Gate, GateError  # noqa: E402
 from simkit.logs import redact  # noqa: E402
 from simkit.spec import StrictWalker  # noqa: E402
 
@@ -172,6 +174,36 @@ def check_server():
        "sim error, faults, phase marks, request log, inventory")
 
 
+def check_gate():
+    g = Gate()
+    assert g.enter("POST", "/x") is None, "disarmed: nothing counted"
+    g.arm({"after": 1, "ignore": "^/token$"})
+    assert g.enter("GET", "/x") is None and g.enter("POST", "/token") is None
+    assert g.enter("POST", "/a", label="create a") is True
+    out = []
+    t = threading.Thread(target=lambda: out.append(g.enter("DELETE", "/b")))
+    t.start()
+    deadline = time.monotonic() + 5
+    while g.state()["held"] != 1:
+        assert time.monotonic() < deadline, g.state()
+        time.sleep(0.01)
+    st = g.state()
+    assert st["admitted"] == 1 and st["in_flight"] == 1 and st["log"] == ["create a"], st
+    g.leave()
+    assert g.state()["in_flight"] == 0
+    g.disarm()
+    t.join(5)
+    assert out == [False] and g.state()["dropped"] == 1, (out, g.state())
+    assert g.enter("POST", "/c") is None, "disarmed again: nothing held"
+    for bad in ({"after": -1}, {"after": "2"}, {"after": 1, "x": 1}, {"after": 1, "ignore": "("}):
+        try:
+            g.arm(bad)
+        except GateError:
+            continue
+        raise AssertionError(f"gate accepted {bad}")
+    ok("crash-point gate: counts mutating requests, holds the (K+1)-th, drops it on disarm")
+
+
 def check_forwarder():
     echo = socket.socket()
     echo.bind(("127.0.0.1", 0))
@@ -227,6 +259,7 @@ def main():
     check_walker()
     check_faults_and_redact()
     check_server()
+    check_gate()
     check_forwarder()
     print(f"PASS in {time.monotonic() - t0:.1f} s", flush=True)
 

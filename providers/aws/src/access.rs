@@ -239,6 +239,51 @@ impl Access<'_> {
         }
     }
 
+    /// Delete a role clusterctl made for `cluster` whose inline policies are `inline` and which
+    /// has no managed policy attached, without listing them: fewer calls than [`delete_role`]
+    /// when the role is as clusterctl made it. A role that turns out to hold more (IAM refuses
+    /// to delete it) is emptied as [`delete_role`] does.
+    ///
+    /// [`delete_role`]: Access::delete_role
+    pub async fn delete_known_role(
+        &self,
+        name: &str,
+        cluster: &ClusterName,
+        inline: &[&str],
+    ) -> Result<()> {
+        let role = match self.iam.get_role().role_name(name).send().await {
+            Ok(r) => r,
+            Err(e) if code(&e) == Some("NoSuchEntity") => return Ok(()),
+            Err(e) => return Err(self.map("iam:GetRole", e)),
+        };
+        if !ours(
+            &iam_tags(role.role().map(|r| r.tags()).unwrap_or_default()),
+            cluster,
+        ) {
+            return Ok(());
+        }
+        for policy in inline {
+            match self
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(*policy)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("NoSuchEntity") => {}
+                Err(e) => return Err(self.map("iam:DeleteRolePolicy", e)),
+            }
+        }
+        match self.iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("NoSuchEntity") => Ok(()),
+            Err(e) if code(&e) == Some("DeleteConflict") => self.delete_role(name, cluster).await,
+            Err(e) => Err(self.map("iam:DeleteRole", e)),
+        }
+    }
+
     /// Which of `names` are roles clusterctl made for `cluster` that still exist.
     pub async fn roles_left(&self, names: &[String], cluster: &ClusterName) -> Result<Vec<String>> {
         let mut left = Vec::new();

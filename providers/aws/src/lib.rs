@@ -15,6 +15,7 @@ mod test_support;
 
 pub(crate) mod access;
 pub(crate) mod api_log;
+mod doctor;
 pub mod errors;
 #[cfg(feature = "fargate")]
 pub mod fargate;
@@ -74,6 +75,9 @@ pub struct Ec2Provider {
     resolved: OnceCell<Resolved>,
     /// The caller's identity (STS), once asked; named in permission errors.
     identity: OnceCell<Identity>,
+    /// The cluster's security group, once this process created or claimed it (a later
+    /// process, e.g. `scale`, looks it up by its tags).
+    group: OnceCell<String>,
 }
 
 /// Names of what the EC2 provider creates besides instances and the security group.
@@ -108,12 +112,10 @@ impl Ec2Provider {
         let mut iam = aws_sdk_iam::config::Builder::from(&config);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&config);
         let mut sts = aws_sdk_sts::config::Builder::from(&config);
-        if let Some(log) = log {
-            ec2 = ec2.interceptor(log.clone());
-            iam = iam.interceptor(log.clone());
-            ssm = ssm.interceptor(log.clone());
-            sts = sts.interceptor(log);
-        }
+        ec2 = ec2.interceptor(log.clone());
+        iam = iam.interceptor(log.clone());
+        ssm = ssm.interceptor(log.clone());
+        sts = sts.interceptor(log);
         // The nodes read their keys where this process writes them: a custom endpoint (a VPC
         // endpoint, FIPS, a test emulator) is kept, else the region's public one.
         let ssm_endpoint = std::env::var("AWS_ENDPOINT_URL_SSM")
@@ -158,6 +160,7 @@ impl Ec2Provider {
             options,
             resolved: OnceCell::new(),
             identity: OnceCell::new(),
+            group: OnceCell::new(),
         }
     }
 
@@ -274,6 +277,9 @@ impl Ec2Provider {
     }
 
     async fn group_id(&self, cluster: &ClusterName) -> Result<String> {
+        if let Some(id) = self.group.get() {
+            return Ok(id.clone());
+        }
         network::groups(&self.ec2, &self.region, Some(cluster))
             .await?
             .into_iter()
@@ -471,15 +477,23 @@ impl ClusterProvider for Ec2Provider {
         self.region.clone()
     }
 
+    async fn doctor(&self, ctx: &LaunchContext<'_>) -> Vec<clusterctl_core::doctor::Check> {
+        self.doctor_checks(ctx).await
+    }
+
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let spec = ctx.spec;
         self.options.validate(spec.private)?;
         let identity = self.identity().await?.shown.clone();
-        if self
-            .describe(Some(&spec.name), LIVE_STATES)
-            .await?
-            .iter()
-            .any(|n| n.state.is_alive())
+        // Every cluster's security group exists before its first instance and outlives its
+        // last (it cannot be deleted while an instance uses it): no group, no instances.
+        let existing = network::cluster_group(&self.ec2, &self.region, &spec.name).await?;
+        if existing.is_some()
+            && self
+                .describe(Some(&spec.name), LIVE_STATES)
+                .await?
+                .iter()
+                .any(|n| n.state.is_alive())
         {
             return Err(Error::AlreadyExists {
                 name: spec.name.to_string(),
@@ -505,12 +519,9 @@ impl ClusterProvider for Ec2Provider {
             bootstrap::DASHBOARD_PORT,
             self.allowed_cidrs(r).join(", ")
         ));
-        if let Some((id, _)) = network::groups(&self.ec2, &self.region, Some(&spec.name))
-            .await?
-            .first()
-        {
-            let stale =
-                network::stale_rules(&self.ec2, &self.region, id, &self.allowed_cidrs(r)).await?;
+        if let Some(group) = &existing {
+            let id = group.group_id().unwrap_or_default();
+            let stale = network::stale_in(group, &self.allowed_cidrs(r));
             if !stale.is_empty() {
                 let rules: Vec<String> = stale.iter().map(network::describe_rule).collect();
                 plan.notes.push(format!(
@@ -583,7 +594,7 @@ impl ClusterProvider for Ec2Provider {
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         let r = self.resolve(ctx.spec).await?;
         // The security group claims the name; nothing else is touched before it is ours.
-        network::ensure_group(
+        let group = network::ensure_group(
             &self.ec2,
             &self.region,
             ProviderKind::Aws,
@@ -600,6 +611,7 @@ impl ClusterProvider for Ec2Provider {
             },
         )
         .await?;
+        let _ = self.group.set(group);
         self.ensure_node_access(ctx).await
     }
 
@@ -776,7 +788,9 @@ impl ClusterProvider for Ec2Provider {
         self.access()
             .delete_instance_profile(&role, cluster)
             .await?;
-        self.access().delete_role(&role, cluster).await?;
+        self.access()
+            .delete_known_role(&role, cluster, &[access::SECRETS_POLICY])
+            .await?;
         let mut left: Vec<String> = self
             .describe(Some(cluster), LIVE_STATES)
             .await?

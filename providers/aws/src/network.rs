@@ -32,13 +32,17 @@ fn filter(name: &str, values: &[&str]) -> Filter {
 }
 
 /// Find the network: the given subnets (all in one VPC), else the subnets of the given VPC,
-/// else the default VPC's default subnets.
+/// else the default VPC's default subnets. The VPC's CIDR is looked up only when `need_cidr`
+/// (`--private` without `--allow-cidr`: the client is inside the VPC) and the default VPC's
+/// listing did not already give it; otherwise it is empty.
 pub async fn resolve(
     ec2: &Client,
     region: &str,
     vpc: Option<&str>,
     subnets: &[String],
+    need_cidr: bool,
 ) -> Result<Network> {
+    let mut vpc_cidr = String::new();
     let (vpc_id, subnet_ids) = if !subnets.is_empty() {
         let out = ec2
             .describe_subnets()
@@ -79,7 +83,8 @@ pub async fn resolve(
                     .send()
                     .await
                     .map_err(|e| errors::map("ec2:DescribeVpcs", region, e))?;
-                let id = out.vpcs().first().and_then(|v| v.vpc_id()).ok_or_else(|| {
+                let found = out.vpcs().first();
+                let id = found.and_then(|v| v.vpc_id()).ok_or_else(|| {
                     Error::invalid(
                         "--region",
                         region,
@@ -87,6 +92,10 @@ pub async fn resolve(
                         Some("pass `--subnet subnet-...` (and it decides the VPC)".into()),
                     )
                 })?;
+                vpc_cidr = found
+                    .and_then(|v| v.cidr_block())
+                    .unwrap_or_default()
+                    .to_string();
                 (id.to_string(), true)
             }
         };
@@ -121,18 +130,20 @@ pub async fn resolve(
         }
         (vpc_id, found.into_iter().map(|(_, id)| id).collect())
     };
-    let out = ec2
-        .describe_vpcs()
-        .vpc_ids(&vpc_id)
-        .send()
-        .await
-        .map_err(|e| errors::map("ec2:DescribeVpcs", region, e))?;
-    let vpc_cidr = out
-        .vpcs()
-        .first()
-        .and_then(|v| v.cidr_block())
-        .unwrap_or_default()
-        .to_string();
+    if need_cidr && vpc_cidr.is_empty() {
+        let out = ec2
+            .describe_vpcs()
+            .vpc_ids(&vpc_id)
+            .send()
+            .await
+            .map_err(|e| errors::map("ec2:DescribeVpcs", region, e))?;
+        vpc_cidr = out
+            .vpcs()
+            .first()
+            .and_then(|v| v.cidr_block())
+            .unwrap_or_default()
+            .to_string();
+    }
     Ok(Network {
         vpc_id,
         vpc_cidr,
@@ -143,6 +154,28 @@ pub async fn resolve(
 /// The name of the cluster's security group.
 pub fn group_name(cluster: &ClusterName) -> String {
     format!("clusterctl-{cluster}")
+}
+
+/// The security group tagged for `cluster`, as EC2 describes it (rules included), if any.
+pub async fn cluster_group(
+    ec2: &Client,
+    region: &str,
+    cluster: &ClusterName,
+) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>> {
+    let out = ec2
+        .describe_security_groups()
+        .filters(filter(
+            &format!("tag:{}", tags::MANAGED),
+            &[tags::MANAGED_VALUE],
+        ))
+        .filters(filter(
+            &format!("tag:{}", tags::CLUSTER),
+            &[cluster.as_str()],
+        ))
+        .send()
+        .await
+        .map_err(|e| errors::map("ec2:DescribeSecurityGroups", region, e))?;
+    Ok(out.security_groups().first().cloned())
 }
 
 /// Security groups tagged for `cluster` (all of them, with `None`: every clusterctl group).
@@ -271,25 +304,29 @@ where
         // `--allow-cidr 0.0.0.0/0`): make its rules exactly what this cluster asks for.
         revoke_stale(ec2, region, &group_id, allow).await?;
     }
-    for p in wanted_rules(&group_id, allow) {
-        match ec2
-            .authorize_security_group_ingress()
+    // Both rules in one request. A group taken over may hold some of them already, and EC2
+    // refuses a request with any duplicate as a whole: then one rule per request.
+    let wanted = wanted_rules(&group_id, allow);
+    let authorize = |rules: Vec<IpPermission>| {
+        ec2.authorize_security_group_ingress()
             .group_id(&group_id)
-            .ip_permissions(p)
+            .set_ip_permissions(Some(rules))
             .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
-            Err(e) => {
-                return Err(errors::map_for(
-                    kind,
-                    "ec2:AuthorizeSecurityGroupIngress",
-                    region,
-                    e,
-                ));
+    };
+    let fail = |e| errors::map_for(kind, "ec2:AuthorizeSecurityGroupIngress", region, e);
+    match authorize(wanted.clone()).await {
+        Ok(_) => {}
+        Err(e) if code(&e) == Some("InvalidPermission.Duplicate") && wanted.len() > 1 => {
+            for p in wanted {
+                match authorize(vec![p]).await {
+                    Ok(_) => {}
+                    Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
+                    Err(e) => return Err(fail(e)),
+                }
             }
         }
+        Err(e) if code(&e) == Some("InvalidPermission.Duplicate") => {}
+        Err(e) => return Err(fail(e)),
     }
     Ok(group_id)
 }
@@ -472,6 +509,16 @@ pub fn describe_rule(rule: &IpPermission) -> String {
             .filter_map(|p| p.prefix_list_id().map(str::to_string)),
     );
     format!("{what} from {}", from.join(", "))
+}
+
+/// The rules of `group` (as described) that are not the cluster's.
+pub fn stale_in(group: &aws_sdk_ec2::types::SecurityGroup, allow: &[String]) -> Vec<IpPermission> {
+    let id = group.group_id().unwrap_or_default();
+    group
+        .ip_permissions()
+        .iter()
+        .filter_map(|p| unwanted(p, id, allow))
+        .collect()
 }
 
 /// The rules of group `group_id` that are not the cluster's (what [`revoke_stale`] removes).

@@ -58,6 +58,11 @@ const SIZES: &[(&str, u32, u64)] = &[
     ("r7i.16xlarge", 64, 524288),
 ];
 
+/// Whether clusterctl's own table lists `name` (x86_64, no GPU).
+pub fn is_listed_type(name: &str) -> bool {
+    SIZES.iter().any(|(n, _, _)| *n == name)
+}
+
 /// The cheapest listed type with at least the requested vCPUs and memory.
 pub fn type_for(size: &NodeSize, default: &str) -> Result<String> {
     if size.cpus.is_none() && size.memory_mib.is_none() {

@@ -31,6 +31,7 @@ impl Ec2Provider {
             &self.region,
             self.options.vpc.as_deref(),
             &self.options.subnets,
+            self.options.allow_cidrs.is_empty(),
         )
         .await?;
         let scheduler_type = match &self.options.scheduler_instance_type {
@@ -49,6 +50,79 @@ impl Ec2Provider {
         all_types.push(scheduler_type.clone());
         all_types.sort();
         all_types.dedup();
+        // Types clusterctl picked itself from its table are x86_64 without GPUs: nothing to
+        // look up. A type the user named is checked (it exists here; GPU; architecture).
+        let (gpu, arm64) = if all_types.iter().all(|t| options::is_listed_type(t)) {
+            (false, false)
+        } else {
+            self.describe_types(&all_types, &worker_types).await?
+        };
+        let (ami, ami_source) = match &self.options.ami {
+            Some(a) => (a.clone(), "--ami".to_string()),
+            None => {
+                let param = options::ami_parameter(gpu, arm64);
+                let out = self
+                    .ssm
+                    .get_parameter()
+                    .name(param)
+                    .send()
+                    .await
+                    .map_err(|e| errors::map("ssm:GetParameter", &self.region, e))?;
+                let id = out
+                    .parameter()
+                    .and_then(|p| p.value())
+                    .unwrap_or_default()
+                    .to_string();
+                (id, format!("SSM parameter {param}"))
+            }
+        };
+        // The ECS-optimized Amazon Linux images of AWS's own parameter root at /dev/xvda;
+        // an image given with `--ami` is looked up (it exists here, and its root device).
+        let root_device = if self.options.ami.is_some() {
+            let images = self
+                .ec2
+                .describe_images()
+                .image_ids(&ami)
+                .send()
+                .await
+                .map_err(|e| match errors::code(&e) {
+                    Some(c) if c.starts_with("InvalidAMIID") => Error::invalid(
+                        "--ami",
+                        ami.clone(),
+                        "EC2 has no such image in this region",
+                        None,
+                    ),
+                    _ => self.map("ec2:DescribeImages", e),
+                })?;
+            let image = images.images().first().ok_or_else(|| {
+                Error::invalid(
+                    "--ami",
+                    ami.clone(),
+                    "EC2 has no such image in this region",
+                    None,
+                )
+            })?;
+            image.root_device_name().unwrap_or("/dev/xvda").to_string()
+        } else {
+            "/dev/xvda".to_string()
+        };
+        Ok(Resolved {
+            network,
+            ami,
+            ami_source,
+            root_device,
+            scheduler_type,
+            worker_types,
+            gpu,
+        })
+    }
+
+    /// GPU and architecture of the named types, and that EC2 offers them here.
+    async fn describe_types(
+        &self,
+        all_types: &[String],
+        worker_types: &[String],
+    ) -> Result<(bool, bool)> {
         let out = self
             .ec2
             .describe_instance_types()
@@ -80,57 +154,6 @@ impl Ec2Provider {
                     .iter()
                     .all(|a| a.as_str() == "arm64")
             });
-        let (ami, ami_source) = match &self.options.ami {
-            Some(a) => (a.clone(), "--ami".to_string()),
-            None => {
-                let param = options::ami_parameter(gpu, arm64);
-                let out = self
-                    .ssm
-                    .get_parameter()
-                    .name(param)
-                    .send()
-                    .await
-                    .map_err(|e| errors::map("ssm:GetParameter", &self.region, e))?;
-                let id = out
-                    .parameter()
-                    .and_then(|p| p.value())
-                    .unwrap_or_default()
-                    .to_string();
-                (id, format!("SSM parameter {param}"))
-            }
-        };
-        let images = self
-            .ec2
-            .describe_images()
-            .image_ids(&ami)
-            .send()
-            .await
-            .map_err(|e| match errors::code(&e) {
-                Some(c) if c.starts_with("InvalidAMIID") => Error::invalid(
-                    "--ami",
-                    ami.clone(),
-                    "EC2 has no such image in this region",
-                    None,
-                ),
-                _ => self.map("ec2:DescribeImages", e),
-            })?;
-        let image = images.images().first().ok_or_else(|| {
-            Error::invalid(
-                "--ami",
-                ami.clone(),
-                "EC2 has no such image in this region",
-                None,
-            )
-        })?;
-        let root_device = image.root_device_name().unwrap_or("/dev/xvda").to_string();
-        Ok(Resolved {
-            network,
-            ami,
-            ami_source,
-            root_device,
-            scheduler_type,
-            worker_types,
-            gpu,
-        })
+        Ok((gpu, arm64))
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn spec() -> clusterctl_core::model::ClusterSpec {
         tls: false,
         private: true,
         launch: "1-0000abcd".into(),
+        pip: Vec::new(),
     }
 }
 

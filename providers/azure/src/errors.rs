@@ -48,6 +48,18 @@ pub enum ArmError {
     /// No credential, or one that could not give a token.
     #[error("{0}")]
     Credential(String),
+    /// A credential setting the user must fix (exit 2, nothing called).
+    #[error("{what}={value}: {reason}")]
+    Invalid {
+        /// The environment variable or flag.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+        /// How to fix it.
+        hint: String,
+    },
     /// A success answer that is not what ARM documents.
     #[error("{operation}: unexpected answer: {message}")]
     Unexpected {
@@ -131,6 +143,12 @@ pub fn map(e: ArmError, ctx: Context<'_>) -> Error {
             provider: P,
             message,
         },
+        ArmError::Invalid {
+            what,
+            value,
+            reason,
+            hint,
+        } => Error::invalid(what, value, reason, Some(hint)),
         ArmError::Unexpected { operation, message } => Error::Provider {
             provider: P,
             operation,

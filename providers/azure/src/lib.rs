@@ -14,6 +14,8 @@
 //! (`credential.rs`).
 
 mod api;
+mod azcli;
+pub mod certificate;
 mod claim;
 pub mod credential;
 pub mod errors;

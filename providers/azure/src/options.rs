@@ -61,7 +61,17 @@ pub struct AzureOptions {
     /// The user's SSH public key (an OpenSSH line, or a file holding one) for the admin user;
     /// default: a throwaway key whose private half is discarded.
     pub ssh_public_key: Option<String>,
+    /// What ends the cluster at its TTL when nobody runs `down`: [`TTL_DELETE_GROUP`] (default:
+    /// the scheduler's managed identity deletes the cluster's own group; `up` needs
+    /// `Microsoft.Authorization/roleAssignments/write`) or [`TTL_POWER_OFF`] (the VMs power off
+    /// and stay allocated: Azure bills them until `down`).
+    pub ttl_mode: Option<String>,
 }
+
+/// `--azure-ttl-mode delete-group`.
+pub const TTL_DELETE_GROUP: &str = "delete-group";
+/// `--azure-ttl-mode power-off`.
+pub const TTL_POWER_OFF: &str = "power-off";
 
 /// A parsed image URN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +243,19 @@ impl AzureOptions {
         for c in &self.allow_cidrs {
             validate_cidr(c)?;
         }
+        if let Some(m) = &self.ttl_mode
+            && m != TTL_DELETE_GROUP
+            && m != TTL_POWER_OFF
+        {
+            return Err(Error::invalid(
+                "--azure-ttl-mode",
+                m.clone(),
+                "not a TTL mode",
+                Some(format!(
+                    "`{TTL_DELETE_GROUP}` (default: the cluster deletes its own resource group at the TTL) or `{TTL_POWER_OFF}` (the VMs only power off, and Azure keeps billing them until `down`)"
+                )),
+            ));
+        }
         if let Some(e) = &self.endpoint {
             clusterctl_core::rest::parse_base_url(e).map_err(|m| {
                 Error::invalid(
@@ -303,6 +326,11 @@ impl AzureOptions {
     pub fn os_disk(&self) -> u32 {
         self.os_disk_gib.unwrap_or(DEFAULT_OS_DISK_GIB)
     }
+
+    /// Whether the TTL only powers the VMs off (`--azure-ttl-mode power-off`).
+    pub fn ttl_power_off(&self) -> bool {
+        self.ttl_mode.as_deref() == Some(TTL_POWER_OFF)
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +354,12 @@ mod tests {
         assert!(parse_image("Canonical:ubuntu").is_err());
         assert!(validate_subnet("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/n").is_ok());
         assert!(validate_subnet("subnet-1").is_err());
+        let mut o = AzureOptions::default();
+        for (mode, ok) in [("power-off", true), ("delete-group", true), ("off", false)] {
+            o.ttl_mode = Some(mode.into());
+            assert_eq!(o.validate_formats().is_ok(), ok, "{mode}");
+        }
+        assert!(!o.ttl_power_off());
     }
 
     #[test]

@@ -63,6 +63,9 @@ impl AzureProvider {
             });
         }
 
+        // Before anything else exists: the self-deleting TTL's role assignment is allowed.
+        self.check_grant_permission(&spec.name).await?;
+
         let locations: Vec<Location> = self
             .arm
             .list(

@@ -6,7 +6,13 @@
 //! (`clusterctl_core::expiry`, `templates/azure_delete_group.py`) deletes the group through ARM
 //! with a token from the instance metadata service at the TTL (or after `--idle-timeout`). The
 //! assignment lives in the group and goes with it (`down` deletes the group). In a group the user
-//! named (`--resource-group`) nothing deletes the group: the VMs power off and stay billed.
+//! named (`--resource-group`), or with `--azure-ttl-mode power-off`, nothing deletes the group:
+//! the VMs power off and stay billed.
+//!
+//! Creating the role assignment needs `Microsoft.Authorization/roleAssignments/write`, which
+//! Contributor lacks: [`AzureProvider::check_grant_permission`] asks ARM's permissions API for
+//! the caller's effective actions before anything is created and refuses (exit 2) naming the
+//! missing action and the two ways out.
 
 use std::time::Duration;
 
@@ -22,7 +28,9 @@ use serde_json::{Value, json};
 use crate::{
     AzureProvider,
     api::{Arm, RESOURCES_API},
-    errors, vms,
+    errors,
+    options::{TTL_DELETE_GROUP, TTL_POWER_OFF},
+    vms,
 };
 
 /// api-version of Microsoft.Authorization role assignments.
@@ -53,10 +61,16 @@ impl AzureProvider {
         }
     }
 
+    /// Whether the cluster deletes its own group at the TTL: its own group, and not
+    /// `--azure-ttl-mode power-off`.
+    pub(crate) fn self_deleting(&self) -> bool {
+        self.own_group() && !self.options.ttl_power_off()
+    }
+
     /// The scheduler's end-of-life step: delete the cluster's own group (none in a group the
-    /// user named).
+    /// user named, nor with `--azure-ttl-mode power-off`).
     pub(crate) fn expiry_hook(&self, cluster: &ClusterName) -> Option<ExpiryHook> {
-        if !self.own_group() {
+        if !self.self_deleting() {
             return None;
         }
         let group = vms::group_name(cluster);
@@ -82,6 +96,9 @@ impl AzureProvider {
 
     /// What happens at the TTL, for `--dry-run`.
     pub(crate) fn ttl_note(&self, cluster: &ClusterName) -> String {
+        if self.own_group() && self.options.ttl_power_off() {
+            return power_off_note(&vms::group_name(cluster));
+        }
         ttl_note(
             self.own_group(),
             &self
@@ -94,13 +111,106 @@ impl AzureProvider {
 
     /// The role assignment `up` makes once the scheduler VM (and so its identity) exists.
     pub(crate) fn grant(&self, cluster: &ClusterName) -> Option<Grant> {
-        self.own_group().then(|| Grant {
+        self.self_deleting().then(|| Grant {
             arm: self.arm.clone(),
             scope: self.arm.group(&vms::group_name(cluster)),
             location: self.options.location.clone().unwrap_or_default(),
             identity: self.identity.get().cloned(),
         })
     }
+
+    /// Refuse before anything exists when the identity may not create the role assignment the
+    /// self-deleting TTL needs. ARM's permissions API (`Permissions_ListForResourceGroup`) gives
+    /// the caller's effective actions at the cluster's group; the group does not exist yet, so
+    /// when ARM answers 404 the same extension resource is read at the subscription (whose
+    /// assignments the new group inherits). When neither answers, the check is skipped: the
+    /// assignment's own refusal then rolls `up` back.
+    pub(crate) async fn check_grant_permission(&self, cluster: &ClusterName) -> Result<()> {
+        if !self.self_deleting() {
+            return Ok(());
+        }
+        let group = self.arm.group(&vms::group_name(cluster));
+        let path = |scope: &str| format!("{scope}/providers/Microsoft.Authorization/permissions");
+        let mut scope = group.clone();
+        let mut got: std::result::Result<Vec<Permission>, _> =
+            self.arm.list(&path(&scope), AUTHORIZATION_API, &[]).await;
+        if got.as_ref().is_err_and(|e| e.is_not_found()) {
+            scope = self.arm.sub();
+            got = self.arm.list(&path(&scope), AUTHORIZATION_API, &[]).await;
+        }
+        let Ok(permissions) = got else {
+            return Ok(());
+        };
+        if allows(&permissions, ASSIGN_ACTION) {
+            return Ok(());
+        }
+        let identity = self
+            .identity
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.arm.credential().source().describe());
+        Err(Error::invalid(
+            "--azure-ttl-mode",
+            TTL_DELETE_GROUP,
+            format!(
+                "the cluster deletes its own resource group at its TTL through a role assignment `up` creates, but {identity} lacks `{ASSIGN_ACTION}` at {scope} (Contributor does not have it); nothing was created"
+            ),
+            Some(format!(
+                "give the identity a role with {ASSIGN_ACTION} on the subscription (Owner, User Access Administrator or Role Based Access Control Administrator), or pass `--azure-ttl-mode {TTL_POWER_OFF}`: then the VMs only power off at the TTL and Azure keeps billing them (compute, disks, public IP) until `clusterctl down`"
+            )),
+        ))
+    }
+}
+
+/// The action a role assignment's creation needs.
+pub const ASSIGN_ACTION: &str = "Microsoft.Authorization/roleAssignments/write";
+
+/// One entry of ARM's permissions answer (`PermissionGetResult.value[]`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Permission {
+    /// Allowed actions (wildcards `*`).
+    pub actions: Vec<String>,
+    /// Actions taken out of `actions` of the same entry.
+    pub not_actions: Vec<String>,
+}
+
+/// Whether any entry allows `action`: one of its `actions` matches and none of its
+/// `notActions` does (Azure RBAC's rule; matching is case-insensitive, `*` any text).
+pub fn allows(permissions: &[Permission], action: &str) -> bool {
+    permissions.iter().any(|p| {
+        p.actions.iter().any(|a| wildcard(a, action))
+            && !p.not_actions.iter().any(|n| wildcard(n, action))
+    })
+}
+
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == t;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !t.starts_with(first) || t.len() < first.len() + last.len() || !t.ends_with(last) {
+        return false;
+    }
+    let mut rest = &t[first.len()..t.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// What happens at the TTL with `--azure-ttl-mode power-off` in the cluster's own group.
+pub fn power_off_note(group: &str) -> String {
+    format!(
+        "--azure-ttl-mode power-off: at the TTL the VMs only power off; they stay allocated and \
+         Azure KEEPS BILLING them (compute as when running, plus disks and the public IP) until \
+         `clusterctl down` deletes the resource group {group}; no role assignment is made"
+    )
 }
 
 /// What happens at the TTL: in the cluster's own group, the group deletes itself; in a group
@@ -248,6 +358,38 @@ mod tests {
             "{other}"
         );
         assert!(other.contains("existing group mine"), "{other}");
+    }
+
+    #[test]
+    fn permissions_follow_azure_rbac_matching() {
+        let p = |a: &[&str], n: &[&str]| Permission {
+            actions: a.iter().map(|s| s.to_string()).collect(),
+            not_actions: n.iter().map(|s| s.to_string()).collect(),
+        };
+        let owner = p(&["*"], &[]);
+        let contributor = p(
+            &["*"],
+            &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+        );
+        let uaa = p(&["*/read", "Microsoft.Authorization/*"], &[]);
+        assert!(allows(&[owner], ASSIGN_ACTION));
+        assert!(!allows(std::slice::from_ref(&contributor), ASSIGN_ACTION));
+        assert!(allows(&[contributor.clone(), uaa], ASSIGN_ACTION));
+        assert!(allows(
+            &[contributor],
+            "Microsoft.Compute/virtualMachines/write"
+        ));
+        assert!(!allows(&[], ASSIGN_ACTION));
+        assert!(wildcard("*/read", "Microsoft.Compute/virtualMachines/read"));
+        assert!(!wildcard(
+            "*/read",
+            "Microsoft.Compute/virtualMachines/write"
+        ));
+        assert!(power_off_note("g").contains("KEEPS BILLING"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   [`api_log`], the request log every platform client writes for benchmarks;
 //! - [`lifecycle`]: `up` with rollback, readiness and `scale` over any provider;
 //! - [`teardown`]: `down`, what it knows besides the listing, and what it says it leaves;
+//! - [`jwt`]: PEM blocks, RSA keys and RS256-signed JWTs for self-signed credential assertions;
 //! - [`sshkey`]: throwaway SSH public keys for clouds that demand a login credential;
 //! - [`record`]: the local record of a cluster (atomic, 0600, locked);
 //! - [`error`]: the typed errors, their exit codes and `hint:` lines.
@@ -24,9 +25,11 @@ pub mod api_log;
 pub mod bootstrap;
 pub mod concurrent;
 pub mod container;
+pub mod doctor;
 pub mod error;
 pub mod expiry;
 pub mod health;
+pub mod jwt;
 pub mod lifecycle;
 pub mod model;
 pub mod provider;

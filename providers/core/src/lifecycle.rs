@@ -186,6 +186,13 @@ pub async fn up(
     if !matches!(err, Error::Interrupted) {
         progress.note(&format!("up failed ({err}); removing what was created"));
     }
+    tracing::info!(
+        target: "clusterctl::rollback",
+        cluster = %ctx.spec.name,
+        cause = %err,
+        launched = tracker.known().len(),
+        "rolling back"
+    );
     match down(
         provider,
         &ctx.spec.name,
@@ -195,8 +202,24 @@ pub async fn up(
     )
     .await
     {
-        Ok(_) => Err(err),
-        Err(failure) => Err(tracker.left_behind(provider, &ctx.spec.name, Some(err), failure)),
+        Ok(t) => {
+            tracing::info!(
+                target: "clusterctl::rollback",
+                cluster = %ctx.spec.name,
+                nodes = t.nodes_terminated.len(),
+                "rollback complete"
+            );
+            Err(err)
+        }
+        Err(failure) => {
+            tracing::warn!(
+                target: "clusterctl::rollback",
+                cluster = %ctx.spec.name,
+                error = %failure,
+                "rollback incomplete"
+            );
+            Err(tracker.left_behind(provider, &ctx.spec.name, Some(err), failure))
+        }
     }
 }
 

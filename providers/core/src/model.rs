@@ -337,6 +337,9 @@ pub struct ClusterSpec {
     /// what another made (see [`crate::provider::ClusterProvider::bootstrap`]).
     #[serde(default)]
     pub launch: String,
+    /// Python requirements installed on every node before Dask starts (`--pip`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pip: Vec<String>,
 }
 
 impl ClusterSpec {

@@ -220,9 +220,26 @@ pub trait ClusterProvider: Send + Sync + Debug {
         Interval::CLOUD
     }
 
+    /// Whether `down` may believe an empty listing at once, even of a cluster launched moments
+    /// ago: the platform lists consistently, and removes by itself whatever a launch racing the
+    /// teardown still creates. By default `false`: an empty listing of a young cluster is only
+    /// believed when a second one, a poll interval later, is empty too (eventually consistent
+    /// listings such as EC2's and DigitalOcean's).
+    fn listing_is_authoritative(&self) -> bool {
+        false
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;
+
+    /// `clusterctl doctor`: what `up` of `ctx` would need, checked without creating anything.
+    /// By default the plan's checks; providers add permission checks their platform can make
+    /// without side effects (a dry run, an access review).
+    async fn doctor(&self, ctx: &LaunchContext<'_>) -> Vec<crate::doctor::Check> {
+        let (check, _) = crate::doctor::plan_check(self, ctx).await;
+        vec![check]
+    }
 
     /// Create or reuse what the nodes need besides themselves: firewall rules, roles, log
     /// groups, namespaces, secrets, a runtime. Every created resource carries the cluster tags

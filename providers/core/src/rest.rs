@@ -331,17 +331,23 @@ pub fn segment(value: &str) -> String {
 }
 
 /// Check a base URL: `https`, or `http` to a loopback address (a local test server: the token
-/// never leaves the machine).
+/// never leaves the machine) or a link-local one (a host-local metadata or identity endpoint).
 pub fn parse_base_url(value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
-    // Loopback (a local test server), or the link-local instance metadata service of the
-    // clouds (169.254.169.254, reached without TLS from inside a VM, and sent no token).
+    // Loopback (a local test server), or a link-local address: the instance metadata service of
+    // the clouds (169.254.169.254, reached without TLS from inside a VM, and sent no token) and
+    // the host-local identity endpoints of Azure App Service and Container Apps
+    // (`IDENTITY_ENDPOINT`, e.g. 169.254.129.2:8081), never routed beyond the link.
     let loopback = match url.host_str() {
         Some("localhost") => true,
         Some(h) => h
             .trim_matches(['[', ']'])
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip == METADATA_ADDRESS),
+            .is_ok_and(|ip| {
+                ip.is_loopback()
+                    || ip == METADATA_ADDRESS
+                    || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local())
+            }),
         None => false,
     };
     match url.scheme() {
@@ -577,19 +583,39 @@ impl RestClient {
             sent: !e.is_connect(),
             message: chain(&e.without_url()),
         };
+        let started = std::time::Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(log) = &inner.log {
                     log_request(log, inner.service, method, &path, None);
                 }
-                return Err(transport(e));
+                let err = transport(e);
+                tracing::debug!(
+                    target: "clusterctl::api",
+                    service = inner.service,
+                    %method,
+                    path = %path,
+                    ms = started.elapsed().as_millis() as u64,
+                    error = %reason(&err),
+                    "request failed"
+                );
+                return Err(err);
             }
         };
         let status = resp.status();
         if let Some(log) = &inner.log {
             log_request(log, inner.service, method, &path, Some(status));
         }
+        tracing::debug!(
+            target: "clusterctl::api",
+            service = inner.service,
+            %method,
+            path = %path,
+            status = status.as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
         let headers = resp.headers().clone();
         let text = resp.text().await.map_err(transport)?;
         if status.is_success() {
@@ -608,6 +634,21 @@ impl RestClient {
                 body: text,
             })
         }
+    }
+}
+
+/// Why a request failed, for the diagnostics log: the status or the transport failure, never
+/// the answer's body (which may echo what was sent).
+fn reason(err: &RestError) -> String {
+    match err {
+        RestError::Status { status, .. } => format!("HTTP {}", status.as_u16()),
+        RestError::Transport { message, sent, .. } => {
+            format!(
+                "transport ({}): {message}",
+                if *sent { "sent" } else { "not sent" }
+            )
+        }
+        other => other.to_string(),
     }
 }
 
@@ -722,6 +763,18 @@ impl RestRequest<'_> {
             .adjust(|e: &RestError, next| {
                 next_delay(server_wait(e, hook.as_ref()), next, deadline.remaining())
             })
+            .notify(|e: &RestError, wait: Duration| {
+                tracing::info!(
+                    target: "clusterctl::api",
+                    service = inner.service,
+                    %method,
+                    path = url.path(),
+                    class = ?retry_class(e, repeatable),
+                    reason = %reason(e),
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying"
+                );
+            })
             .await
     }
 
@@ -768,151 +821,5 @@ impl RestResponse {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(42))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-3", now), None);
-    }
-
-    #[test]
-    fn backoff_stays_within_its_bounds() {
-        let config = RetryConfig {
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(2),
-            max_retries: 6,
-            max_total_delay: Duration::from_secs(60),
-        };
-        for _ in 0..50 {
-            let delays: Vec<Duration> = backon::BackoffBuilder::build(backoff(&config)).collect();
-            assert!(delays.len() <= 6, "{delays:?}");
-            assert!(!delays.is_empty());
-            for d in &delays {
-                // Jitter adds up to the delay itself on top of it.
-                assert!(*d >= config.min_delay && *d < config.max_delay * 2, "{d:?}");
-            }
-            assert!(delays.iter().sum::<Duration>() <= config.max_total_delay);
-        }
-    }
-
-    #[test]
-    fn next_delay_honours_server_budget_and_deadline() {
-        let s = Duration::from_secs;
-        // The server's wait replaces the backoff's.
-        assert_eq!(next_delay(Some(s(5)), Some(s(1)), s(60)), Some(s(5)));
-        assert_eq!(next_delay(None, Some(s(1)), s(60)), Some(s(1)));
-        // The attempt budget is spent: no more attempts whatever the server says.
-        assert_eq!(next_delay(Some(s(1)), None, s(60)), None);
-        // Waiting past the deadline is pointless: give up now.
-        assert_eq!(next_delay(Some(s(3600)), Some(s(1)), s(60)), None);
-        assert_eq!(next_delay(None, Some(s(2)), s(1)), None);
-    }
-
-    #[test]
-    fn urls_join_under_the_base_path() {
-        let base = Url::parse("https://api.example.com").unwrap();
-        assert_eq!(
-            join_url(&base, "/v2/droplets").unwrap().as_str(),
-            "https://api.example.com/v2/droplets"
-        );
-        let prefixed = Url::parse("https://proxy.example.com/do/?x=1").unwrap();
-        assert_eq!(
-            join_url(&prefixed, "/v2/tags/a:b").unwrap().as_str(),
-            "https://proxy.example.com/do/v2/tags/a:b"
-        );
-        assert!(join_url(&base, "v2/droplets").is_err());
-        assert!(join_url(&base, "/v2/../admin").is_err());
-        assert!(join_url(&base, "/v2/droplets?tag_name=x").is_err());
-        assert_eq!(
-            segment("clusterctl-cluster:a_5f"),
-            "clusterctl-cluster:a_5f"
-        );
-        assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
-    }
-
-    #[test]
-    fn base_urls_are_https_or_loopback() {
-        assert!(parse_base_url("https://api.digitalocean.com").is_ok());
-        assert!(parse_base_url("https://127.0.0.1:8443").is_ok());
-        assert!(parse_base_url("http://127.0.0.1:8080").is_ok());
-        assert!(parse_base_url("http://localhost:8080").is_ok());
-        assert!(parse_base_url("http://api.digitalocean.com").is_err());
-        assert!(parse_base_url("http://169.254.169.254").is_ok());
-        assert!(parse_base_url("http://169.254.169.253").is_err());
-        assert!(parse_base_url("ftp://x").is_err());
-        assert!(parse_base_url("not a url").is_err());
-    }
-
-    #[test]
-    fn classes() {
-        let status = |code: u16| RestError::Status {
-            service: "t",
-            method: Method::POST,
-            path: "/".into(),
-            status: StatusCode::from_u16(code).unwrap(),
-            headers: Box::default(),
-            body: String::new(),
-        };
-        assert_eq!(retry_class(&status(429), false), RetryClass::Throttled);
-        assert_eq!(retry_class(&status(502), true), RetryClass::Transient);
-        assert_eq!(retry_class(&status(502), false), RetryClass::Fatal);
-        assert_eq!(retry_class(&status(422), true), RetryClass::Fatal);
-        let transport = |sent| RestError::Transport {
-            service: "t",
-            method: Method::POST,
-            path: "/".into(),
-            message: String::new(),
-            sent,
-        };
-        assert_eq!(retry_class(&transport(false), false), RetryClass::Transient);
-        assert_eq!(retry_class(&transport(true), false), RetryClass::Fatal);
-        assert_eq!(retry_class(&transport(true), true), RetryClass::Transient);
-    }
-
-    #[test]
-    fn absolute_urls_stay_on_the_clients_origin() {
-        let client =
-            RestClient::new(RestConfig::new("t", "https://arm.example.com"), None).unwrap();
-        let ok = client.request_url(
-            Method::GET,
-            "https://arm.example.com/subscriptions/s/operations/1?api-version=x",
-        );
-        assert_eq!(ok.url.unwrap().query(), Some("api-version=x"));
-        for bad in [
-            "https://evil.example.com/x",
-            "http://arm.example.com/x",
-            "https://arm.example.com:444/x",
-            "nonsense",
-        ] {
-            assert!(client.request_url(Method::GET, bad).url.is_err(), "{bad}");
-        }
-        let form = client
-            .request(Method::POST, "/t")
-            .form(&[("scope", "https://m/.default"), ("a", "b c")]);
-        assert_eq!(
-            form.body.unwrap().unwrap(),
-            b"scope=https%3A%2F%2Fm%2F.default&a=b+c"
-        );
-    }
-
-    #[test]
-    fn secrets_never_print() {
-        let s = Secret::new("dop_v1_abcdef");
-        assert!(!format!("{s:?}").contains("abcdef"));
-        let client =
-            RestClient::new(RestConfig::new("t", "https://api.example.com"), Some(s)).unwrap();
-        assert!(!format!("{client:?}").contains("abcdef"));
-    }
-}
+#[path = "rest_tests.rs"]
+mod tests;

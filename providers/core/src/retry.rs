@@ -82,7 +82,15 @@ where
     op.retry(config.backoff())
         .sleep(tokio::time::sleep)
         .when(|e: &E| e.retry_class() != RetryClass::Fatal)
-        .notify(|e: &E, d| on_retry(e, d))
+        .notify(|e: &E, d| {
+            tracing::info!(
+                target: "clusterctl::retry",
+                class = ?e.retry_class(),
+                wait_ms = d.as_millis() as u64,
+                "retrying"
+            );
+            on_retry(e, d)
+        })
         .await
 }
 
@@ -100,6 +108,13 @@ where
     op.retry(config.backoff())
         .sleep(tokio::time::sleep)
         .when(when)
+        .notify(|_: &E, d| {
+            tracing::info!(
+                target: "clusterctl::retry",
+                wait_ms = d.as_millis() as u64,
+                "not there yet (eventual consistency); trying again"
+            )
+        })
         .await
 }
 

@@ -235,7 +235,16 @@ async fn remove(
         .into_iter()
         .filter(|k| !listed.iter().any(|n| n.id == k.id))
         .collect();
-    let confirm = !unlisted.is_empty() || tracker.young(&listed);
+    let confirm =
+        !unlisted.is_empty() || (!provider.listing_is_authoritative() && tracker.young(&listed));
+    tracing::info!(
+        target: "clusterctl::teardown",
+        cluster = %cluster,
+        listed = listed.len(),
+        unlisted = unlisted.len(),
+        confirm,
+        "terminating nodes"
+    );
     let mut targets = listed;
     targets.extend(unlisted);
     if !targets.is_empty() {
@@ -273,6 +282,12 @@ async fn remove(
                 .cloned()
                 .collect();
             if !late.is_empty() {
+                tracing::info!(
+                    target: "clusterctl::teardown",
+                    cluster = %cluster,
+                    late = late.len(),
+                    "terminating nodes still listed as running (late in the listing, or slow to stop)"
+                );
                 provider.terminate_nodes(cluster, &late).await?;
             }
             Ok(Poll::Pending(format!(
@@ -283,7 +298,14 @@ async fn remove(
     )
     .await?;
     tracker.nodes_gone();
+    tracing::info!(target: "clusterctl::teardown", cluster = %cluster, "nodes gone; removing the supporting resources");
     let leftovers = provider.cleanup(cluster).await?;
+    tracing::info!(
+        target: "clusterctl::teardown",
+        cluster = %cluster,
+        leftovers = leftovers.len(),
+        "verified"
+    );
     if !leftovers.is_empty() {
         return Err(Error::Leftovers {
             name: cluster.to_string(),

@@ -90,15 +90,42 @@ where
 {
     let mut delay = interval.first;
     let mut last = String::new();
+    let started = std::time::Instant::now();
+    tracing::debug!(
+        target: "clusterctl::wait",
+        phase,
+        deadline_s = deadline.remaining().as_secs(),
+        "waiting"
+    );
+    let mut polls = 0u32;
     loop {
         let remaining = deadline.remaining();
+        polls += 1;
         match tokio::time::timeout(remaining, probe()).await {
-            Ok(Ok(Poll::Ready(v))) => return Ok(v),
-            Ok(Ok(Poll::Pending(seen))) => last = seen,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {}
+            Ok(Ok(Poll::Ready(v))) => {
+                tracing::debug!(
+                    target: "clusterctl::wait",
+                    phase,
+                    polls,
+                    ms = started.elapsed().as_millis() as u64,
+                    "done"
+                );
+                return Ok(v);
+            }
+            Ok(Ok(Poll::Pending(seen))) => {
+                tracing::debug!(target: "clusterctl::wait", phase, poll = polls, seen = %seen, "pending");
+                last = seen;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target: "clusterctl::wait", phase, poll = polls, error = %e, "probe failed");
+                return Err(e);
+            }
+            Err(_) => {
+                tracing::debug!(target: "clusterctl::wait", phase, poll = polls, "probe outlived the deadline");
+            }
         }
         if deadline.expired() {
+            tracing::debug!(target: "clusterctl::wait", phase, polls, last = %last, "deadline passed");
             return Err(Error::Timeout {
                 phase: phase.to_string(),
                 after: deadline.total(),

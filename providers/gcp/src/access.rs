@@ -53,6 +53,15 @@ impl GcpProvider {
         )
     }
 
+    /// The account attached to the cluster's instances and allowed to read its keys: the
+    /// user's `--service-account`, else the per-cluster one.
+    pub(crate) fn node_account(&self, cluster: &ClusterName) -> String {
+        self.options
+            .service_account
+            .clone()
+            .unwrap_or_else(|| self.account_email(cluster))
+    }
+
     /// Create the cluster's service account (an existing one of the cluster is reused) and
     /// wait until IAM shows it three times in a row.
     pub(crate) async fn ensure_account(&self, spec: &ClusterSpec) -> Result<String> {
@@ -228,8 +237,13 @@ impl GcpProvider {
     /// Delete the cluster's secrets (by label) and its service account; gone is fine.
     pub(crate) async fn delete_access(&self, cluster: &ClusterName) -> Result<()> {
         let g = &self.google;
-        for s in self.secrets_of(cluster).await? {
-            let id = s.name.rsplit('/').next().unwrap_or_default().to_string();
+        let ids: Vec<String> = self
+            .secrets_of(cluster)
+            .await?
+            .iter()
+            .map(|s| s.name.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        clusterctl_core::concurrent::each(ids, 8, |id| async move {
             match g
                 .call::<Value>(
                     Api::Secrets,
@@ -241,11 +255,12 @@ impl GcpProvider {
                 )
                 .await
             {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(self.err(e)),
+                Ok(_) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(self.err(e)),
             }
-        }
+        })
+        .await?;
         let email = self.account_email(cluster);
         match g
             .call::<Value>(

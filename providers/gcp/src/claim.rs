@@ -182,19 +182,21 @@ impl GcpProvider {
         spec_name: &clusterctl_core::model::ClusterName,
     ) -> Result<()> {
         let g = &self.google;
-        for name in [ports_rule(spec_name), internal_rule(spec_name)] {
+        let names = vec![ports_rule(spec_name), internal_rule(spec_name)];
+        // Both at once, each operation awaited; gone is fine.
+        clusterctl_core::concurrent::each(names, 2, |name| async move {
             let path = g.cp(&format!("/global/firewalls/{name}"));
             match g.mutate(Method::DELETE, &path, None, &request_id()).await {
                 Ok(op) => match g.wait(&format!("delete firewall {name}"), op).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(self.err(e)),
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(self.err(e)),
                 },
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(self.err(e)),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(self.err(e)),
             }
-        }
-        Ok(())
+        })
+        .await
     }
 
     /// The cluster's rules that still exist.

@@ -8,19 +8,19 @@
 //! A `service_account` key becomes a self-signed JWT (RS256 with the key, `kid` = its id,
 //! `iss` = `sub` = its e-mail, the cloud-platform `scope`), sent as the bearer token, as
 //! google-cloud-auth does: no call to a token endpoint. An `authorized_user` (gcloud's user
-//! credentials) is refreshed at its token endpoint. `external_account` (workload identity
-//! federation) is refused with an explanation for now. Tokens are cached until five minutes
+//! credentials) is refreshed at its token endpoint. An `external_account` (workload identity
+//! federation, e.g. from google-github-actions/auth) exchanges its subject token at STS and
+//! may impersonate a service account (`federation.rs`). Tokens are cached until five minutes
 //! before they expire and never printed.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
 use clusterctl_core::rest::{RestClient, RestConfig, Secret, parse_base_url};
 use reqwest::Method;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::errors::GcpError;
+use crate::{errors::GcpError, federation::External};
 
 /// The one OAuth scope clusterctl asks for (Secret Manager accepts only it).
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -46,6 +46,15 @@ pub enum Source {
         /// The file.
         path: String,
     },
+    /// Workload identity federation (`external_account`).
+    External {
+        /// The file.
+        path: String,
+        /// The workload identity pool provider.
+        audience: String,
+        /// The impersonated service account, if any.
+        service_account: Option<String>,
+    },
     /// The metadata server of the machine clusterctl runs on.
     Metadata {
         /// Its base URL.
@@ -61,6 +70,16 @@ impl Source {
                 format!("service account {email} (key {path})")
             }
             Source::User { path } => format!("gcloud user credentials ({path})"),
+            Source::External {
+                path,
+                audience,
+                service_account,
+            } => match service_account {
+                Some(sa) => format!(
+                    "service account {sa} impersonated through workload identity federation ({audience}, {path})"
+                ),
+                None => format!("workload identity federation ({audience}, {path})"),
+            },
             Source::Metadata { url } => format!("the metadata server's service account ({url})"),
         }
     }
@@ -94,7 +113,7 @@ enum Kind {
     Jwt {
         email: String,
         key_id: String,
-        key: ring::signature::RsaKeyPair,
+        key: clusterctl_core::jwt::RsaSigner,
     },
     Refresh {
         client: RestClient,
@@ -103,6 +122,7 @@ enum Kind {
         client_secret: Secret,
         refresh_token: Secret,
     },
+    External(Box<External>),
     Metadata {
         client: RestClient,
     },
@@ -131,23 +151,16 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
-fn b64url(data: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-/// The DER inside a PEM `PRIVATE KEY` block.
+/// The DER inside the key's PEM `PRIVATE KEY` block.
 fn pem_der(pem: &str) -> Result<Vec<u8>, GcpError> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with("-----") && !l.is_empty())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| {
-            GcpError::Credential(format!(
-                "the service-account key's private_key is not PEM: {e}"
-            ))
+    clusterctl_core::jwt::pem_blocks(pem)
+        .into_iter()
+        .find(|(label, _)| label == "PRIVATE KEY")
+        .map(|(_, der)| der)
+        .ok_or_else(|| {
+            GcpError::Credential(
+                "the service-account key's private_key holds no PEM PRIVATE KEY block".into(),
+            )
         })
 }
 
@@ -202,7 +215,7 @@ impl Credential {
         match key.kind.as_str() {
             "service_account" => {
                 let der = pem_der(&key.private_key)?;
-                let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                let pair = clusterctl_core::jwt::RsaSigner::from_pkcs8(&der).map_err(|e| {
                     GcpError::Credential(format!(
                         "{path}: the private key is not an RSA PKCS#8 key: {e}"
                     ))
@@ -242,11 +255,22 @@ impl Credential {
                     cached: Mutex::new(None),
                 })
             }
-            "external_account" => Err(GcpError::Credential(format!(
-                "{path} is an external_account (workload identity federation) credential, which this build does not exchange yet; use a service-account key or run on a machine with a service account"
-            ))),
+            "external_account" => {
+                let ext = External::from_file(path, text)?;
+                let summary = ext.summary();
+                Ok(Credential {
+                    source: Source::External {
+                        path: path.into(),
+                        audience: summary.audience,
+                        service_account: summary.service_account,
+                    },
+                    kind: Kind::External(Box::new(ext)),
+                    project: key.quota_project_id,
+                    cached: Mutex::new(None),
+                })
+            }
             other => Err(GcpError::Credential(format!(
-                "{path}: credentials of type `{other}` are not supported (service_account, authorized_user)"
+                "{path}: credentials of type `{other}` are not supported (service_account, authorized_user, external_account)"
             ))),
         }
     }
@@ -281,28 +305,15 @@ impl Credential {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
-                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key_id});
+                let header = serde_json::json!({"typ": "JWT", "kid": key_id});
                 let claims = serde_json::json!({
                     "iss": email, "sub": email, "scope": CLOUD_PLATFORM,
                     "iat": now, "exp": now + JWT_LIFETIME,
                 });
-                let signing = format!(
-                    "{}.{}",
-                    b64url(header.to_string().as_bytes()),
-                    b64url(claims.to_string().as_bytes())
-                );
-                let mut sig = vec![0; key.public().modulus_len()];
-                key.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
-                    &ring::rand::SystemRandom::new(),
-                    signing.as_bytes(),
-                    &mut sig,
-                )
-                .map_err(|_| GcpError::Credential("signing the JWT failed".into()))?;
-                Ok((
-                    Secret::new(format!("{signing}.{}", b64url(&sig))),
-                    Duration::from_secs(JWT_LIFETIME),
-                ))
+                let jwt = key
+                    .sign(&header, &claims)
+                    .map_err(|_| GcpError::Credential("signing the JWT failed".into()))?;
+                Ok((Secret::new(jwt), Duration::from_secs(JWT_LIFETIME)))
             }
             Kind::Refresh {
                 client,
@@ -332,6 +343,7 @@ impl Credential {
                     Duration::from_secs(answer.expires_in.unwrap_or(3600)),
                 ))
             }
+            Kind::External(ext) => ext.fetch().await,
             Kind::Metadata { client } => {
                 let answer: TokenAnswer = client
                     .request(
@@ -360,7 +372,7 @@ mod tests {
     #[test]
     fn unsupported_and_broken_files_are_refused() {
         let e = Credential::from_file("x.json", r#"{"type":"external_account"}"#).unwrap_err();
-        assert!(e.to_string().contains("workload identity"), "{e}");
+        assert!(e.to_string().contains("token_url"), "{e}");
         assert!(Credential::from_file("x.json", "nonsense").is_err());
         let bad_key = r#"{"type":"service_account","client_email":"a@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}"#;
         assert!(Credential::from_file("k.json", bad_key).is_err());

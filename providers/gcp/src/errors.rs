@@ -182,6 +182,23 @@ impl GcpError {
         }
     }
 
+    /// Whether the `networkIP` asked for is held by another resource (the operation's
+    /// `IP_IN_USE_BY_ANOTHER_RESOURCE`, or a call refused with "is already being used").
+    pub fn is_ip_taken(&self) -> bool {
+        match self {
+            GcpError::Operation { errors, .. } => errors
+                .iter()
+                .any(|e| e.code == "IP_IN_USE_BY_ANOTHER_RESOURCE"),
+            GcpError::Rest(_) => {
+                self.status() == Some(400)
+                    && self
+                        .message()
+                        .contains("is already being used by another resource")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a quota refused it.
     pub fn is_quota(&self) -> bool {
         match self {
@@ -404,6 +421,15 @@ mod tests {
             .is_conflict()
         );
         assert!(status(404, "").is_not_found());
+        let taken = GcpError::Operation {
+            operation: "insert".into(),
+            errors: vec![OpError {
+                code: "IP_IN_USE_BY_ANOTHER_RESOURCE".into(),
+                message: "IP '10.128.0.9' is already being used by another resource.".into(),
+                ..Default::default()
+            }],
+        };
+        assert!(taken.is_ip_taken() && !taken.is_capacity());
         assert!(
             status(400, r#"{"error":{"code":400,"message":"Service account x@p.iam.gserviceaccount.com does not exist.","status":"INVALID_ARGUMENT"}}"#)
                 .is_unpropagated_account()

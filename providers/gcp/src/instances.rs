@@ -11,7 +11,12 @@ use clusterctl_core::{
 };
 use serde_json::{Value, json};
 
-use crate::{api::Instance, credential::CLOUD_PLATFORM, labels, options::GcpOptions};
+use crate::{
+    api::Instance,
+    credential::CLOUD_PLATFORM,
+    labels,
+    options::{GcpOptions, Gpu},
+};
 
 /// A node's instance name: `NAME-scheduler`, `NAME-worker-3`.
 pub fn instance_name(cluster: &ClusterName, node: &str) -> String {
@@ -80,8 +85,10 @@ pub struct Shape<'a> {
     pub network_ip: Option<&'a str>,
     /// With an ephemeral external address.
     pub external: bool,
-    /// For `bulkInsert` (bare machine type, no name).
+    /// For `bulkInsert` (bare machine type and accelerator type, no name).
     pub bulk: bool,
+    /// GPUs to attach.
+    pub gpu: Option<&'a Gpu>,
 }
 
 /// The body of an instance (`insert`, with `name`) or of `instanceProperties` (`bulk`).
@@ -105,6 +112,10 @@ pub fn body(
     if shape.spot {
         scheduling["onHostMaintenance"] = json!("TERMINATE");
         scheduling["automaticRestart"] = json!(false);
+    }
+    // GPU VMs cannot live-migrate: host maintenance stops them.
+    if shape.gpu.is_some() {
+        scheduling["onHostMaintenance"] = json!("TERMINATE");
     }
     let mut nic = json!({"network": format!("global/networks/{}", opts.network())});
     if let Some(s) = &opts.subnetwork {
@@ -137,6 +148,14 @@ pub fn body(
         "serviceAccounts": [{"email": service_account, "scopes": [CLOUD_PLATFORM]}],
         "scheduling": scheduling,
     });
+    if let Some(g) = shape.gpu {
+        let kind = if shape.bulk {
+            g.kind.clone()
+        } else {
+            format!("zones/{}/acceleratorTypes/{}", shape.zone, g.kind)
+        };
+        b["guestAccelerators"] = json!([{"acceleratorType": kind, "acceleratorCount": g.count}]);
+    }
     if let Some(n) = name {
         b["name"] = json!(n);
     }

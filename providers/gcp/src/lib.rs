@@ -5,44 +5,46 @@
 //! metadata `user-data`, which is the core's cloud-init: the pinned Dask image with host
 //! networking, a TTL power-off, power-off when Dask exits). Metadata is readable by any Compute
 //! Viewer, so the nodes' TLS keys are not in it: they are Secret Manager secrets readable only
-//! by the cluster's own service account, attached to its instances, and fetched at boot
-//! (`access.rs`). Compute Engine itself deletes every instance at the cluster's TTL
+//! by the cluster's own service account (or the user's `--service-account`), attached to its
+//! instances, and fetched at boot (`access.rs`). Compute Engine itself deletes every instance at the cluster's TTL
 //! (`scheduling.maxRunDuration` + `instanceTerminationAction: DELETE`). The name is claimed by
 //! inserting the firewall rule `clusterctl-NAME` (`claim.rs`); every other resource carries the
 //! cluster's tags as labels (`labels.rs`), and everything is found by labels.
 //!
 //! The scheduler's internal address is chosen before it exists (a free-looking address of the
 //! subnet as `networkIP`), so the workers' single `bulkInsert` (`minCount` = count, all or
-//! nothing) starts at once while the scheduler's insert is awaited in the background.
-//! Stockouts move on to the next zone, machine type, or from Spot to standard; quota refusals
-//! are `QuotaExceeded`.
+//! nothing) starts at once while the scheduler's insert is awaited in the background; if
+//! another resource took that address, the scheduler moves and the workers are replaced
+//! (`launch.rs`). Stockouts move on to the next zone, machine type, or from Spot to standard;
+//! quota refusals are `QuotaExceeded`.
 
 mod access;
 mod api;
 mod claim;
 pub mod credential;
 pub mod errors;
+mod federation;
 mod instances;
 pub mod labels;
+mod launch;
 pub mod options;
 mod plan;
 mod teardown;
 
-use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use clusterctl_core::{
     Error, Result,
     bootstrap::{
-        self, BootFile, BootLayout, KeyDelivery, SecretStore, VmOptions, render_cloud_init,
-        scheduler_intent, secret_files, worker_intent,
+        self, BootFile, BootLayout, KeyDelivery, SecretStore, VmOptions, scheduler_intent,
+        secret_files, worker_intent,
     },
     model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role, now_epoch},
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch, last_lines,
     },
     rest::{RestClient, RestConfig},
-    retry::retry_while,
     tags as core_tags,
 };
 use futures_util::{StreamExt as _, stream};
@@ -51,15 +53,19 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::JoinHandle};
 
+pub use launch::pick_address;
+
 use crate::{
-    api::{Api, Google, Instance, Subnetwork, request_id},
+    api::{Api, Google, Instance, request_id},
     credential::Credential,
     errors::GcpError,
-    instances::Shape,
+    launch::{MapOkUnit as _, insert_instance},
 };
 
-/// Instance deletions in flight at once.
-const DELETES_IN_FLIGHT: usize = 8;
+/// Addresses tried for the scheduler after the first was taken by another resource.
+const SCHEDULER_IP_ATTEMPTS: usize = 4;
+/// Instance deletions (each with its operation wait) in flight at once.
+const DELETES_IN_FLIGHT: usize = 16;
 /// How long a node keeps trying to read its keys at boot.
 const KEY_FETCH_DEADLINE: u64 = 600;
 
@@ -71,6 +77,8 @@ pub struct GcpProvider {
     options: GcpOptions,
     /// The scheduler's insert and its operation, awaited by `launch_workers`.
     scheduler_op: Mutex<Option<JoinHandle<std::result::Result<(), GcpError>>>>,
+    /// The scheduler's internal address when a collision moved it from the one first chosen.
+    moved_scheduler: Mutex<Option<String>>,
 }
 
 fn client(service: &'static str, url: &str) -> Result<RestClient> {
@@ -89,7 +97,8 @@ fn client(service: &'static str, url: &str) -> Result<RestClient> {
 
 impl GcpProvider {
     /// Build from the environment: Application Default Credentials, the project (`options`,
-    /// `GOOGLE_CLOUD_PROJECT`/`CLOUDSDK_CORE_PROJECT`, the credentials' project), the endpoint
+    /// `GOOGLE_CLOUD_PROJECT`/`CLOUDSDK_CORE_PROJECT`/`GCLOUD_PROJECT`, gcloud's active
+    /// configuration, the credentials' project), the endpoint
     /// (`options`, `CLUSTERCTL_GCP_ENDPOINT`, or Google's), `CLUSTERCTL_EXTRA_CA_FILE`,
     /// `CLUSTERCTL_API_LOG`. Checks the options' formats first.
     pub async fn from_env(options: GcpOptions) -> Result<Self> {
@@ -116,13 +125,14 @@ impl GcpProvider {
             .project
             .clone()
             .or_else(|| options::PROJECT_ENVS.iter().find_map(|k| env(k)))
+            .or_else(|| options::gcloud_project(&env))
             .or_else(|| cred.project().map(str::to_string))
             .ok_or_else(|| {
                 Error::invalid(
                     "--project",
                     "",
                     "no Google Cloud project given",
-                    Some("pass `--project <id>`, or set GOOGLE_CLOUD_PROJECT".into()),
+                    Some("pass `--project <id>`, set GOOGLE_CLOUD_PROJECT, or `gcloud config set project <id>`".into()),
                 )
             })?;
         options::validate_project(&project)?;
@@ -146,6 +156,7 @@ impl GcpProvider {
             secrets_url: secrets,
             options,
             scheduler_op: Mutex::new(None),
+            moved_scheduler: Mutex::new(None),
         })
     }
 
@@ -180,12 +191,12 @@ impl GcpProvider {
         })
     }
 
-    fn vm_options(&self, spec: &ClusterSpec) -> VmOptions {
+    fn vm_options(&self, spec: &ClusterSpec, gpu: bool) -> VmOptions {
         VmOptions {
             image: spec.image.clone(),
             // COS has Docker; another image may not.
             install_docker: self.options.image.is_some(),
-            gpu: false,
+            gpu,
             keys: KeyDelivery::SecretStore(SecretStore {
                 kind: "gcp-secret-manager".into(),
                 region: self.google.project.clone(),
@@ -227,84 +238,6 @@ impl GcpProvider {
             .map_err(|e| self.err(e))?;
         Ok(instances::nodes_of(&found))
     }
-
-    /// An address for the scheduler in the subnet of `zone`'s region, chosen at random among
-    /// those Compute does not reserve (network, gateway, the last two).
-    async fn scheduler_ip(&self, zone: &str) -> Result<String> {
-        let region = options::region_of(zone);
-        let sub = self
-            .options
-            .subnetwork
-            .clone()
-            .unwrap_or_else(|| self.options.network().to_string());
-        let path = self
-            .google
-            .cp(&format!("/regions/{region}/subnetworks/{sub}"));
-        let s: Subnetwork = self
-            .google
-            .get(Api::Compute, &path, &[])
-            .await
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--subnetwork",
-                    sub.clone(),
-                    format!("no such subnetwork in {region}"),
-                    Some("name the subnetwork of a custom-mode VPC with --subnetwork".into()),
-                )
-            })?;
-        pick_address(&s.ip_cidr_range).ok_or_else(|| Error::Provider {
-            provider: ProviderKind::Gcp,
-            operation: format!("GET {path}"),
-            message: format!("cannot choose an address in {}", s.ip_cidr_range),
-        })
-    }
-}
-
-/// A random usable address of an IPv4 CIDR (not the network, the gateway, or the last two).
-pub fn pick_address(cidr: &str) -> Option<String> {
-    let (base, bits) = cidr.split_once('/')?;
-    let base: Ipv4Addr = base.parse().ok()?;
-    let bits: u32 = bits.parse().ok()?;
-    if !(8..=29).contains(&bits) {
-        return None;
-    }
-    let size = 1u32 << (32 - bits);
-    let offset = fastrand::u32(2..size - 2);
-    Some(Ipv4Addr::from(u32::from(base) + offset).to_string())
-}
-
-/// Insert one instance, trying `attempts` (zone, body) in order while they end in a stockout;
-/// each attempt has its own `requestId` (a retried call never creates twice), and a refusal
-/// naming a service account that has not propagated yet is retried. The zone that worked.
-async fn insert_instance(
-    g: Google,
-    name: String,
-    attempts: Vec<(String, Value)>,
-) -> std::result::Result<String, GcpError> {
-    let mut last = None;
-    for (zone, body) in attempts {
-        let rid = request_id();
-        let path = g.cp(&format!("/zones/{zone}/instances"));
-        let op = retry_while(
-            &access::propagation_retry(),
-            || g.mutate(Method::POST, &path, Some(&body), &rid),
-            GcpError::is_unpropagated_account,
-        )
-        .await?;
-        match g
-            .wait(&format!("insert instance {name} in {zone}"), op)
-            .await
-        {
-            Ok(_) => return Ok(zone),
-            Err(e) if e.is_capacity() => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| GcpError::Unexpected {
-        operation: format!("insert instance {name}"),
-        message: "no zone to try".into(),
-    }))
 }
 
 #[async_trait]
@@ -343,7 +276,11 @@ impl ClusterProvider for GcpProvider {
         self.claim(spec).await?;
         let files = Self::key_files(ctx);
         let keys = async {
-            let email = self.ensure_account(spec).await?;
+            let email = match &self.options.service_account {
+                // The user's account reads the keys instead of a per-cluster one.
+                Some(sa) => sa.clone(),
+                None => self.ensure_account(spec).await?,
+            };
             if !files.is_empty() {
                 self.store_keys(spec, &files, &email).await?;
             }
@@ -358,47 +295,8 @@ impl ClusterProvider for GcpProvider {
         let spec = ctx.spec;
         let zone = self.zone()?.to_string();
         let ip = self.scheduler_ip(&zone).await?;
-        let layout = BootLayout::vm();
-        let user_data = render_cloud_init(
-            spec,
-            &scheduler_intent(spec, &layout, ctx.tls),
-            &layout,
-            &self.vm_options(spec),
-        )?;
-        let node_tags = core_tags::node_tags(spec, Role::Scheduler, "scheduler");
-        let labels = labels::encode_all(&node_tags)?;
         let name = instances::instance_name(&spec.name, "scheduler");
-        let email = self.account_email(&spec.name);
-        let machine_type = self.options.scheduler_type();
-        let now = now_epoch();
-        let attempts: Vec<(String, Value)> = self
-            .options
-            .zones
-            .iter()
-            .map(|z| {
-                let shape = Shape {
-                    machine_type: &machine_type,
-                    zone: z,
-                    spot: false,
-                    network_ip: Some(&ip),
-                    external: !self.options.private,
-                    bulk: false,
-                };
-                (
-                    z.clone(),
-                    instances::body(
-                        spec,
-                        &self.options,
-                        &shape,
-                        Some(&name),
-                        &labels,
-                        &user_data,
-                        &email,
-                        now,
-                    ),
-                )
-            })
-            .collect();
+        let attempts = self.scheduler_attempts(ctx, &ip)?;
         let job = tokio::spawn(
             insert_instance(self.google.clone(), name.clone(), attempts).map_ok_unit(),
         );
@@ -411,8 +309,8 @@ impl ClusterProvider for GcpProvider {
                 state: NodeState::Pending,
                 private_ip: Some(ip.clone()),
                 public_ip: None,
-                created_at: Some(now),
-                tags: node_tags,
+                created_at: Some(now_epoch()),
+                tags: core_tags::node_tags(spec, Role::Scheduler, "scheduler"),
             },
             address: Some(bootstrap::scheduler_address(bootstrap::scheme(spec), &ip)),
         })
@@ -431,17 +329,38 @@ impl ClusterProvider for GcpProvider {
             self.bulk_workers(ctx, scheduler_address, batch).await
         };
         let scheduler = self.scheduler_op.lock().await.take();
-        if let Some(job) = scheduler {
-            job.await
-                .map_err(|e| Error::Provider {
-                    provider: ProviderKind::Gcp,
-                    operation: "creating the scheduler instance".into(),
-                    message: e.to_string(),
-                })?
-                .map_err(|e| self.err(e))?;
+        let Some(job) = scheduler else {
+            return result;
+        };
+        let inserted = job.await.map_err(|e| Error::Provider {
+            provider: ProviderKind::Gcp,
+            operation: "creating the scheduler instance".into(),
+            message: e.to_string(),
+        })?;
+        match inserted {
+            Ok(()) => result,
+            Err(e) if e.is_ip_taken() => {
+                // Another resource took the address between the choice and the insert: the
+                // scheduler goes to another one, and the workers, which dial the first, are
+                // replaced by workers that dial the new one.
+                ctx.progress.note(&format!(
+                    "the scheduler's internal address was taken by another resource ({}); choosing another",
+                    e.message()
+                ));
+                let address = self.relaunch_scheduler(ctx).await?;
+                if let Ok(stale) = &result
+                    && !stale.is_empty()
+                {
+                    self.terminate_nodes(&spec.name, stale).await?;
+                }
+                if batch.count == 0 {
+                    Ok(Vec::new())
+                } else {
+                    self.bulk_workers(ctx, &address, batch).await
+                }
+            }
+            Err(e) => Err(self.err(e)),
         }
-        let _ = spec;
-        result
     }
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
@@ -449,8 +368,9 @@ impl ClusterProvider for GcpProvider {
     }
 
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {
+        let moved = self.moved_scheduler.lock().await.clone();
         let known = if private {
-            scheduler.private_ip.clone()
+            moved.or_else(|| scheduler.private_ip.clone())
         } else {
             scheduler.public_ip.clone()
         };
@@ -497,31 +417,28 @@ impl ClusterProvider for GcpProvider {
     async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         let g = &self.google;
         let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        let results: Vec<Result<()>> = stream::iter(ids)
-            .map(|id| async move {
-                // Each deletion's operation is awaited: the instance is gone when it is DONE.
-                let deleted = match g
-                    .mutate(
-                        Method::DELETE,
-                        &g.cp(&format!("/{id}")),
-                        None,
-                        &request_id(),
-                    )
-                    .await
-                {
-                    Ok(op) => g.wait(&format!("delete {id}"), op).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                match deleted {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.is_not_found() => Ok(()),
-                    Err(e) => Err(self.err(e)),
-                }
-            })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .collect()
-            .await;
-        results.into_iter().collect()
+        // Every deletion is tried even when another fails; each one's operation is awaited
+        // (the instance is gone when it is DONE), up to DELETES_IN_FLIGHT at once.
+        clusterctl_core::concurrent::each(ids, DELETES_IN_FLIGHT, |id| async move {
+            let deleted = match g
+                .mutate(
+                    Method::DELETE,
+                    &g.cp(&format!("/{id}")),
+                    None,
+                    &request_id(),
+                )
+                .await
+            {
+                Ok(op) => g.wait(&format!("delete {id}"), op).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match deleted {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(self.err(e)),
+            }
+        })
+        .await
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
@@ -568,159 +485,5 @@ impl ClusterProvider for GcpProvider {
             .collect()
             .await;
         fetched.into_iter().collect()
-    }
-}
-
-impl GcpProvider {
-    /// All workers of a batch in one `bulkInsert` (named `NAME-worker-<i>`, all or nothing),
-    /// trying each zone × machine type × (Spot, standard) while they end in a stockout.
-    async fn bulk_workers(
-        &self,
-        ctx: &LaunchContext<'_>,
-        scheduler_address: &str,
-        batch: WorkerBatch,
-    ) -> Result<Vec<Node>> {
-        let spec = ctx.spec;
-        let layout = BootLayout::vm();
-        let user_data = render_cloud_init(
-            spec,
-            &worker_intent(spec, &layout, ctx.tls, scheduler_address, None),
-            &layout,
-            &self.vm_options(spec),
-        )?;
-        let mut worker_tags = core_tags::cluster_tags(spec);
-        worker_tags.insert(core_tags::ROLE.into(), Role::Worker.as_str().into());
-        let labels = labels::encode_all(&worker_tags)?;
-        let email = self.account_email(&spec.name);
-        let names: Vec<String> = batch
-            .names()
-            .iter()
-            .map(|n| instances::instance_name(&spec.name, n))
-            .collect();
-        let per: serde_json::Map<String, Value> =
-            names.iter().map(|n| (n.clone(), json!({}))).collect();
-        let models: Vec<bool> = if self.options.spot {
-            vec![true, false]
-        } else {
-            vec![false]
-        };
-        let now = now_epoch();
-        let g = &self.google;
-        let mut last: Option<GcpError> = None;
-        for zone in &self.options.zones {
-            for machine_type in self.options.worker_types() {
-                for &spot in &models {
-                    let shape = Shape {
-                        machine_type: &machine_type,
-                        zone,
-                        spot,
-                        network_ip: None,
-                        external: false,
-                        bulk: true,
-                    };
-                    let props = instances::body(
-                        spec,
-                        &self.options,
-                        &shape,
-                        None,
-                        &labels,
-                        &user_data,
-                        &email,
-                        now,
-                    );
-                    let body = json!({
-                        "count": batch.count.to_string(),
-                        "minCount": batch.count.to_string(),
-                        "perInstanceProperties": per,
-                        "instanceProperties": props,
-                    });
-                    let rid = request_id();
-                    let path = g.cp(&format!("/zones/{zone}/instances/bulkInsert"));
-                    let op = retry_while(
-                        &access::propagation_retry(),
-                        || g.mutate(Method::POST, &path, Some(&body), &rid),
-                        GcpError::is_unpropagated_account,
-                    )
-                    .await;
-                    let outcome = match op {
-                        Ok(op) => g
-                            .wait(
-                                &format!("bulkInsert of {} workers in {zone}", batch.count),
-                                op,
-                            )
-                            .await
-                            .map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            return Ok(batch
-                                .names()
-                                .into_iter()
-                                .zip(&names)
-                                .map(|(node, name)| Node {
-                                    id: format!("zones/{zone}/instances/{name}"),
-                                    name: node,
-                                    role: Role::Worker,
-                                    state: NodeState::Pending,
-                                    private_ip: None,
-                                    public_ip: None,
-                                    created_at: Some(now),
-                                    tags: worker_tags.clone(),
-                                })
-                                .collect());
-                        }
-                        Err(e) if e.is_capacity() => {
-                            ctx.progress.note(&format!(
-                                "no capacity for {machine_type}{} in {zone}; trying the next choice",
-                                if spot { " (Spot)" } else { "" }
-                            ));
-                            last = Some(e);
-                        }
-                        Err(e) => return Err(self.err(e)),
-                    }
-                }
-            }
-        }
-        Err(self.err(last.unwrap_or_else(|| GcpError::Unexpected {
-            operation: "bulkInsert".into(),
-            message: "no zone to try".into(),
-        })))
-    }
-}
-
-trait MapOkUnit {
-    type Out;
-    fn map_ok_unit(self) -> Self::Out;
-}
-
-impl<F> MapOkUnit for F
-where
-    F: std::future::Future<Output = std::result::Result<String, GcpError>> + Send + 'static,
-{
-    type Out = std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<(), GcpError>> + Send>,
-    >;
-    fn map_ok_unit(self) -> Self::Out {
-        Box::pin(async move { self.await.map(|_| ()) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scheduler_addresses_stay_in_the_subnet() {
-        for _ in 0..200 {
-            let ip: Ipv4Addr = pick_address("10.128.0.0/20").unwrap().parse().unwrap();
-            let o = ip.octets();
-            assert_eq!((o[0], o[1]), (10, 128));
-            assert!(o[2] < 16);
-            let n = u32::from(ip) - u32::from(Ipv4Addr::new(10, 128, 0, 0));
-            assert!((2..4094).contains(&n), "{ip}");
-        }
-        assert!(pick_address("10.0.0.0/30").is_none());
-        assert!(pick_address("nonsense").is_none());
     }
 }

@@ -63,6 +63,65 @@ pub struct GcpOptions {
     pub boot_disk_gb: Option<u32>,
     /// Workers on Spot VMs (terminate = DELETE), falling back to standard.
     pub spot: bool,
+    /// The service account attached to the instances instead of the per-cluster one (which
+    /// only reads the cluster's keys); it is granted read access to the keys' secrets.
+    pub service_account: Option<String>,
+    /// GPUs per worker: `TYPE[:COUNT]`, e.g. `nvidia-l4`, `nvidia-tesla-t4:2`.
+    pub gpu: Option<String>,
+}
+
+/// The GPUs of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gpu {
+    /// The accelerator type, e.g. `nvidia-l4`.
+    pub kind: String,
+    /// How many.
+    pub count: u32,
+}
+
+/// Parse `TYPE[:COUNT]`.
+pub fn parse_gpu(value: &str) -> Result<Gpu> {
+    let (kind, count) = value.split_once(':').unwrap_or((value, "1"));
+    let count: Option<u32> = count.parse().ok().filter(|c| [1, 2, 4, 8, 16].contains(c));
+    let kind_ok = !kind.is_empty()
+        && kind.len() <= 63
+        && kind.starts_with(|c: char| c.is_ascii_lowercase())
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    match count {
+        Some(count) if kind_ok => Ok(Gpu {
+            kind: kind.to_string(),
+            count,
+        }),
+        _ => Err(Error::invalid(
+            "--gpu",
+            value,
+            "not an accelerator type with an optional count of 1, 2, 4, 8 or 16",
+            Some("e.g. `--gpu nvidia-l4` or `--gpu nvidia-tesla-t4:2` (`gcloud compute accelerator-types list`)".into()),
+        )),
+    }
+}
+
+/// Validate a service account e-mail.
+pub fn validate_service_account(email: &str) -> Result<()> {
+    let ok = email.split_once('@').is_some_and(|(name, domain)| {
+        !name.is_empty()
+            && domain.contains('.')
+            && email
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--service-account",
+            email,
+            "not a service account e-mail",
+            Some("e.g. `dask-nodes@PROJECT.iam.gserviceaccount.com` (`gcloud iam service-accounts list`)".into()),
+        ))
+    }
 }
 
 /// Validate a zone name like `us-central1-a`.
@@ -228,6 +287,20 @@ impl GcpOptions {
         for c in &self.allow_cidrs {
             validate_cidr(c)?;
         }
+        if let Some(sa) = &self.service_account {
+            validate_service_account(sa)?;
+        }
+        if let Some(g) = &self.gpu {
+            parse_gpu(g)?;
+            if self.image.is_none() {
+                return Err(Error::invalid(
+                    "--gpu",
+                    g.clone(),
+                    "the default image, Container-Optimized OS, has no NVIDIA container toolkit, so Docker cannot pass GPUs to the Dask container",
+                    Some("pass --gcp-image with an image that has the NVIDIA driver and container toolkit (see the README's GCE section)".into()),
+                ));
+            }
+        }
         if let Some(e) = &self.endpoint {
             clusterctl_core::rest::parse_base_url(e).map_err(|m| {
                 Error::invalid(
@@ -250,6 +323,14 @@ impl GcpOptions {
                 "",
                 "Compute Engine needs a zone to create the cluster in",
                 Some("pass `--zone us-central1-a` (or `--region us-central1-a`)".into()),
+            ));
+        }
+        if self.private && self.allow_cidrs.is_empty() && self.network() != "default" {
+            return Err(Error::invalid(
+                "--allow-cidr",
+                "",
+                "with --private on a network other than `default`, clusterctl does not know the range your client comes from",
+                Some("pass `--allow-cidr` with your client's range inside the VPC".into()),
             ));
         }
         if !self.private && self.allow_cidrs.is_empty() {
@@ -294,10 +375,61 @@ impl GcpOptions {
         }
     }
 
+    /// The workers' GPUs.
+    pub fn gpus(&self) -> Option<Gpu> {
+        self.gpu.as_deref().and_then(|g| parse_gpu(g).ok())
+    }
+
     /// The boot disk size in GB.
     pub fn boot_disk(&self) -> u32 {
         self.boot_disk_gb.unwrap_or(DEFAULT_BOOT_DISK_GB)
     }
+}
+
+/// The project of gcloud's active configuration, as `gcloud config set project` writes it: the
+/// configuration directory `$CLOUDSDK_CONFIG` (else `$HOME/.config/gcloud`), the configuration
+/// named by `CLOUDSDK_ACTIVE_CONFIG_NAME`, else by the file `active_config`, else `default`,
+/// and in its file `configurations/config_NAME` the `[core]` section's `project`.
+pub fn gcloud_project(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let dir = env("CLOUDSDK_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".config/gcloud")))?;
+    let name = env("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| {
+            std::fs::read_to_string(dir.join("active_config"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "default".into());
+    if name.contains(['/', '\\']) || name.starts_with('.') {
+        return None;
+    }
+    let text =
+        std::fs::read_to_string(dir.join("configurations").join(format!("config_{name}"))).ok()?;
+    ini_value(&text, "core", "project")
+}
+
+/// `key` of `[section]` in an INI text (gcloud's properties files).
+fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = s.trim().to_string();
+            continue;
+        }
+        if current == section
+            && let Some((k, v)) = line.split_once(['=', ':'])
+            && k.trim() == key
+        {
+            let v = v.trim();
+            return (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    None
 }
 
 /// The region of a zone: `us-central1-a` → `us-central1`.
@@ -331,6 +463,75 @@ mod tests {
         assert!(validate_image("projects/p/global/images/img-1").is_ok());
         assert!(validate_image("cos-stable").is_err());
         assert_eq!(region_of("us-central1-a"), "us-central1");
+        assert_eq!(
+            parse_gpu("nvidia-tesla-t4:2").unwrap(),
+            Gpu {
+                kind: "nvidia-tesla-t4".into(),
+                count: 2
+            }
+        );
+        assert_eq!(parse_gpu("nvidia-l4").unwrap().count, 1);
+        for bad in ["nvidia-l4:3", "nvidia-l4:0", "NVIDIA", ":1", "nvidia-l4:x"] {
+            assert!(parse_gpu(bad).is_err(), "{bad}");
+        }
+        assert!(validate_service_account("dask@p-1.iam.gserviceaccount.com").is_ok());
+        for bad in ["dask", "@p.iam", "a@b", "a b@c.d"] {
+            assert!(validate_service_account(bad).is_err(), "{bad}");
+        }
+        let gpu_on_cos = GcpOptions {
+            gpu: Some("nvidia-l4".into()),
+            ..Default::default()
+        };
+        assert!(gpu_on_cos.validate_formats().is_err());
+    }
+
+    #[test]
+    fn project_from_the_gcloud_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let env_with = |extra: Option<(&'static str, &'static str)>| {
+            let root = root.clone();
+            move |k: &str| match k {
+                "CLOUDSDK_CONFIG" => Some(root.clone()),
+                _ => extra.filter(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
+            }
+        };
+        assert_eq!(
+            gcloud_project(&env_with(None)),
+            None,
+            "no configuration yet"
+        );
+        std::fs::create_dir_all(dir.path().join("configurations")).unwrap();
+        std::fs::write(
+            dir.path().join("configurations/config_default"),
+            "[compute]\nzone = us-central1-a\nproject = not-this\n\n[core]\naccount = me@example.com\nproject = proj-default\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("configurations/config_work"),
+            "[core]\n# a comment\nproject = proj-work\n",
+        )
+        .unwrap();
+        assert_eq!(
+            gcloud_project(&env_with(None)).as_deref(),
+            Some("proj-default")
+        );
+        std::fs::write(dir.path().join("active_config"), "work\n").unwrap();
+        assert_eq!(
+            gcloud_project(&env_with(None)).as_deref(),
+            Some("proj-work")
+        );
+        let named = env_with(Some(("CLOUDSDK_ACTIVE_CONFIG_NAME", "default")));
+        assert_eq!(gcloud_project(&named).as_deref(), Some("proj-default"));
+        let escape = env_with(Some(("CLOUDSDK_ACTIVE_CONFIG_NAME", "../x")));
+        assert_eq!(gcloud_project(&escape), None);
+        let home = tempfile::tempdir().unwrap();
+        let gcloud = home.path().join(".config/gcloud/configurations");
+        std::fs::create_dir_all(&gcloud).unwrap();
+        std::fs::write(gcloud.join("config_default"), "[core]\nproject=from-home\n").unwrap();
+        let h = home.path().to_str().unwrap().to_string();
+        let by_home = move |k: &str| (k == "HOME").then(|| h.clone());
+        assert_eq!(gcloud_project(&by_home).as_deref(), Some("from-home"));
     }
 
     #[test]
@@ -349,6 +550,11 @@ mod tests {
         o.zones = vec!["us-central1-a".into()];
         o.allow_cidrs.clear();
         o.private = true;
+        assert!(o.validate_for_up().is_ok());
+        o.network = Some("dask-vpc".into());
+        let e = o.validate_for_up().unwrap_err();
+        assert!(e.to_string().contains("--allow-cidr"), "{e}");
+        o.allow_cidrs = vec!["10.64.0.0/24".into()];
         assert!(o.validate_for_up().is_ok());
     }
 }

@@ -49,6 +49,118 @@ impl GcpProvider {
         ))
     }
 
+    /// The network exists, and so does the subnetwork the instances go to in the zones'
+    /// region: `--subnetwork`, or on an auto-mode network the subnet named like it.
+    async fn check_network(&self) -> Result<()> {
+        let g = &self.google;
+        let name = self.options.network();
+        let net: Option<Value> = g
+            .get(
+                Api::Compute,
+                &g.cp(&format!("/global/networks/{name}")),
+                &[],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(net) = net else {
+            return Err(Error::invalid(
+                "--network",
+                name,
+                format!("no such VPC network in project {}", g.project),
+                Some("`gcloud compute networks list` lists them".into()),
+            ));
+        };
+        let auto = net["autoCreateSubnetworks"].as_bool().unwrap_or(false);
+        let region = region_of(self.options.zone().unwrap_or_default());
+        let sub = match (&self.options.subnetwork, auto) {
+            (Some(s), _) => s.clone(),
+            (None, true) => name.to_string(),
+            (None, false) => {
+                return Err(Error::invalid(
+                    "--subnetwork",
+                    "",
+                    format!(
+                        "{name} is a custom-mode VPC network: the instances need one of its subnetworks in {region}"
+                    ),
+                    Some(format!(
+                        "`gcloud compute networks subnets list --network {name} --regions {region}` lists them"
+                    )),
+                ));
+            }
+        };
+        let found: Option<Value> = g
+            .get(
+                Api::Compute,
+                &g.cp(&format!("/regions/{region}/subnetworks/{sub}")),
+                &[],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let belongs = found.as_ref().is_some_and(|s| {
+            s["network"]
+                .as_str()
+                .is_some_and(|n| n.rsplit('/').next() == Some(name))
+        });
+        if !belongs {
+            return Err(Error::invalid(
+                "--subnetwork",
+                sub,
+                format!("no subnetwork of that name of network {name} in {region}"),
+                Some(format!(
+                    "`gcloud compute networks subnets list --network {name} --regions {region}` lists them"
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user's service account exists, and the GPU type is offered in every zone.
+    async fn check_account_and_gpus(&self) -> Result<()> {
+        let g = &self.google;
+        if let Some(sa) = &self.options.service_account {
+            let found = g
+                .get::<Value>(Api::Iam, &g.v1(&format!("/serviceAccounts/{sa}")), &[])
+                .await;
+            let missing = match found {
+                Ok(found) => found.is_none(),
+                // IAM answers 403 for an account it does not show this identity.
+                Err(e) if e.status() == Some(403) => true,
+                Err(e) => return Err(self.err(e)),
+            };
+            if missing {
+                return Err(Error::invalid(
+                    "--service-account",
+                    sa.clone(),
+                    format!(
+                        "no such service account in project {} (or clusterctl's identity may not see it)",
+                        g.project
+                    ),
+                    Some("`gcloud iam service-accounts list` lists them; clusterctl needs iam.serviceAccounts.get and actAs on it".into()),
+                ));
+            }
+        }
+        if let Some(gpu) = self.options.gpus() {
+            for z in &self.options.zones {
+                let path = g.cp(&format!("/zones/{z}/acceleratorTypes/{}", gpu.kind));
+                let found: Option<Value> = g
+                    .get(Api::Compute, &path, &[])
+                    .await
+                    .map_err(|e| self.err(e))?;
+                if found.is_none() {
+                    return Err(Error::invalid(
+                        "--gpu",
+                        gpu.kind.clone(),
+                        format!("accelerator type not offered in {z}"),
+                        Some(format!(
+                            "`gcloud compute accelerator-types list --filter=zone:{z}` lists what is"
+                        )),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn make_plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let spec = ctx.spec;
         self.options.validate_for_up()?;
@@ -130,13 +242,14 @@ impl GcpProvider {
                 });
             }
         }
+        self.check_network().await?;
+        self.check_account_and_gpus().await?;
         let layout = BootLayout::vm();
-        let vm = self.vm_options(spec);
         let s = render_cloud_init(
             spec,
             &scheduler_intent(spec, &layout, ctx.tls),
             &layout,
-            &vm,
+            &self.vm_options(spec, false),
         )?;
         let w = render_cloud_init(
             spec,
@@ -148,7 +261,7 @@ impl GcpProvider {
                 Some("worker-0"),
             ),
             &layout,
-            &vm,
+            &self.vm_options(spec, self.options.gpu.is_some()),
         )?;
         if s.len() > MAX_METADATA || w.len() > MAX_METADATA {
             return Err(Error::invalid(
@@ -173,10 +286,16 @@ impl GcpProvider {
                 "firewall rule {} (all traffic between the cluster's instances)",
                 instances::internal_rule(c)
             ),
-            format!("service account {}", self.account_email(c)),
+            match &self.options.service_account {
+                Some(sa) => format!(
+                    "no service account: the instances run as {sa} (cloud-platform scope), which is granted read access to the key secrets"
+                ),
+                None => format!("service account {}", self.account_email(c)),
+            },
             format!(
-                "Secret Manager secrets {}* (the nodes' TLS keys, readable only by that account)",
-                instances::secret_prefix(c)
+                "Secret Manager secrets {}* (the nodes' TLS keys, readable only by {})",
+                instances::secret_prefix(c),
+                self.node_account(c)
             ),
             format!(
                 "instance {} ({}, {}{})",
@@ -192,9 +311,13 @@ impl GcpProvider {
         ];
         if spec.workers > 0 {
             resources.push(format!(
-                "{} worker instance(s) in one bulkInsert ({}{}, no external IP)",
+                "{} worker instance(s) in one bulkInsert ({}{}{}, no external IP)",
                 spec.workers,
                 self.options.worker_types().join(" or "),
+                self.options
+                    .gpus()
+                    .map(|g| format!(", {} × {}", g.count, g.kind))
+                    .unwrap_or_default(),
                 if self.options.spot {
                     ", Spot first"
                 } else {

@@ -1,7 +1,7 @@
 //! `down`'s provider part: instances are deleted by the lifecycle (`terminate_nodes`, by id);
-//! then the firewall rules, the secrets and the service account; then what is still there for
-//! the cluster (instances by label across zones, the rules, secrets by label, the account) is
-//! reported as left.
+//! then the firewall rules, and at the same time the secrets and the service account; then
+//! what is still there for the cluster (instances by label across zones, the rules, secrets by
+//! label, the account) is reported as left.
 
 use clusterctl_core::{Result, model::ClusterName, tags as core_tags};
 
@@ -9,8 +9,12 @@ use crate::{GcpProvider, labels};
 
 impl GcpProvider {
     pub(crate) async fn teardown(&self, cluster: &ClusterName) -> Result<Vec<String>> {
-        self.delete_rules(cluster).await?;
-        self.delete_access(cluster).await?;
+        // The rules and the keys' secrets and account are independent: both at once.
+        let (rules, access) =
+            futures_util::future::join(self.delete_rules(cluster), self.delete_access(cluster))
+                .await;
+        rules?;
+        access?;
         let mut left = Vec::new();
         let filter = labels::filter(core_tags::CLUSTER, cluster.as_str());
         for i in self

@@ -14,6 +14,7 @@
 //! Outside the cluster, a ClusterIP scheduler is reached through the API server's port-forward
 //! ([`tunnel`]); `clusterctl dashboard` holds one open.
 
+mod doctor;
 mod errors;
 mod nodes;
 pub mod objects;
@@ -201,6 +202,17 @@ impl ClusterProvider for KubernetesProvider {
 
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         self.make_plan(ctx).await
+    }
+
+    /// Lists are consistent reads (etcd quorum), and a pod created by a launch racing the
+    /// teardown is owned by the root ConfigMap, which `down` deletes: the garbage collector
+    /// removes it. No second listing is needed to believe an empty one.
+    fn listing_is_authoritative(&self) -> bool {
+        true
+    }
+
+    async fn doctor(&self, ctx: &LaunchContext<'_>) -> Vec<clusterctl_core::doctor::Check> {
+        self.doctor_checks(ctx).await
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {

@@ -397,7 +397,9 @@ pub fn node_pod(input: &PodInput<'_>) -> Result<Pod> {
             containers: vec![Container {
                 name: CONTAINER.into(),
                 image: Some(spec.image.clone()),
-                command: Some(boot.command.clone()),
+                // `args`, not `command`: the image's entrypoint stays (the Dask images' prepare.sh
+                // installs `--pip` requirements, then execs these).
+                args: Some(boot.command.clone()),
                 env: Some(env),
                 ports,
                 readiness_probe: probe,
@@ -499,4 +501,68 @@ pub fn belongs_to(labels: Option<&BTreeMap<String, String>>, cluster: &ClusterNa
         l.get(tags::MANAGED).map(String::as_str) == Some(tags::MANAGED_VALUE)
             && l.get(tags::CLUSTER).map(String::as_str) == Some(cluster.as_str())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clusterctl_core::{
+        bootstrap::{BootLayout, PIP_ENV, worker_intent},
+        container::render_container,
+    };
+
+    #[test]
+    fn pods_keep_the_image_entrypoint_and_carry_the_pip_requirements() {
+        let spec: ClusterSpec = serde_json::from_value(serde_json::json!({
+            "name": "t", "workers": 1, "dask_version": "2026.8.0",
+            "image": "ghcr.io/dask/dask:2026.8.0-py3.12",
+            "scheduler_size": {}, "worker_size": {}, "env": {}, "tags": {}, "owner": "me",
+            "created_at": now_epoch(), "ttl": 3600, "idle_timeout": 0, "death_timeout": 60,
+            "tls": false, "private": true, "launch": "1-0000abcd",
+            "pip": ["xarray>=2024.1", "zarr"],
+        }))
+        .unwrap();
+        let layout = BootLayout {
+            dask: vec!["dask".into()],
+            files_root: "/etc/clusterctl".into(),
+            bind_host: "0.0.0.0".into(),
+            scheduler_port: SCHEDULER_PORT,
+            dashboard_port: DASHBOARD_PORT,
+            nanny: true,
+        };
+        let intent = worker_intent(
+            &spec,
+            &layout,
+            None,
+            "tcp://10.0.0.1:8786",
+            Some("worker-0"),
+        );
+        let boot = render_container(&intent, "/etc/clusterctl").unwrap();
+        let pod = node_pod(&PodInput {
+            spec: &spec,
+            namespace: "ns",
+            role: Role::Worker,
+            node: "worker-0",
+            boot: &boot,
+            files: &[],
+            size: PodSize {
+                cpus: 1,
+                memory_mib: 1024,
+            },
+            owner: &owner_ref("t-cluster", "uid"),
+        })
+        .unwrap();
+        let c = &pod.spec.unwrap().containers[0];
+        // A `command` would replace the image's entrypoint, and with it the install.
+        assert_eq!(c.command, None);
+        assert_eq!(c.args.as_deref(), Some(&boot.command[..]));
+        let pip = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == PIP_ENV)
+            .and_then(|e| e.value.clone());
+        assert_eq!(pip.as_deref(), Some("xarray>=2024.1 zarr"));
+    }
 }

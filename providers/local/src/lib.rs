@@ -2,10 +2,13 @@
 //!
 //! Each node is a `dask scheduler` or `dask worker` process in a process group of its own,
 //! detached from the terminal, so `up` returns while the cluster runs and `down` (from any
-//! shell) stops it. Nodes are found again by the tags in their environment (see [`process`]),
+//! shell) stops it. Nodes are forked by a [`launcher`] that imported Dask once (exec of `dask`
+//! per node when that is not possible). Nodes are found again by the tags in their environment (see [`process`]),
 //! scoped to the state directory, so `down` works without the record. Files of a cluster (boot
 //! files with TLS keys, logs) live in `<state>/local/<cluster>/` and are removed by `down`.
 
+pub mod launcher;
+pub mod pip;
 pub mod process;
 pub mod runtime;
 
@@ -29,6 +32,7 @@ use clusterctl_core::{
     tls::{create_private_dir, write_private},
     wait::Interval,
 };
+use launcher::{ForkRequest, Launcher};
 use nix::sys::signal::Signal;
 use process::{SCOPE_ENV, TAGS_ENV, TaggedProcess};
 use runtime::{Resolution, Runtime, RuntimeSource};
@@ -53,6 +57,8 @@ pub struct LocalProvider {
     terminating: Mutex<HashMap<i32, Instant>>,
     /// Children spawned by this process, reaped so they do not linger as zombies.
     children: Mutex<Vec<std::process::Child>>,
+    /// The launcher forking this process's nodes: `Some(None)` once it failed (exec from then).
+    launcher: tokio::sync::Mutex<Option<Option<Launcher>>>,
 }
 
 impl LocalProvider {
@@ -71,6 +77,7 @@ impl LocalProvider {
             runtime: tokio::sync::OnceCell::new(),
             terminating: Mutex::new(HashMap::new()),
             children: Mutex::new(Vec::new()),
+            launcher: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -112,9 +119,102 @@ impl LocalProvider {
         }
     }
 
-    /// Write the intent's files and start it as a node.
-    fn start(
+    /// Start the launcher for `ctx`'s cluster unless one runs (or failed) already: it imports
+    /// Dask while the CLI does the rest of its work.
+    async fn start_launcher(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        let mut slot = self.launcher.lock().await;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let runtime = self.runtime(ctx.progress).await?;
+        let dir = self.cluster_dir(&ctx.spec.name);
+        create_private_dir(&dir)?;
+        let started = match runtime.python() {
+            Some(python) => Launcher::spawn(
+                &python,
+                &self.scope(),
+                &tags::cluster_tags(ctx.spec),
+                &dir.join("launcher.log"),
+                // The cluster's own packages (`--pip`), on the path of every node it forks.
+                (!ctx.spec.pip.is_empty())
+                    .then(|| pip::site_dir(&dir))
+                    .as_deref(),
+            )
+            .map_err(|e| e.to_string()),
+            None => Err(format!(
+                "no Python interpreter known for `{}`",
+                runtime.dask.join(" ")
+            )),
+        };
+        *slot = Some(match started {
+            Ok(l) => Some(l),
+            Err(why) => {
+                ctx.progress
+                    .note(&format!("starting each node with exec: {why}"));
+                None
+            }
+        });
+        Ok(())
+    }
+
+    /// Start a node by forking it from the launcher; `None` when the launcher cannot (then it is
+    /// stopped, and every later node is started with exec).
+    async fn fork(
         &self,
+        ctx: &LaunchContext<'_>,
+        runtime: &Runtime,
+        intent: &BootIntent,
+        env: &BTreeMap<String, String>,
+        log: &std::path::Path,
+        tags: &str,
+    ) -> Result<Option<i32>> {
+        let Some(args) = intent
+            .argv
+            .strip_prefix(runtime.dask.as_slice())
+            .and_then(|rest| rest.split_first())
+            .filter(|(command, _)| command.as_str() == intent.role.as_str())
+            .map(|(_, args)| args)
+        else {
+            return Ok(None);
+        };
+        // Dask reads its `DASK_*` settings again in the child, and `CLUSTERCTL_*` are read at
+        // run time; anything else (a user's `--env PYTHONPATH=…`, a library's variable read
+        // when it loads) might have been read by the launcher's imports already: exec.
+        if !env
+            .keys()
+            .all(|k| k.starts_with("DASK_") || k.starts_with("CLUSTERCTL_"))
+        {
+            return Ok(None);
+        }
+        self.start_launcher(ctx).await?;
+        let mut slot = self.launcher.lock().await;
+        let Some(Some(launcher)) = slot.as_mut() else {
+            return Ok(None);
+        };
+        let request = ForkRequest {
+            role: intent.role,
+            args,
+            env,
+            log,
+            tags,
+        };
+        match launcher.fork(&request).await {
+            Ok(pid) => Ok(Some(pid)),
+            Err(e) => {
+                if let Some(Some(l)) = slot.replace(None) {
+                    l.kill();
+                }
+                ctx.progress
+                    .note(&format!("starting each node with exec from now on: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Write the intent's files and start it as a node.
+    async fn start(
+        &self,
+        runtime: &Runtime,
         ctx: &LaunchContext<'_>,
         intent: &BootIntent,
         name: &str,
@@ -135,14 +235,39 @@ impl LocalProvider {
             node_tags.insert((*k).into(), v.clone());
         }
         let mut env = intent.env.clone();
+        // The image's installer is not here: the packages `bootstrap` installed for this
+        // cluster come first on the path, without touching the shared runtime.
+        env.remove(clusterctl_core::bootstrap::PIP_ENV);
+        if !ctx.spec.pip.is_empty() {
+            let site = pip::site_dir(&cluster_dir).display().to_string();
+            let path = match env.get("PYTHONPATH") {
+                Some(p) if !p.is_empty() => format!("{site}:{p}"),
+                _ => site,
+            };
+            env.insert("PYTHONPATH".into(), path);
+        }
         env.insert(SCOPE_ENV.into(), self.scope());
         env.insert(
             TAGS_ENV.into(),
             serde_json::to_string(&node_tags).expect("tags serialize"),
         );
-        let child = process::spawn_node(&intent.argv, &env, &logs.join(format!("{name}.log")))?;
-        let pid = child.id() as i32;
-        self.children.lock().expect("children lock").push(child);
+        let log = logs.join(format!("{name}.log"));
+        let tags_json = serde_json::to_string(&node_tags).expect("tags serialize");
+        // The launcher was started with the cluster's packages on its path already.
+        let mut fork_env = intent.env.clone();
+        fork_env.remove(clusterctl_core::bootstrap::PIP_ENV);
+        let pid = match self
+            .fork(ctx, runtime, intent, &fork_env, &log, &tags_json)
+            .await?
+        {
+            Some(pid) => pid,
+            None => {
+                let child = process::spawn_node(&intent.argv, &env, &log)?;
+                let pid = child.id() as i32;
+                self.children.lock().expect("children lock").push(child);
+                pid
+            }
+        };
         Ok(Node {
             id: pid.to_string(),
             name: name.into(),
@@ -278,13 +403,51 @@ impl ClusterProvider for LocalProvider {
         });
         plan.notes
             .push("ports are chosen free on 127.0.0.1 at launch".into());
+        if !ctx.spec.pip.is_empty() {
+            plan.notes.push(format!(
+                "pip installs {} into {} (on the nodes' PYTHONPATH; dependencies pinned to the runtime's versions)",
+                ctx.spec.pip.join(" "),
+                pip::site_dir(&dir).display()
+            ));
+        }
         Ok(plan)
+    }
+
+    async fn doctor(&self, ctx: &LaunchContext<'_>) -> Vec<clusterctl_core::doctor::Check> {
+        use clusterctl_core::doctor::{Check, plan_check};
+        let name = "Dask runtime";
+        let runtime =
+            match runtime::inspect(&self.source, &self.dask_version, &self.cache_dir).await {
+                Ok(Resolution::Ready(r)) => Check::pass(name, r.description),
+                Ok(Resolution::Install(dir)) => Check::pass(
+                    name,
+                    format!(
+                        "none yet: the first `up` installs dask {} into {}",
+                        self.dask_version,
+                        dir.display()
+                    ),
+                ),
+                // The plan would stop at the same place: one line says it.
+                Err(e) => return vec![Check::from_error(name, &e)],
+            };
+        let (plan, _) = plan_check(self, ctx).await;
+        vec![runtime, plan]
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         self.ensure_absent(&ctx.spec.name)?;
-        self.runtime(ctx.progress).await?;
-        create_private_dir(&self.cluster_dir(&ctx.spec.name))
+        let runtime = self.runtime(ctx.progress).await?;
+        let dir = self.cluster_dir(&ctx.spec.name);
+        create_private_dir(&dir)?;
+        if !ctx.spec.pip.is_empty() {
+            ctx.progress.note(&format!(
+                "installing {} for the cluster's nodes",
+                ctx.spec.pip.join(" ")
+            ));
+            pip::install(runtime, &dir, &ctx.spec.pip).await?;
+        }
+        // Dask's import in the launcher overlaps the rest of `up`'s preparation.
+        self.start_launcher(ctx).await
     }
 
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
@@ -302,12 +465,15 @@ impl ClusterProvider for LocalProvider {
             clusterctl_core::bootstrap::scheme(ctx.spec)
         );
         let dashboard = format!("http://127.0.0.1:{dport}");
-        let node = self.start(
-            ctx,
-            &intent,
-            "scheduler",
-            &[(TAG_ADDRESS, address.clone()), (TAG_DASHBOARD, dashboard)],
-        )?;
+        let node = self
+            .start(
+                &runtime,
+                ctx,
+                &intent,
+                "scheduler",
+                &[(TAG_ADDRESS, address.clone()), (TAG_DASHBOARD, dashboard)],
+            )
+            .await?;
         Ok(SchedulerLaunch {
             node,
             address: Some(address),
@@ -333,7 +499,7 @@ impl ClusterProvider for LocalProvider {
         for name in batch.names() {
             let layout = self.layout(&runtime, self.cluster_dir(&ctx.spec.name).join(&name), 0, 0);
             let intent = worker_intent(ctx.spec, &layout, ctx.tls, scheduler_address, Some(&name));
-            nodes.push(self.start(ctx, &intent, &name, &[])?);
+            nodes.push(self.start(&runtime, ctx, &intent, &name, &[]).await?);
         }
         Ok(nodes)
     }

@@ -58,18 +58,23 @@ pub fn spawn_node(argv: &[String], env: &BTreeMap<String, String>, log: &Path) -
         // A group of its own: the terminal's Ctrl-C does not reach it, and `down` can signal
         // the node with all its children at once.
         .process_group(0);
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && (k.starts_with("DASK_") || k.starts_with("CLUSTERCTL_"))
-        {
-            cmd.env_remove(k);
-        }
+    for k in inherited_settings() {
+        cmd.env_remove(k);
     }
     cmd.envs(env);
     cmd.spawn().map_err(|e| Error::Runtime {
         message: format!("could not start `{}`: {e}", argv[0]),
         hint: Some("check `--python` or the Dask runtime (see `clusterctl config show`)".into()),
     })
+}
+
+/// The variables of this process's environment that a node must not inherit: `DASK_*` and
+/// `CLUSTERCTL_*` settings belong to other clusters or to the client.
+pub fn inherited_settings() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("DASK_") || k.starts_with("CLUSTERCTL_"))
+        .collect()
 }
 
 /// Every process of this user in `scope` that carries tags.

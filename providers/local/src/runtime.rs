@@ -118,6 +118,31 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The Python interpreter that runs this runtime's `dask`: the one given (`python -m dask`),
+    /// else the one named by the `dask` script's `#!` line (a virtual environment's). `None`
+    /// when it cannot be told (a wrapper script, a `#!` with arguments).
+    pub fn python(&self) -> Option<PathBuf> {
+        match self.dask.as_slice() {
+            [python, m, dask] if m == "-m" && dask == "dask" => Some(PathBuf::from(python)),
+            [script] => {
+                let mut head = [0u8; 512];
+                let n =
+                    std::io::Read::read(&mut std::fs::File::open(script).ok()?, &mut head).ok()?;
+                let first = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+                let interpreter = first.strip_prefix("#!")?.trim();
+                let path = PathBuf::from(interpreter);
+                let named_python = path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with("python"));
+                (named_python && !interpreter.contains(' ') && path.is_file()).then_some(path)
+            }
+            _ => None,
+        }
+    }
+}
+
 fn managed(dir: &Path, version: &str) -> Runtime {
     Runtime {
         dask: vec![dir.join("bin").join("dask").display().to_string()],
@@ -228,4 +253,48 @@ pub async fn resolve(
 
 fn humantime_secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Runtime;
+    use std::path::PathBuf;
+
+    fn runtime(dask: &[&str]) -> Runtime {
+        Runtime {
+            dask: dask.iter().map(|s| s.to_string()).collect(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_launchers_interpreter_is_the_one_that_runs_dask() {
+        // Given: `python -m dask`.
+        assert_eq!(
+            runtime(&["/opt/py/bin/python3", "-m", "dask"]).python(),
+            Some(PathBuf::from("/opt/py/bin/python3"))
+        );
+        let dir = std::env::temp_dir().join(format!("clusterctl-runtime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let python = dir.join("python3.11");
+        std::fs::write(&python, "").unwrap();
+        let script = |name: &str, first: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("{first}\nimport sys\n")).unwrap();
+            runtime(&[p.to_str().unwrap()]).python()
+        };
+        // A virtual environment's `dask` script names its interpreter.
+        assert_eq!(
+            script("dask", &format!("#!{}", python.display())),
+            Some(python.clone())
+        );
+        // Not told: arguments on the `#!` line, an interpreter that is not Python or does
+        // not exist, no `#!` at all.
+        assert_eq!(script("a", "#!/usr/bin/env python3"), None);
+        assert_eq!(script("b", "#!/bin/sh"), None);
+        assert_eq!(script("c", &format!("#!{}/python9", dir.display())), None);
+        assert_eq!(script("d", "import dask"), None);
+        assert_eq!(runtime(&["/nonexistent/dask"]).python(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -42,6 +42,9 @@ DEFAULTS = {
     "spot_no_capacity": (), "overconstrained": (), "rbac_delay": 1.0, "principal_lag": 2.0,
     "reads_bucket": 250, "writes_bucket": 200, "public_ports": (8786, 8787),
     "drop_hold": 120.0, "imds_bind": None, "ttl_minute": 60.0,
+    "sp_roles": ("Owner",), "identity_header": None, "imds_host_identity": False, "host_identity_roles": ("Owner",),
+    "host_identity_object_id": "5e1f0000-aaaa-4bbb-8ccc-0000000000a1",
+    "host_identity_client_id": "7c1d0000-bbbb-4ccc-8ddd-0000000000a2",
 }
 
 
@@ -105,7 +108,7 @@ def _imds_address(opts, sandbox):
 def start(workdir, python, **options):
     from simkit import SimServer, TcpForwarder, make_tls, server_context
     from simkit.spec.swagger2 import MultiSpec
-    from . import api
+    from . import api, catalog
     from .identity import ImdsApp
     from .network import Addresses
     from .ratelimit import Limiter
@@ -140,6 +143,13 @@ def start(workdir, python, **options):
     app.addresses = Addresses()
     world.new_principal("service_principal")
     world.principals[opts["sp_object_id"]] = world.principals.popitem()[1]
+    for key in ("sp_roles", "host_identity_roles"):
+        unknown = [r for r in opts[key] if catalog.role_by_name(r) is None]
+        if unknown:
+            raise ValueError(f"--{key.replace('_', '-')}: no built-in role {unknown}")
+    if opts["identity_header"] or opts["imds_host_identity"]:
+        world.new_principal("host_identity")
+        world.principals[opts["host_identity_object_id"]] = world.principals.popitem()[1]
     server = SimServer(app, opts["bind"], opts["port"], server_context(tls),
                        verbose=opts["verbose"]).start()
     app.base_url = server.url

@@ -144,6 +144,9 @@ class AzApp(SimApp):
         self.rbac.authorize(req)
 
     def error_body(self, req, status, code, message):
+        if (req.ctx.get("route") or "").startswith("msi"):
+            return {"statusCode": status, "message": message,
+                    "correlationId": str(uuid.uuid4())}
         return cloud_error(code, message)
 
     def fault_code(self, status):
@@ -247,7 +250,7 @@ class AzApp(SimApp):
     def check_unmatched(self, req, resp):
         name = req.ctx.get("route")
         if resp.status >= 400:
-            if name and name.startswith(("entra", "imds", "blob")):
+            if name and name.startswith(("entra", "imds", "blob", "msi")):
                 return []
             schema = ERROR_SCHEMA
         else:

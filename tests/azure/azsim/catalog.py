@@ -65,6 +65,9 @@ ROLES = {
         ["Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
          "Microsoft.Authorization/elevateAccess/Action"]),
     "acdd72a7-3385-48ef-bd42-f606fba81ae7": ("Reader", ["*/read"], []),
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": ("User Access Administrator",
+                                              ["*/read", "Microsoft.Authorization/*",
+                                               "Microsoft.Support/*"], []),
     "9980e02c-c2be-4d73-94e8-173b1dc7cf3c": ("Virtual Machine Contributor",
                                               ["Microsoft.Compute/virtualMachines/*",
                                                "Microsoft.Resources/subscriptions/resourceGroups/read"],
@@ -110,3 +113,11 @@ def role(role_definition_id):
     """The role (name, actions, notActions) for a roleDefinitionId (full id or bare GUID)."""
     guid = str(role_definition_id).rstrip("/").rsplit("/", 1)[-1].lower()
     return guid, ROLES.get(guid)
+
+
+def role_by_name(name):
+    """The GUID of a built-in role named `name` (case-insensitive), or None."""
+    for guid, (role_name, _, _) in ROLES.items():
+        if role_name.lower() == name.strip().lower():
+            return guid
+    return None

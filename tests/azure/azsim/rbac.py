@@ -1,7 +1,9 @@
 """Role assignments (Microsoft.Authorization 2022-04-01) and what a principal may do.
 
-Owns `Rbac.authorize(req)`: the service principal of `--client-id` is Owner of the
-subscription (everything is allowed); a managed identity's token acts as the VM's principal and
+Owns `Rbac.authorize(req)`: the service principal of `--client-id` holds the roles of
+`--sp-roles` (default Owner: everything is allowed; e.g. `Contributor` cannot write role
+assignments) at the subscription, the host's managed identity (`--identity-header`, App
+Service style) those of `--host-identity-roles`; a VM's managed identity's token acts as the VM's principal and
 may do only what one of its role assignments at a covering scope (the scope itself or a parent:
 subscription ⊃ resource group ⊃ resource) allows once the assignment is effective
 (`--rbac-delay` after its creation: assignments take time to apply); anything else is 403
@@ -19,6 +21,15 @@ or unknown, without `principalType`, 400 `PrincipalNotFound`; with `principalTyp
 and the list operations for a scope, a resource group and the subscription (`$filter=
 atScope()` / `principalId eq '…'`). Assignments under a deleted resource group disappear with
 it (world.delete_group_contents).
+
+Also `GET /subscriptions/{s}/resourcegroups/{rg}/providers/Microsoft.Authorization/permissions`
+(`Permissions_ListForResourceGroup` of authorization-RoleDefinitionsCalls.json 2022-04-01,
+which shared/specs does not hold: a route outside the specs whose answer is checked against
+`PERMISSIONS_SCHEMA`, the upstream `PermissionGetResult`): the caller's effective permissions
+at the group, one entry per role assignment covering it (`actions`, `notActions`,
+`dataActions`, `notDataActions`); a group that does not exist is 404 `ResourceGroupNotFound`.
+The same extension resource at the subscription (`/subscriptions/{s}/providers/
+Microsoft.Authorization/permissions`, not in the published spec) answers the same way.
 """
 
 import re
@@ -79,25 +90,46 @@ def covers(scope, target):
     return t == s or t.startswith(s + "/")
 
 
+PERMISSION_SCHEMA = {"type": "object", "additionalProperties": False,
+                     "properties": {k: {"type": "array", "items": {"type": "string"}}
+                                    for k in ("actions", "notActions", "dataActions",
+                                              "notDataActions")}}
+PERMISSIONS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["value"],
+                      "properties": {"value": {"type": "array", "items": PERMISSION_SCHEMA},
+                                     "nextLink": {"type": "string"}}}
+PERMISSIONS_VERSIONS = {"2015-07-01", "2018-01-01-preview", "2022-04-01", "2022-05-01-preview"}
+
+
 class Rbac:
     def __init__(self, world, opts):
         self.world, self.opts = world, opts
 
+    def grants(self, principal, kind):
+        """[(scope, role guid, effective from)] of a principal."""
+        sub = f"/subscriptions/{self.world.sub}"
+        if kind == "service_principal":
+            return [(sub, catalog.role_by_name(r), 0.0) for r in self.opts["sp_roles"]]
+        if kind == "host_identity":
+            return [(sub, catalog.role_by_name(r), 0.0)
+                    for r in self.opts["host_identity_roles"]]
+        with self.world.lock:
+            return [(a["scope"], a["role"], a["effective"])
+                    for a in self.world.assignments.values() if a["principalId"] == principal]
+
     def authorize(self, req):
-        if req.ctx.get("principal_kind") != "managed_identity":
+        if "principal" not in req.ctx:
             return
         route = req.ctx.get("route") or ""
         if req.match is None and (req.path.lower().find("/operations/") >= 0 or
                                   "/operationresults/" in req.path.lower()):
             return
         scope, action = action_for(req.method, req.path)
+        if scope.count("/") < 2 and req.method in ("GET", "HEAD"):
+            return                 # tenant-level reads (the subscriptions list)
         now = time.time()
-        with self.world.lock:
-            mine = [a for a in self.world.assignments.values()
-                    if a["principalId"] == req.ctx["principal"]]
-            ok = [a for a in mine if covers(a["scope"], scope)
-                  and role_allows(a["role"], action)]
-            effective = [a for a in ok if now >= a["effective"]]
+        mine = self.grants(req.ctx["principal"], req.ctx.get("principal_kind"))
+        ok = [g for g in mine if covers(g[0], scope) and role_allows(g[1], action)]
+        effective = [g for g in ok if now >= g[2]]
         if effective:
             return
         why = " (a matching role assignment exists but is not effective yet)" if ok else ""
@@ -230,8 +262,41 @@ def list_at(app, req, scope, below):
     return Response(200, {"value": items})
 
 
+def permissions(app, req, group):
+    """The caller's effective permissions at the group (or the subscription)."""
+    v = req.q("api-version")
+    if not v:
+        raise ApiError(400, "MissingApiVersionParameter", "The api-version query parameter "
+                       "(?api-version=) is required for all requests.")
+    if v not in PERMISSIONS_VERSIONS:
+        raise ApiError(400, "InvalidApiVersionParameter", f"The api-version '{v}' is invalid. "
+                       f"The supported versions are '{', '.join(sorted(PERMISSIONS_VERSIONS))}'.")
+    scope = f"/subscriptions/{app.world.sub}"
+    if group is not None:
+        scope += f"/resourceGroups/{app.rg_or_404(None, group)['name']}"
+    now = time.time()
+    value = []
+    for g_scope, guid, since in app.rbac.grants(req.ctx["principal"],
+                                                req.ctx.get("principal_kind")):
+        role = catalog.ROLES.get(guid)
+        if role is None or now < since or not covers(g_scope, scope):
+            continue
+        value.append({"actions": list(role[1]), "notActions": list(role[2]),
+                      "dataActions": [], "notDataActions": []})
+    app.world.event("permissions-read", principal=req.ctx["principal"], scope=scope)
+    return Response(200, {"value": value})
+
+
 def register(app):
     w = app.world
+    sub = r"/subscriptions/(?P<sub>[^/]+)"
+    app.route("GET", sub + r"/(?i:resourcegroups)/(?P<rg>[^/]+)/providers/"
+              r"(?i:Microsoft\.Authorization/permissions)",
+              lambda req: permissions(app, req, req.ctx["route_params"]["rg"]),
+              "authorization: permissions of a group", schema=PERMISSIONS_SCHEMA)
+    app.route("GET", sub + r"/providers/(?i:Microsoft\.Authorization/permissions)",
+              lambda req: permissions(app, req, None),
+              "authorization: permissions of the subscription", schema=PERMISSIONS_SCHEMA)
     app.handle_op("RoleAssignments_Create", lambda req: create(app, req))
     app.handle_op("RoleAssignments_Get", lambda req: Response(200, view(_get(app, req))))
     app.handle_op("RoleAssignments_Delete", lambda req: delete(app, req))

@@ -29,7 +29,8 @@ DEFAULTS = {"port": 0, "bind": "127.0.0.1", "projects": ("clusterctl-sim",),
             "writes_per_minute": 1500, "public_ports": (8786, 8787), "drop_hold": 120.0,
             "sa_propagation": 3.0, "iam_propagation": 1.0, "secret_latest_lag": 2.0,
             "metadata_bind": "169.254.169.254:80", "allow_anonymous": False,
-            "stockouts": (), "quota": (), "specs": None, "verbose": False}
+            "stockouts": (), "quota": (), "service_accounts": (), "networks": (), "specs": None,
+            "verbose": False}
 ERRATA = []   # none needed so far: every finding is a client or simulator bug
 
 
@@ -78,6 +79,7 @@ def start(workdir, python, **options):
     from simkit.spec.discovery import Discovery, MultiDiscovery
     from . import api
     from .auth import Auth
+    from .federation import Federation
     from .firewalls import default_rules
     from .metadata import MetadataServer
     from .operations import Operations
@@ -110,7 +112,8 @@ def start(workdir, python, **options):
                        verbose=opts["verbose"])
     project = opts["projects"][0]
     auth = Auth(workdir, server.url, project, f"clusterctl-tests@{project}.iam.gserviceaccount.com")
-    app = api.build(workdir, spec, world, auth, opts)
+    federation = Federation(auth, workdir, server.url, project, world.number(project))
+    app = api.build(workdir, spec, world, auth, federation, opts)
     world.errors = app.errors
     holder["app"] = app
     server.httpd.app = app
@@ -118,6 +121,9 @@ def start(workdir, python, **options):
     md = MetadataServer(world, auth, opts["metadata_bind"], sandbox)
     app.metadata = md
     world.vms.metadata = md
+    from .iam import existing_account
+    for account in opts["service_accounts"]:
+        existing_account(world, project, account)
     server.start()
     world.start()
     return Sim(server, app, world, tls, auth, md, sandbox)

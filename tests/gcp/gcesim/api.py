@@ -22,10 +22,11 @@ from simkit import ApiError, NO_BODY, Response, SimApp
 
 from . import catalog
 from .auth import AuthError, parse_form
+from .federation import GENERATE_PATH
 from .errors import body as err_body, error_info, gerr, not_found, REASON
 from .filters import compile_filter
 
-TOKEN_ROUTES = ("/token", "/v1/token")
+TOKEN_ROUTES = ("/token", "/v1/token", "/_github/idtoken")
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -197,6 +198,7 @@ class GceApp(SimApp):
     def inventory(self):
         out = self.world.inventory()
         out["auth"] = self.auth.snapshot()
+        out["federation"] = self.federation.snapshot()
         out["rate_limits"] = {"limits": dict(self.limiter.limits),
                               "refused": self.limiter.refused}
         out["spec_errata_hits"] = self.spec.errata_hits
@@ -308,9 +310,10 @@ def _short(v):
     return s if len(s) <= 200 else s[:200] + "…"
 
 
-def build(workdir, spec, world, auth, opts):
+def build(workdir, spec, world, auth, federation, opts):
     from . import firewalls, iam, instances, network, operations, resources, secrets
     app = GceApp(workdir, spec, world, auth, opts)
+    app.federation = federation
 
     def token(req):
         form = parse_form(req)
@@ -324,11 +327,25 @@ def build(workdir, spec, world, auth, opts):
         form = parse_form(req)
         if form is None:
             return Response(400, {"error": "invalid_request"})
-        status, body = auth.sts_exchange(form)
+        status, body = federation.sts_exchange(form)
+        return Response(status, body, headers={"cache-control": "no-store"})
+
+    def github_idtoken(req):
+        status, body = federation.github_idtoken(req.headers, req.query)
         return Response(status, body)
+
+    def generate_access_token(req):
+        caller = {"principal": req.ctx.get("principal"), "scopes": req.ctx.get("scopes") or set()}
+        body = req.body if req.body is not NO_BODY else None
+        status, answer = federation.generate_access_token(
+            caller, req.ctx["route_params"]["account"], body)
+        return Response(status, answer)
 
     app.add_route("POST", "/token", token, name="oauth2.token")
     app.add_route("POST", "/v1/token", sts, name="sts.token")
+    app.add_route("GET", "/_github/idtoken", github_idtoken, name="github.idtoken")
+    app.add_route("POST", GENERATE_PATH, generate_access_token,
+                  name="iamcredentials.generateAccessToken")
     resources.register(app, world)
     network.register(app, world)
     operations.register(app, world)
@@ -370,6 +387,14 @@ def build(workdir, spec, world, auth, opts):
     app.add_control("DELETE", "/_sim/stockouts", stockout_clear)
     app.add_control("POST", "/_sim/ratelimit", ratelimit)
     app.add_control("POST", "/_sim/quota", quota)
+
+    def steal_ips(req):
+        body = json.loads(req.raw_body or b"{}")
+        with world.vms.addresses.lock:
+            world.vms.addresses.steal = int(body.get("count", 1))
+        return {"steal": world.vms.addresses.steal}
+
+    app.add_control("POST", "/_sim/steal-ips", steal_ips)
     app.add_control("GET", r"/_sim/console/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)",
                     lambda req, project, zone, name: Response(
                         200, raw=world.vms.console((project, zone, name)).encode(),

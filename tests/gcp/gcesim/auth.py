@@ -1,20 +1,18 @@
-"""OAuth for the simulated Google Cloud: the keys it issues, the token endpoint, STS, and who a
-bearer token is.
+"""OAuth for the simulated Google Cloud: the keys it issues, the token endpoint, and who a bearer
+token is (STS and impersonation: federation.py).
 
 Owns `Auth`: at start it makes the test's service-account key (RSA 2048, PKCS#8, like a key from
 `iam.serviceAccounts.keys.create`) and writes `WORKDIR/credentials.json` (type
-`service_account`, `token_uri` = this simulator), `WORKDIR/authorized_user.json` (gcloud's ADC
-file shape) and `WORKDIR/external_account.json` (workload identity federation with a file
-subject token, `WORKDIR/oidc-token`). It accepts:
+`service_account`, `token_uri` = this simulator) and `WORKDIR/authorized_user.json` (gcloud's
+ADC file shape); federation.py adds the `external_account` files. It accepts:
   * self-signed JWTs as bearer tokens — what google-cloud-auth sends for a service-account key
     (no token endpoint call): RS256 signed by the issued key (`kid`), `iss` = `sub` = the key's
     client_email, `scope` (or `aud` = https://SERVICE.googleapis.com/), not expired;
   * `POST /token` grant `urn:ietf:params:oauth:grant-type:jwt-bearer` (form), JWT as above with
     `aud` = token_uri and a `scope`; grant `refresh_token` (JSON, as google-cloud-auth sends,
     or form) for the authorized user;
-  * `POST /v1/token` (sts.googleapis.com) token exchange of the external account's subject
-    token;
-  * opaque `ya29.` tokens this simulator issued (token endpoint, STS, metadata server).
+  * opaque `ya29.` tokens this simulator issued (token endpoint, STS, generateAccessToken, metadata
+    server).
 Principals: the key's service account, the user and the federated identity own the projects;
 instance service accounts (metadata-server tokens) own nothing and reach only what IAM bindings
 grant them. Token values are never logged.
@@ -33,8 +31,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-STS_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 TOKEN_SECONDS = 3599
 SKEW = 300
 
@@ -58,7 +54,6 @@ class Auth:
     def __init__(self, workdir, base_url, project, owner_email):
         self.workdir, self.base_url, self.project = workdir, base_url, project
         self.token_uri = base_url + "/token"
-        self.sts_uri = base_url + "/v1/token"
         self.lock = threading.Lock()
         self.tokens = {}        # token -> {principal, scopes, expires, kind}
         self.keys = {}          # kid -> {email, public}
@@ -92,21 +87,6 @@ class Auth:
         _write_json(self.user_file, {"type": "authorized_user", "token_uri": self.token_uri,
                                      **{k: self.user[k] for k in
                                         ("client_id", "client_secret", "refresh_token")}})
-        self.subject_token = "sim-oidc-" + secrets.token_urlsafe(32)
-        self.subject_file = os.path.join(workdir, "oidc-token")
-        with open(self.subject_file, "w") as fh:
-            fh.write(self.subject_token)
-        self.wif_audience = (f"//iam.googleapis.com/projects/{project}/locations/global/"
-                             "workloadIdentityPools/github/providers/github")
-        self.wif_principal = ("principal://iam.googleapis.com/projects/" + project
-                              + "/locations/global/workloadIdentityPools/github/subject/ci")
-        self.owners.add(self.wif_principal)
-        self.external_file = os.path.join(workdir, "external_account.json")
-        _write_json(self.external_file, {
-            "type": "external_account", "audience": self.wif_audience,
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "token_url": self.sts_uri, "credential_source": {"file": self.subject_file},
-            "universe_domain": "googleapis.com"})
 
     # ----- tokens -----
     def mint(self, principal, scopes, kind):
@@ -215,26 +195,6 @@ class Auth:
         return 400, {"error": "unsupported_grant_type",
                      "error_description": f"Invalid grant_type: {grant}"}
 
-    def sts_exchange(self, form):
-        if form.get("grant_type") != STS_GRANT:
-            return 400, {"error": "invalid_grant", "error_description": "grant_type"}
-        if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
-            return 400, {"error": "invalid_request",
-                         "error_description": "requested_token_type"}
-        if form.get("audience") != self.wif_audience:
-            return 400, {"error": "invalid_target",
-                         "error_description": "The target service indicated by the "
-                                              "\"audience\" parameters is invalid."}
-        if form.get("subject_token") != self.subject_token:
-            return 400, {"error": "invalid_grant",
-                         "error_description": "The incoming JWT could not be verified."}
-        scopes = str(form.get("scope") or "").split() or \
-            ["https://www.googleapis.com/auth/cloud-platform"]
-        token = self.mint(self.wif_principal, scopes, "sts")
-        return 200, {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE,
-                     "token_type": "Bearer", "expires_in": TOKEN_SECONDS,
-                     "scope": " ".join(scopes)}
-
     def snapshot(self):
         with self.lock:
             live = [{"principal": v["principal"], "kind": v["kind"],
@@ -243,8 +203,7 @@ class Auth:
                     for v in self.tokens.values()]
             return {"owners": sorted(self.owners), "issued": dict(self.issued),
                     "live_tokens": live, "credentials_file": self.credentials_file,
-                    "authorized_user_file": self.user_file,
-                    "external_account_file": self.external_file}
+                    "authorized_user_file": self.user_file}
 
 
 def parse_form(req):

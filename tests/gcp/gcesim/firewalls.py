@@ -75,10 +75,11 @@ def _covers(ports, port):
     return False
 
 
-def check(project, body):
+def check(project, body, nets=None):
     """Compute's semantic checks; returns the stored rule (without id/links)."""
     f = dict(body)
-    f["network"] = network.resolve_network(project, body.get("network"), "resource.network")
+    f["network"] = network.resolve_network(project, body.get("network"), "resource.network",
+                                           nets)
     f.setdefault("direction", "INGRESS")
     f.setdefault("priority", 1000)
     if not 0 <= int(f["priority"]) <= 65535:
@@ -183,7 +184,7 @@ def register(app, world):
         done = ops.by_request(p, rid)
         if done is not None:
             return Response(200, ops.public(done))
-        f = check(p, req.body)
+        f = check(p, req.body, world.vms.addresses)
         name = f["name"]
         with world.lock:
             if (p, name) in world.firewalls:
@@ -254,7 +255,7 @@ def register(app, world):
                 merged.pop("denied", None)
             if "denied" in req.body:
                 merged.pop("allowed", None)
-            new = check(p, merged)
+            new = check(p, merged, world.vms.addresses)
             f.update(new)
             op = ops.create(p, ("global", None), "patch", f["selfLink"], f["id"], _user(req),
                             rid)

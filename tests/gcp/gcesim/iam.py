@@ -24,6 +24,19 @@ def public(sa):
     return {k: v for k, v in sa.items() if not k.startswith("_")}
 
 
+def existing_account(world, project, account_id, display=None):
+    """A service account made before the simulator started (already propagated)."""
+    email = f"{account_id}@{project}.iam.gserviceaccount.com"
+    uid = str(10 ** 20 + secrets.randbelow(9 * 10 ** 20))
+    with world.lock:
+        world.service_accounts[email] = {
+            "name": f"projects/{project}/serviceAccounts/{email}", "projectId": project,
+            "uniqueId": uid, "email": email, "etag": "MDEwMjE5MjA=", "oauth2ClientId": uid,
+            "displayName": display or account_id, "_project": project,
+            "_created": time.time(), "_ready": time.time()}
+    return email
+
+
 def register(app, world):
     def project_of(req):
         return app.require_project(req, permission="iam.serviceAccounts.list")

@@ -22,6 +22,7 @@ from simkit import Response
 
 from . import catalog, plan as planner
 from .errors import gerr, not_found
+from .network import IpTaken
 from .operations import check_request_id
 from .world import rfc3339
 
@@ -42,7 +43,8 @@ def instance_link(p, z, name):
 def new_instance(world, project, zone, name, pl, user):
     iid = str(10 ** 18 + secrets.randbelow(9 * 10 ** 18))
     region = catalog.ZONES[zone]
-    internal = world.vms.addresses.internal(project, region, pl["network_ip"])
+    internal = world.vms.addresses.internal(project, region, pl["network_ip"],
+                                            pl["subnetwork"].rsplit("/", 1)[-1])
     external = world.vms.addresses.external() if pl["access_config"] is not None else None
     nic = {"kind": "compute#networkInterface", "network": pl["network"],
            "subnetwork": pl["subnetwork"], "networkIP": internal, "name": "nic0",
@@ -103,8 +105,11 @@ def summary(i, now):
             "labels": dict(a.get("labels") or {}), "tags": list(a["tags"]["items"]),
             "metadata_keys": sorted(i["metadata"]), "metadata": dict(i["metadata"]),
             "internal_ip": i["internal_ip"], "external_ip": i["external_ip"],
+            "network": a["networkInterfaces"][0]["network"].rsplit("/", 1)[-1],
+            "subnetwork": a["networkInterfaces"][0]["subnetwork"].rsplit("/", 1)[-1],
             "service_account": i["sa"], "scopes": list(i["scopes"]),
             "scheduling": dict(a["scheduling"]), "booted": i["booted"],
+            "guest_accelerators": list(a.get("guestAccelerators") or []),
             "created_at": rfc3339(i["created"]), "age_seconds": round(now - i["created"], 1),
             "running_at": rfc3339(i["running_at"]) if i["running_at"] else None,
             "expires_at": rfc3339(i["expires_at"]) if i["expires_at"] else None,
@@ -182,6 +187,16 @@ def _settle(world, op, insts, min_count, pl, bulk):
                 errors=[e["code"] for e in errors])
 
 
+def _failed(world, project, zone, op_type, target, user, rid, error, http):
+    """An insert Compute accepted but fails in its operation, creating nothing."""
+    op = world.operations.create(project, ("zone", zone), op_type, target, None, user, rid)
+    world.event("insert-refused", project=project, zone=zone, operation=op["name"],
+                errors=[error["code"]])
+    world.schedule(world.opts["op_delay"],
+                   lambda: world.operations.finish(op, [error], http))
+    return Response(200, world.operations.public(op))
+
+
 def register(app, world):
     ops = world.operations
 
@@ -201,7 +216,11 @@ def register(app, world):
             if (p, z, name) in world.instances:
                 raise gerr(409, "alreadyExists", f"The resource 'projects/{p}/zones/{z}/"
                            f"instances/{name}' already exists")
-            inst = new_instance(world, p, z, name, pl, _user(req))
+            try:
+                inst = new_instance(world, p, z, name, pl, _user(req))
+            except IpTaken as taken:
+                return _failed(world, p, z, "insert", instance_link(p, z, name), _user(req),
+                               rid, taken.error(), 400)
             world.instances[(p, z, name)] = inst
             op = ops.create(p, ("zone", z), "insert", inst["api"]["selfLink"], inst["id"],
                             _user(req), rid)
@@ -245,7 +264,12 @@ def register(app, world):
                            f"instances/{clash[0]}' already exists")
             insts = []
             for n in names:
-                i = new_instance(world, p, z, n, pl, _user(req))
+                try:
+                    i = new_instance(world, p, z, n, pl, _user(req))
+                except IpTaken as taken:
+                    return _failed(world, p, z, "bulkInsert",
+                                   catalog.link("projects", p, "zones", z, "instances"),
+                                   _user(req), rid, taken.error(), 400)
                 world.instances[(p, z, n)] = i
                 insts.append(i)
             op = ops.create(p, ("zone", z), "bulkInsert",

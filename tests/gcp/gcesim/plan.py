@@ -5,7 +5,7 @@ Owns `plan(world, project, zone, body, bulk, user)`: machine type (insert: a zon
 `zones/Z/machineTypes/T` or longer; bulkInsert: the **bare name** — a URL there is accepted but
 its operation fails with INTERNAL_ERROR, as reported), boot disk and image (family or image
 URL of `cos-cloud` / `ubuntu-os-cloud`; size ≥ the image's 10 GB), network interface (the
-`default` network; optional `networkIP`; at most one ONE_TO_ONE_NAT access config), tags and
+`default` network or a custom one with one of its subnets; optional `networkIP`; at most one ONE_TO_ONE_NAT access config), tags and
 labels syntax, metadata keys and sizes, at most one service account (which must exist and have
 propagated), scheduling (SPOT needs TERMINATE and no automatic restart; a termination action on
 STANDARD needs a time limit; `maxRunDuration` 30 s … 120 days; GPUs need TERMINATE), guest
@@ -129,10 +129,12 @@ def plan(world, project, zone, body, bulk, user):
         raise gerr(400, "invalid", f"Invalid value for field '{pre}.networkInterfaces': "
                    f"{len(nics)} interfaces. The simulator supports exactly one (nic0).")
     nic = nics[0]
+    nets = world.vms.addresses if world.vms is not None else None
     out["network"] = network.resolve_network(project, nic.get("network"),
-                                             f"{pre}.networkInterfaces[0].network")
+                                             f"{pre}.networkInterfaces[0].network", nets)
     out["subnetwork"] = network.resolve_subnet(project, region, nic.get("subnetwork"),
-                                               f"{pre}.networkInterfaces[0].subnetwork")
+                                               f"{pre}.networkInterfaces[0].subnetwork",
+                                               out["network"], nets)
     out["network_ip"] = nic.get("networkIP")
     acs = nic.get("accessConfigs") or []
     if len(acs) > 1:

@@ -1,7 +1,8 @@
 """Read-only Compute resources: projects, zones, regions (with quotas), machine types, images.
 
 Owns the handlers `compute.projects.get`, `compute.zones.get/list`, `compute.regions.get/list`,
-`compute.machineTypes.get/list/aggregatedList` (a type not offered in a zone is 404 there) and
+`compute.machineTypes.get/list/aggregatedList` (a type not offered in a zone is 404 there),
+`compute.acceleratorTypes.get/list` (the GPU types of the catalog, only in their zones) and
 `compute.images.get/getFromFamily` for the public image projects `cos-cloud` and
 `ubuntu-os-cloud` (readable by any authenticated principal, like Google's public images).
 """
@@ -105,6 +106,29 @@ def register(app, world):
                                             catalog.link("projects", p, "aggregated",
                                                          "machineTypes"), per_zone))
 
+    def acc_resource(p, z, name):
+        description, _metric = catalog.ACCELERATORS[name]
+        return {"kind": "compute#acceleratorType", "name": name,
+                "id": catalog.num_id("acc", z, name), "creationTimestamp": catalog.CREATED,
+                "description": description, "zone": catalog.zone_link(p, z),
+                "selfLink": catalog.link("projects", p, "zones", z, "acceleratorTypes", name),
+                "maximumCardsPerInstance": 8}
+
+    def acc_get(req):
+        p, z = app.require_project(req), app.require_zone(req)
+        name = req.p("acceleratorType")
+        if name not in catalog.ACCELERATORS or z not in catalog.ACCELERATOR_ZONES[name]:
+            raise not_found(f"projects/{p}/zones/{z}/acceleratorTypes/{name}")
+        return Response(200, acc_resource(p, z, name))
+
+    def acc_list(req):
+        p, z = app.require_project(req), app.require_zone(req)
+        items = app.filtered(req, [acc_resource(p, z, n) for n in catalog.ACCELERATORS
+                                   if z in catalog.ACCELERATOR_ZONES[n]])
+        return Response(200, app.page(req, "compute#acceleratorTypeList",
+                                      catalog.link("projects", p, "zones", z,
+                                                   "acceleratorTypes"), items))
+
     def image_from_family(req):
         app.require_auth_only(req)
         proj, family = req.p("project"), req.p("family")
@@ -125,5 +149,6 @@ def register(app, world):
                    ("zones.list", zone_list), ("regions.get", region_get),
                    ("regions.list", region_list), ("machineTypes.get", mt_get),
                    ("machineTypes.list", mt_list), ("machineTypes.aggregatedList", mt_aggregated),
-                   ("images.getFromFamily", image_from_family), ("images.get", image_get)):
+                   ("images.getFromFamily", image_from_family), ("images.get", image_get),
+                   ("acceleratorTypes.get", acc_get), ("acceleratorTypes.list", acc_list)):
         app.handle_op("compute." + op, fn)

@@ -26,11 +26,15 @@ from .network import Addresses
 from .world import rfc3339
 
 
+def subnet_of(inst):
+    return inst["api"]["networkInterfaces"][0]["subnetwork"].rsplit("/", 1)[-1]
+
+
 class Vms:
     def __init__(self, world, rt, refusal, sandbox, ca_file, opts):
         self.world, self.rt, self.Refusal, self.sandbox = world, rt, refusal, sandbox
         self.opts = opts
-        self.addresses = Addresses()
+        self.addresses = Addresses(opts.get("networks") or ())
         self.metadata = None        # the MetadataServer (per-instance listeners)
         self.fwd = TcpForwarder(drop_hold=opts["drop_hold"])
         for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
@@ -61,7 +65,8 @@ class Vms:
         with self.world.lock:
             if self.world.instances.get(key) is inst:
                 del self.world.instances[key]
-        self.addresses.release(inst["project"], catalog.ZONES[inst["zone"]], inst["internal_ip"])
+        self.addresses.release(inst["project"], catalog.ZONES[inst["zone"]], inst["internal_ip"],
+                               subnet_of(inst))
 
     def started(self, inst):
         now = time.time()
@@ -187,7 +192,7 @@ class Vms:
                                       "ran_seconds": round(time.time() - inst["running_at"], 1)
                                       if inst["running_at"] else 0})
             self.addresses.release(inst["project"], catalog.ZONES[inst["zone"]],
-                                   inst["internal_ip"])
+                                   inst["internal_ip"], subnet_of(inst))
             ops.finish(op)
         w.schedule(self.opts["delete_delay"], gone)
         return op

@@ -159,6 +159,7 @@ class World:
                             for (p, s), v in self.secrets.items()],
                 "operations": self.operations.summaries() if self.operations else [],
                 "stockouts": list(self.stockouts),
+                "foreign_addresses": list(self.vms.addresses.foreign) if self.vms else [],
                 "events": list(self.events),
             }
         if self.vms is not None:

@@ -1,9 +1,9 @@
 """Fault injection rules set by tests (`POST /_sim/faults`, `k8s_sim.py faults --set JSON`).
 
 Owns `Faults`: API rules `{"method", "path" (regex, searched in the request path), "status"
-(429|500|503|504), "count" (how many requests to fail; absent = every one), "retry_after"}` that
-make the server answer with a proper Status (429 TooManyRequests + Retry-After, 500
-InternalError, 503 ServiceUnavailable, 504 Timeout), and pod rules `{"name" (regex, full match
+(403|429|500|503|504), "count" (how many requests to fail; absent = every one), "retry_after"}`
+that make the server answer with a proper Status (403 Forbidden with RBAC's message, 429
+TooManyRequests + Retry-After, 500 InternalError, 503 ServiceUnavailable, 504 Timeout), and pod rules `{"name" (regex, full match
 on the pod name), "mode": "image_pull"|"crash"|"unschedulable"}` that the kubelet asks about via
 `pod_fault(pod)`. Setting rules replaces all of them; `snapshot()` reports remaining counts and hits.
 """
@@ -13,7 +13,30 @@ import threading
 
 from .store import ApiError
 
-API_STATUSES = {429: ("TooManyRequests", "Too many requests, please try again later."),
+# The user RBAC names in an injected 403 (the simulator's token authenticates as this account).
+FORBIDDEN_USER = "system:serviceaccount:default:clusterctl-test"
+VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+RESOURCE_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)"
+                           r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?")
+
+
+def forbidden_message(method, path):
+    """RBAC's words for a refused request: `pods is forbidden: User "u" cannot create resource
+    "pods" in API group "" in the namespace "default"`."""
+    m = RESOURCE_PATH.match(path)
+    if not m:
+        return f'forbidden: User "{FORBIDDEN_USER}" cannot {VERBS.get(method, method.lower())} path "{path}"'
+    verb = VERBS.get(method.upper(), method.lower())
+    if verb == "get" and not m.group("name"):
+        verb = "list"
+    res, group, ns = m.group("resource"), m.group("group") or "", m.group("ns")
+    where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+    return (f'{res} is forbidden: User "{FORBIDDEN_USER}" cannot {verb} resource "{res}" in API'
+            f' group "{group}"{where}')
+
+
+API_STATUSES = {403: ("Forbidden", None),
+                429: ("TooManyRequests", "Too many requests, please try again later."),
                 500: ("InternalError", "Internal error occurred: injected fault"),
                 503: ("ServiceUnavailable", "The service is currently unavailable."),
                 504: ("Timeout", "The server was unable to return a response in the time allotted, "
@@ -75,6 +98,13 @@ class Faults:
                 reason, msg = API_STATUSES[r["status"]]
                 headers = {}
                 details = {}
+                if r["status"] == 403:
+                    msg = forbidden_message(method, path)
+                    m = RESOURCE_PATH.match(path)
+                    if m:
+                        details = {"kind": m.group("resource")}
+                        if m.group("name"):
+                            details["name"] = m.group("name")
                 if r["retry_after"] is not None:
                     headers["Retry-After"] = str(r["retry_after"])
                     details["retryAfterSeconds"] = int(r["retry_after"])

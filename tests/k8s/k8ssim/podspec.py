@@ -40,6 +40,10 @@ from ecsagent.entry import KILL_AFTER_SECONDS, TTL_GRACE_SECONDS, interpret_comm
 from ecsagent.sandbox import NETWORKS  # noqa: E402
 from vmboot.common import Refusal  # noqa: E402
 from vmboot.dockerrun import parse_address, translate_dask_args  # noqa: E402
+from ecsagent.taskdef import IMAGE_INSTALL_VARS  # noqa: E402
+
+# The Dask project's images, whose entrypoint (tini, prepare.sh) execs the container's args.
+DASK_IMAGE_RE = re.compile(r"^(ghcr\.io/dask/dask|daskdev/dask|docker\.io/daskdev/dask)(:[^/]+)?$")
 
 from .clusterdns import ADDRESS_RE, NXDOMAIN, DNSUnsupported, PodDNS, is_name  # noqa: E402
 
@@ -548,8 +552,18 @@ def plan_pod(pod, *, python, pod_dir, pod_ip, host_ip, lookup, base_env, node_al
     words = [expand(w, variables) for w in (c.get("command") or [])]
     words += [expand(w, variables) for w in (c.get("args") or [])]
     if not c.get("command"):
-        raise Unsupported("the container has no command, so the image's entrypoint would run;"
-                          " only clusterctl's entry script is interpreted")
+        # No command: the image's entrypoint runs with `args` as its arguments. For the Dask
+        # images that is tini, then prepare.sh, which installs the EXTRA_* packages (not
+        # emulated here) and execs its arguments. Any other image's entrypoint is unknown.
+        if not DASK_IMAGE_RE.match(c.get("image") or ""):
+            raise Unsupported(f"the container has no command and image {c.get('image')!r} is not"
+                              " a Dask image: its entrypoint is not simulated")
+        if not c.get("args"):
+            raise Unsupported("the Dask image's entrypoint without arguments would start a shell")
+        for name in IMAGE_INSTALL_VARS:
+            if variables.get(name):
+                raise Unsupported(f"{name} makes the image's prepare.sh install packages at"
+                                  " start, which the simulator does not emulate")
     try:
         entry = interpret_command(words, variables)
     except Refusal as e:

@@ -3,7 +3,8 @@
 Owns: the CA + serving certificate for 127.0.0.1, the kubeconfig, bearer-token auth (401 Status
 otherwise), the request log (WORKDIR/sim-requests.jsonl: method, path, query, status,
 content-type; never bodies), API fault injection, discovery (/version, /api, /api/v1, /apis,
-/apis/<group>/<version>, /healthz...), the admin routes (/_sim/faults, /_sim/objects), the
+/apis/<group>/<version>, /healthz...), the admin routes (/_sim/faults, /_sim/objects,
+/_sim/gate: the crash-point gate of tests/simkit/gate.py), the
 port-forward route (portforward.PortForwardHandler after auth) and `serve()`, which wires the
 Sim, the kubelet and the operator together. The REST verbs live in rest.py.
 """
@@ -124,11 +125,18 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-cache, private")
         self.set_header("Audit-Id", secrets.token_hex(8))
 
-    def prepare(self):
+    async def prepare(self):
         if not authorized(self.request, self.token):
             self.fail(ApiError(401, "Unauthorized", "Unauthorized"))
             return
         if not self.request.path.startswith("/_sim/"):
+            admitted = await self.sim.gate.aenter(self.request.method, self.request.path)
+            if admitted is False:   # held at a crash point, then dropped: nothing processed
+                self._gate_dropped = True
+                self.set_status(503)
+                self.finish()
+                return
+            self._gate_admitted = bool(admitted)
             err = self.sim.faults.match_api(self.request.method, self.request.path)
             if err is not None:
                 self.fail(err)
@@ -174,6 +182,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.fail(ApiError(500, "InternalError", f"Internal error occurred: {exc!r}"))
 
     def on_finish(self):
+        if getattr(self, "_gate_admitted", False):
+            self.sim.gate.leave()
+        if getattr(self, "_gate_dropped", False):
+            return
         q = {k: [v.decode(errors="replace") for v in vs] for k, vs in self.request.query_arguments.items()}
         self.sim.log_request({"time": round(self._t0, 3), "method": self.request.method,
                               "path": self.request.path, "query": q, "status": self.get_status(),
@@ -273,6 +285,36 @@ class FaultsHandler(BaseHandler):
         self.write_json(self.sim.faults.snapshot())
 
 
+class GateHandler(BaseHandler):
+    """The crash-point gate of tests/simkit/gate.py (GET state, POST arm, DELETE disarm)."""
+
+    def get(self):
+        if not self._finished:
+            self.write_json(self.sim.gate.state())
+
+    def post(self):
+        if self._finished:
+            return
+        try:
+            self.write_json(self.sim.gate.arm(json.loads(self.request.body or b"{}")))
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", str(exc))
+
+    def delete(self):
+        if not self._finished:
+            self.write_json(self.sim.gate.disarm())
+
+
+def load_gate():
+    """tests/simkit/gate.py, loaded by path (the simkit package itself is not needed here)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "simkit", "gate.py")
+    spec = importlib.util.spec_from_file_location("simkit_gate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.Gate()
+
+
 class ObjectsHandler(BaseHandler):
     def get(self):
         if self._finished:
@@ -295,6 +337,8 @@ class ObjectsHandler(BaseHandler):
 
 def make_app(sim, token):
     from .rest import ResourceHandler
+    if getattr(sim, "gate", None) is None:
+        sim.gate = load_gate()
     args = {"sim": sim, "token": token}
     routes = [
         (r"/(version|healthz|readyz|livez)/?", DiscoveryHandler, args),
@@ -306,6 +350,7 @@ def make_app(sim, token):
         (r"/apis/([^/]+)/([^/]+)/?", DiscoveryHandler, args),
         (r"/_sim/faults", FaultsHandler, args),
         (r"/_sim/objects", ObjectsHandler, args),
+        (r"/_sim/gate", GateHandler, args),
     ]
     try:
         from .portforward import PortForwardHandler

@@ -103,6 +103,8 @@ pub struct FargateProvider {
     options: FargateOptions,
     identity: OnceCell<Identity>,
     network: OnceCell<Network>,
+    /// The cluster's security group, once this process created or claimed it.
+    group: OnceCell<String>,
 }
 
 /// The clients of [`FargateProvider::from_clients`].
@@ -123,10 +125,7 @@ impl FargateProvider {
         let log = api_log::ApiLog::from_env();
         macro_rules! client {
             ($krate:ident) => {{
-                let mut b = $krate::config::Builder::from(&config);
-                if let Some(l) = &log {
-                    b = b.interceptor(l.clone());
-                }
+                let b = $krate::config::Builder::from(&config).interceptor(log.clone());
                 $krate::Client::from_conf(b.build())
             }};
         }
@@ -154,6 +153,7 @@ impl FargateProvider {
             options,
             identity: OnceCell::new(),
             network: OnceCell::new(),
+            group: OnceCell::new(),
         }
     }
 
@@ -203,6 +203,7 @@ impl FargateProvider {
                     &self.region,
                     self.options.vpc.as_deref(),
                     &self.options.subnets,
+                    self.options.allow_cidrs.is_empty(),
                 )
             })
             .await
@@ -408,6 +409,9 @@ impl FargateProvider {
     }
 
     async fn group_id(&self, cluster: &ClusterName) -> Result<String> {
+        if let Some(id) = self.group.get() {
+            return Ok(id.clone());
+        }
         network::groups(&self.ec2, &self.region, Some(cluster))
             .await?
             .into_iter()
@@ -542,7 +546,7 @@ impl ClusterProvider for FargateProvider {
         let cluster_tags = tags::cluster_tags(spec);
         let net = self.network().await?;
         // The security group claims the name; nothing else is touched before it is ours.
-        network::ensure_group(
+        let group = network::ensure_group(
             &self.ec2,
             &self.region,
             ProviderKind::Fargate,
@@ -559,6 +563,7 @@ impl ClusterProvider for FargateProvider {
             },
         )
         .await?;
+        let _ = self.group.set(group);
         self.ensure_ecs_cluster(&spec.name, &cluster_tags).await?;
         if self.options.log_group.is_none() {
             self.ensure_log_group(&names::log_group(&spec.name), &cluster_tags)

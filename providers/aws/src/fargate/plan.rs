@@ -21,11 +21,17 @@ impl FargateProvider {
         let (scheduler_size, worker_size) = Self::sizes(spec)?;
         let architecture = options::architecture(self.options.architecture.as_deref())?;
         let identity = self.identity().await?.shown.clone();
-        if self
-            .describe(Some(&spec.name))
+        // Every cluster's security group exists before its first task and outlives its last
+        // (it cannot be deleted while a task's interface uses it): no group, no tasks, and
+        // no need to look for them in every ECS cluster.
+        if network::cluster_group(&self.ec2, &self.region, &spec.name)
             .await?
-            .iter()
-            .any(|t| t.node.state.is_alive())
+            .is_some()
+            && self
+                .describe(Some(&spec.name))
+                .await?
+                .iter()
+                .any(|t| t.node.state.is_alive())
         {
             return Err(Error::AlreadyExists {
                 name: spec.name.to_string(),
