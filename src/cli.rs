@@ -65,6 +65,9 @@ pub enum Command {
     Wait(NameArg),
     /// Tear a cluster down and verify nothing is left (works from the provider's tags alone).
     Down(DownArgs),
+    /// Find every clusterctl cluster past its TTL (half-made ones too) on the providers and
+    /// places given, and remove them with `down` (`--yes`; without it, only list them).
+    Gc(GcArgs),
     /// Live state of a cluster: nodes, addresses, workers joined.
     Status(StatusArgs),
     /// Clusters found on the providers, and those recorded on this machine.
@@ -485,6 +488,29 @@ pub struct DownArgs {
     pub timeout: Option<String>,
     #[command(flatten)]
     pub at: Locate,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove what is found; without it, `gc` only lists the expired clusters (exit 0).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Provider to search (repeatable; default: the configured one and those with records here).
+    #[arg(long = "provider", value_name = "PROVIDER")]
+    pub providers: Vec<String>,
+    /// Region, zone or location to search (repeatable; default: the configured one).
+    #[arg(long = "region", visible_alias = "location", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// GCP: the project to search (default: GOOGLE_CLOUD_PROJECT, else the credentials').
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeScope,
+    #[command(flatten)]
+    pub azure: AzureScope,
+    /// How long each cluster's teardown may take before reporting what is left (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

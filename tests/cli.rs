@@ -348,6 +348,18 @@ fn absurd_lifetimes_and_sizes_are_refused() {
         &["up", "--worker-memory", "100TiB"],
         &["`100TiB`", "24TiB"],
     );
+    refused(
+        &e,
+        &["gc", "--yes", "--timeout", "1000000y"],
+        &["`1000000y`", "1day"],
+    );
+    refused(&e, &["gc", "--provider", "nimbus"], &["`nimbus`"]);
+    // Nothing expired on the local provider: listed as such, exit 0, JSON with both lists.
+    let out = e.run(&["gc", "--provider", "local", "--output", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["expired"], serde_json::json!([]), "{v}");
+    assert_eq!(v["removed"], serde_json::json!([]), "{v}");
 }
 
 #[test]

@@ -23,18 +23,24 @@ struct Removed {
     nodes_terminated: Vec<String>,
 }
 
-pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
-    let timeout = match &args.timeout {
+/// `--timeout` of a teardown: each cluster's, 10 minutes by default.
+pub(super) fn teardown_timeout(given: Option<&str>) -> clusterctl_core::Result<Duration> {
+    Ok(match given {
         Some(t) => {
             let d = settings::parse_duration("--timeout", t)?;
             clusterctl_core::model::check_duration_max("--timeout", t, d, MAX_TIMEOUT)?;
             d
         }
         None => lifecycle::TEARDOWN_TIMEOUT,
-    };
+    })
+}
+
+pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
+    let timeout = teardown_timeout(args.timeout.as_deref())?;
     let mut targets: Vec<(ClusterName, std::sync::Arc<dyn ClusterProvider>)> = Vec::new();
     if args.all || args.expired {
-        // With --expired, only clusters whose expiry (from their tags, else the record) passed.
+        // With --expired, only clusters whose expiry (from their tags, else the record) passed;
+        // half-made clusters (no node left) are found through their claims.
         let now = clusterctl_core::model::now_epoch();
         let wanted =
             |expires_at: Option<u64>| !args.expired || expires_at.is_some_and(|t| t <= now);
@@ -52,8 +58,8 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
                 ..Default::default()
             };
             let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
-            for summary in clusterctl_core::model::summarize(provider.list_nodes(None).await?) {
-                if !wanted(summary.expires_at) {
+            for summary in provider.list_clusters().await? {
+                if !summary.holds_anything() || (args.expired && !summary.is_expired(now)) {
                     continue;
                 }
                 if let Ok(name) = ClusterName::new(&summary.name) {
@@ -143,7 +149,7 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn down_one(
+pub(super) async fn down_one(
     ctx: &Ctx<'_>,
     name: &ClusterName,
     provider: &dyn ClusterProvider,

@@ -6,6 +6,7 @@ mod dashboard;
 mod doctor;
 mod down;
 mod env;
+mod gc;
 mod help;
 mod logs;
 mod run;
@@ -256,6 +257,7 @@ pub async fn dispatch(cli: Cli, matches: &ArgMatches, printer: &Printer) -> Resu
         Command::Doctor(args) => doctor::doctor(&ctx, &args, sub("doctor")).await,
         Command::Wait(args) => wait::wait(&ctx, args.name.as_deref()).await,
         Command::Down(args) => down::down(&ctx, &args).await,
+        Command::Gc(args) => gc::gc(&ctx, &args).await,
         Command::Status(args) => status::status(&ctx, &args).await,
         Command::List(args) => status::list(&ctx, &args).await,
         Command::Scale(args) => scale::scale(&ctx, &args).await,

@@ -29,7 +29,7 @@ pub async fn wait(ctx: &Ctx<'_>, name: Option<&str>) -> Result<u8> {
     let progress = ctx.printer.progress();
     let deadline = Deadline::after(Duration::from_secs(record.timeout_secs.max(1)));
     let result = tokio::select! {
-        r = lifecycle::wait_ready(provider.as_ref(), &name, &reach.endpoints, record.wait_workers as usize, deadline, &progress) => r,
+        r = lifecycle::wait_ready(provider.as_ref(), &name, &record.spec.launch, &reach.endpoints, record.wait_workers as usize, deadline, &progress) => r,
         _ = signals.interrupted() => Err(Error::Interrupted),
     };
     match result {

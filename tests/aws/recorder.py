@@ -8,6 +8,12 @@ Owns `wrap_run_simple(run_simple, workdir)` and the middleware it installs:
 - the crash-point gate (tests/simkit/gate.py) on those mutating requests: `GET|POST|DELETE
   /_sim/gate`.
 - `GET /_sim/requests`: {"requests": [...]} (the log above).
+- faults (`POST /_sim/faults {"kind": "throttle"|"server", "rate": P, "seed": N}`, `DELETE`
+  stops, `GET` counts them): that share of clusterctl's requests (the Rust SDK's user agent;
+  not the test agents' nor the nodes') is answered, unprocessed, with AWS's own throttling error
+  (EC2: 503 RequestLimitExceeded; IAM/STS: 400 Throttling; JSON APIs: 400 ThrottlingException)
+  or server error (500 InternalError / ServiceFailure / InternalFailure) in the protocol's own
+  format. Faulted requests are logged with `"fault": true` and never reach the gate.
 - `GET /_sim/inventory`: what moto holds that clusterctl could have made, tagged or not:
   live instances, security groups but the default ones, key pairs, volumes, addresses, network
   interfaces (but those of stopped tasks, which Fargate deletes itself), launch templates, IAM roles, instance profiles and local policies, SSM
@@ -20,9 +26,11 @@ import importlib.util
 import io
 import json
 import os
+import random
 import threading
 import time
 import urllib.parse
+import uuid
 
 OBSERVER = "conformance-inventory"
 READ_PREFIXES = ("Describe", "List", "Get", "Lookup", "BatchGet", "Search")
@@ -62,10 +70,84 @@ def _classify(environ, body):
     return service, action, mutating
 
 
+class Faults:
+    """The share of requests answered with an injected error, and how many were."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.kind, self.rate, self.fired = None, 0.0, 0
+        self._rng = random.Random(1)
+
+    def set(self, spec):
+        kind, rate = spec.get("kind"), spec.get("rate")
+        if kind not in ("throttle", "server"):
+            raise ValueError('kind must be "throttle" or "server"')
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ValueError("rate must be a number in (0, 1]")
+        with self._lock:
+            self.kind, self.rate, self.fired = kind, float(rate), 0
+            self._rng = random.Random(spec.get("seed", 1))
+        return self.state()
+
+    def clear(self):
+        with self._lock:
+            self.kind, self.rate = None, 0.0
+        return self.state()
+
+    def state(self):
+        with self._lock:
+            return {"kind": self.kind, "rate": self.rate, "fired": self.fired}
+
+    def pick(self, environ):
+        """The kind of fault to answer this request with, or None."""
+        agent = environ.get("HTTP_USER_AGENT", "") + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+        if "lang/rust" not in agent:
+            return None
+        with self._lock:
+            if self.kind is None or self._rng.random() >= self.rate:
+                return None
+            self.fired += 1
+            return self.kind
+
+
+def _fault_answer(kind, service, json_protocol):
+    """(status line, headers, body) of AWS's own error for `kind` in the service's protocol."""
+    rid = str(uuid.uuid4())
+    if json_protocol:
+        code, status = (("ThrottlingException", "400 Bad Request") if kind == "throttle"
+                        else ("InternalFailure", "500 Internal Server Error"))
+        body = json.dumps({"__type": code, "message": "Rate exceeded" if kind == "throttle"
+                           else "An internal error occurred (injected)"}).encode()
+        return status, [("Content-Type", "application/x-amz-json-1.1"),
+                        ("x-amzn-RequestId", rid), ("x-amzn-ErrorType", code)], body
+    if service == "ec2":
+        code, status, msg = (("RequestLimitExceeded", "503 Service Unavailable",
+                              "Request limit exceeded.") if kind == "throttle"
+                             else ("InternalError", "500 Internal Server Error",
+                                   "An internal error has occurred"))
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}'
+                f'</Code><Message>{msg}</Message></Error></Errors><RequestID>{rid}</RequestID>'
+                f'</Response>').encode()
+        return status, [("Content-Type", "text/xml;charset=UTF-8")], body
+    # awsQuery (IAM, STS).
+    kind_of, code, status, msg = (("Sender", "Throttling", "400 Bad Request", "Rate exceeded")
+                                  if kind == "throttle"
+                                  else ("Receiver", "ServiceFailure" if service == "iam"
+                                        else "InternalFailure", "500 Internal Server Error",
+                                        "An internal error occurred (injected)"))
+    ns = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+          "sts": "https://sts.amazonaws.com/doc/2011-06-15/"}.get(service, "")
+    body = (f'<ErrorResponse xmlns="{ns}"><Error><Type>{kind_of}</Type><Code>{code}</Code>'
+            f'<Message>{msg}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>'
+            ).encode()
+    return status, [("Content-Type", "text/xml")], body
+
+
 class Recorder:
     def __init__(self, app, workdir, port):
         self.app, self.workdir, self.port = app, workdir, port
         self.gate = _load_gate()
+        self.faults = Faults()
         self._lock = threading.Lock()
         self._log = os.path.join(workdir, "requests.jsonl")
         os.makedirs(workdir, exist_ok=True)
@@ -83,6 +165,17 @@ class Recorder:
         method = environ.get("REQUEST_METHOD", "GET")
         label = f"{service}:{action}" if action else f"{method} {path}"
         t0 = time.time()
+        fault = self.faults.pick(environ)
+        if fault is not None:
+            status_line, headers, data = _fault_answer(
+                fault, service, bool(environ.get("HTTP_X_AMZ_TARGET")))
+            headers.append(("Content-Length", str(len(data))))
+            self._write({"time": round(t0, 3), "method": method, "path": path,
+                         "service": service, "action": action,
+                         "status": int(status_line.split(" ", 1)[0]), "mutating": mutating,
+                         "fault": True, "ms": 0})
+            start_response(status_line, headers)
+            return [data]
         admitted = self.gate.enter(method, path, label=label, mutating=mutating)
         if admitted is False:   # held at a crash point, then dropped: nothing processed
             start_response("503 Service Unavailable", [("Content-Length", "0")])
@@ -120,6 +213,12 @@ class Recorder:
                 out = self.gate.arm(json.loads(raw or b"{}"))
             elif path == "/_sim/gate" and method == "DELETE":
                 out = self.gate.disarm()
+            elif path == "/_sim/faults" and method == "POST":
+                out = self.faults.set(json.loads(raw or b"{}"))
+            elif path == "/_sim/faults" and method == "DELETE":
+                out = self.faults.clear()
+            elif path == "/_sim/faults" and method == "GET":
+                out = self.faults.state()
             elif path == "/_sim/requests" and method == "GET":
                 with self._lock:
                     try:

@@ -104,26 +104,13 @@ fn apply(good: &[String], bad: &Bad) -> Vec<String> {
 }
 
 pub fn bad_input_is_refused(provider: Provider) {
-    check_bad_inputs(provider, false);
-}
-
-/// The bad inputs a provider is known not to refuse yet (`Platform::known_gaps`).
-pub fn known_gaps(provider: Provider) {
-    check_bad_inputs(provider, true);
-}
-
-fn check_bad_inputs(provider: Provider, gaps: bool) {
     let dir = tempfile::tempdir().unwrap();
     let p = provider.start(dir.path());
     let p: &dyn Platform = p.as_ref();
     let env = Env::new();
     let baseline = p.holdings(&env);
     let good = p.up_args("cfbad", 2);
-    let (mut cases, specific) = if gaps {
-        (Vec::new(), p.known_gaps())
-    } else {
-        (common_inputs(), p.bad_inputs())
-    };
+    let (mut cases, specific) = (common_inputs(), p.bad_inputs());
     for (args, needles) in specific {
         let mut b = Bad {
             set: Vec::new(),
@@ -135,7 +122,7 @@ fn check_bad_inputs(provider: Provider, gaps: bool) {
         }
         cases.push(b);
     }
-    assert!(gaps || cases.len() >= 25, "{} bad inputs only", cases.len());
+    assert!(cases.len() >= 25, "{} bad inputs only", cases.len());
     let from = p.requests().len();
     let config_file = env.dir.path().join("clusterctl.yaml");
     let mut failures = Vec::new();

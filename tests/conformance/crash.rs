@@ -169,8 +169,7 @@ pub fn crash_at_every_step(provider: Provider) {
     p.forget(&env);
     p.boot_nodes();
     let from = p.requests().len();
-    let wait = !p.known_stale_nodes_bug();
-    let (code, err) = outcome(&run(p, &env, if wait { &waiting } else { &up }));
+    let (code, err) = outcome(&run(p, &env, &waiting));
     assert_eq!(code, Some(0), "a fresh `up` after the crashes: {err}");
     let made = mutating_since(p, from);
     assert_eq!(

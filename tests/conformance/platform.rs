@@ -44,6 +44,13 @@ impl GateState {
     }
 }
 
+/// An injected fault: the platform's throttling error, or its server error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Throttle,
+    Server,
+}
+
 /// One provider's platform as the suite sees it, from outside clusterctl.
 pub trait Platform {
     /// The provider's name (`--provider`).
@@ -80,6 +87,30 @@ pub trait Platform {
     fn shares_state(&self) -> bool {
         false
     }
+    /// Answer `rate` of clusterctl's API requests (mutating ones included) with `fault` in the
+    /// platform's own format, unprocessed; `None` stops. Returns `false` where the platform has
+    /// no API to fault (local).
+    fn inject(&self, fault: Option<(Fault, f64)>) -> bool {
+        let _ = fault;
+        false
+    }
+    /// How many requests were answered with an injected fault since the last `inject`.
+    fn faults_fired(&self) -> u64 {
+        0
+    }
+    /// Whether a cluster with no node left (an `up` killed after its first mutating request)
+    /// carries its expiry on the platform, so that `gc` finds it: not on `local` (its mutating
+    /// requests are node starts; the directory `gc` finds comes before them) nor DigitalOcean
+    /// (tags, firewalls and keys hold no expiry; they are free, and `down NAME` removes them).
+    fn gc_finds_half_made(&self) -> bool {
+        true
+    }
+    /// Whether a cluster removes everything of itself at its TTL (an Azure cluster's
+    /// scheduler deletes its own resource group), so that
+    /// `gc` may find nothing of it once it expired.
+    fn ttl_removes_everything(&self) -> bool {
+        false
+    }
     /// Whether `up` waits long enough for its cluster (after its last mutating request) that a
     /// signal can be sent in that phase.
     fn has_wait_phase(&self) -> bool {
@@ -93,16 +124,6 @@ pub trait Platform {
     /// Extra `up` flags that make this platform's `up` fail validation only where the others
     /// do not (provider-specific bad inputs): (args, needles in stderr).
     fn bad_inputs(&self) -> Vec<(Vec<String>, Vec<String>)>;
-    /// Whether a waiting `up` of a name fails while the platform still lists the stopped nodes
-    /// of that name's previous cluster (a known bug: the crash scenario's last `up` then does
-    /// not wait, and `recreate` is ignored for this provider).
-    fn known_stale_nodes_bug(&self) -> bool {
-        false
-    }
-    /// Bad inputs this provider does not refuse as it should yet (run by an ignored test).
-    fn known_gaps(&self) -> Vec<(Vec<String>, Vec<String>)> {
-        Vec::new()
-    }
 }
 
 /// `/_sim/...` of a simulator or of the moto recorder, through the test Python (the tests have

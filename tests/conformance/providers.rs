@@ -19,7 +19,7 @@ use crate::{
         restsim::RestSim,
         sandbox::Sandbox,
     },
-    platform::{Control, GateState, Platform, identities},
+    platform::{Control, Fault, GateState, Platform, identities},
 };
 
 /// Every provider the suite covers.
@@ -165,6 +165,10 @@ impl Platform for Local {
 
     fn shares_state(&self) -> bool {
         true
+    }
+
+    fn gc_finds_half_made(&self) -> bool {
+        false
     }
 
     fn has_wait_phase(&self) -> bool {
@@ -360,6 +364,33 @@ impl Platform for Aws {
             .collect()
     }
 
+    fn inject(&self, fault: Option<(Fault, f64)>) -> bool {
+        match fault {
+            Some((f, rate)) => {
+                let kind = if f == Fault::Throttle {
+                    "throttle"
+                } else {
+                    "server"
+                };
+                self.control.call(
+                    "POST",
+                    "/_sim/faults",
+                    Some(&serde_json::json!({ "kind": kind, "rate": rate })),
+                );
+            }
+            None => {
+                self.control.call("DELETE", "/_sim/faults", None);
+            }
+        }
+        true
+    }
+
+    fn faults_fired(&self) -> u64 {
+        self.control.call("GET", "/_sim/faults", None)["fired"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     fn arm(&self, after: u64) {
         self.control.arm(after, None);
     }
@@ -388,28 +419,23 @@ impl Platform for Aws {
     }
 
     fn bad_inputs(&self) -> Vec<(Vec<String>, Vec<String>)> {
-        let mut v = vec![(
-            strings(&["--allow-cidr", "1.2.3.4"]),
-            strings(&["`1.2.3.4`", "prefix length"]),
-        )];
+        let mut v = vec![
+            (
+                strings(&["--allow-cidr", "1.2.3.4"]),
+                strings(&["`1.2.3.4`", "prefix length"]),
+            ),
+            // A region that cannot exist: refused before the SDK sends anything to it.
+            (
+                strings(&["--region", "mars-1"]),
+                strings(&["`mars-1`", "--region us-east-1"]),
+            ),
+        ];
         if self.provider == Provider::Fargate {
             v.push((strings(&["--worker-cpus", "3"]), strings(&["3"])));
         } else {
             v.push((strings(&["--ami", "not-an-ami"]), strings(&["not-an-ami"])));
         }
         v
-    }
-
-    fn known_stale_nodes_bug(&self) -> bool {
-        // ECS lists stopped tasks for an hour (moto: until the end); a new cluster of the name
-        // takes the stopped scheduler task of the old one for its own (`recreate_fargate`).
-        self.provider == Provider::Fargate
-    }
-
-    fn known_gaps(&self) -> Vec<(Vec<String>, Vec<String>)> {
-        // A region that cannot exist is sent to the API (exit 1 after the SDK's retries)
-        // instead of being refused up front.
-        vec![(strings(&["--region", "mars-1"]), strings(&["`mars-1`"]))]
     }
 }
 
@@ -508,6 +534,27 @@ impl Platform for Kube {
                 )
             })
             .collect()
+    }
+
+    fn inject(&self, fault: Option<(Fault, f64)>) -> bool {
+        let api = match fault {
+            Some((Fault::Throttle, rate)) => {
+                serde_json::json!([{ "path": "^/api", "status": 429, "rate": rate }])
+            }
+            Some((Fault::Server, rate)) => {
+                serde_json::json!([{ "path": "^/api", "status": 503, "rate": rate }])
+            }
+            None => serde_json::json!([]),
+        };
+        self.sim.faults(&serde_json::json!({ "api": api }));
+        true
+    }
+
+    fn faults_fired(&self) -> u64 {
+        self.sim.faults_state()["api"]
+            .as_array()
+            .map(|rules| rules.iter().filter_map(|r| r["hits"].as_u64()).sum())
+            .unwrap_or(0)
     }
 
     fn arm(&self, after: u64) {
@@ -647,6 +694,14 @@ impl Rest {
 }
 
 impl Platform for Rest {
+    fn gc_finds_half_made(&self) -> bool {
+        self.provider != Provider::DigitalOcean
+    }
+
+    fn ttl_removes_everything(&self) -> bool {
+        self.provider == Provider::Azure
+    }
+
     fn provider(&self) -> &'static str {
         match self.provider {
             Provider::DigitalOcean => "digitalocean",
@@ -737,6 +792,39 @@ impl Platform for Rest {
                 )
             })
             .collect()
+    }
+
+    fn inject(&self, fault: Option<(Fault, f64)>) -> bool {
+        self.control.call("DELETE", "/_sim/faults", None);
+        let Some((fault, rate)) = fault else {
+            return true;
+        };
+        // The API paths only (not the simulated identity provider's token endpoints), with
+        // each platform's throttling answer: DigitalOcean and ARM 429 with a wait, Compute
+        // Engine 403 rateLimitExceeded (its documented throttling error).
+        let (path, throttle) = match self.provider {
+            Provider::DigitalOcean => ("^/v2/", 429),
+            Provider::Azure => ("^/subscriptions/", 429),
+            _ => ("^/(compute|v1)/", 403),
+        };
+        let status = if fault == Fault::Throttle {
+            throttle
+        } else {
+            503
+        };
+        let mut rule = serde_json::json!({ "path": path, "status": status, "rate": rate });
+        if status == 429 {
+            rule["headers"] = serde_json::json!({ "Retry-After": "1" });
+        }
+        self.sim.fault(rule);
+        true
+    }
+
+    fn faults_fired(&self) -> u64 {
+        self.control.call("GET", "/_sim/faults", None)["rules"]
+            .as_array()
+            .map(|rules| rules.iter().filter_map(|r| r["hits"].as_u64()).sum())
+            .unwrap_or(0)
     }
 
     fn arm(&self, after: u64) {

@@ -2,16 +2,20 @@
 
 Owns `Faults`: a list of rules `{"method": "POST" (optional), "path": regex searched in the
 request path (default: every path), "status": 100-599, "count": N (absent: every match),
-"after": K (let the first K matching requests through first), "headers": {...}, "body": any
-JSON (absent: the simulator's own error body for that status), "delay": seconds (sleep before
-answering; with "status" absent the request then proceeds normally)}`. Rules are checked in the
+"after": K (let the first K matching requests through first), "rate": P (0 < P <= 1: fire on
+that share of the matching requests, drawn from a generator seeded with "seed", default 1, so a
+run repeats), "headers": {...}, "body": any JSON (absent: the simulator's own error body for that
+status), "delay": seconds (sleep before answering; with "status" absent the request then
+proceeds normally)}`. Rules are checked in the
 order they were added; the first one that fires wins. Control paths (/_sim/...) never match.
 """
 
+import random
 import re
 import threading
 
-RULE_KEYS = {"method", "path", "status", "count", "after", "headers", "body", "delay", "name"}
+RULE_KEYS = {"method", "path", "status", "count", "after", "headers", "body", "delay", "name",
+             "rate", "seed"}
 MAX_DELAY = 120.0
 
 
@@ -43,6 +47,13 @@ class Faults:
         delay = r.get("delay")
         if delay is not None and (not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_DELAY):
             raise FaultError(f"delay must be a number of seconds between 0 and {MAX_DELAY}")
+        rate = r.get("rate")
+        if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool)
+                                 or not 0 < rate <= 1):
+            raise FaultError("rate must be a number in (0, 1]")
+        seed = r.get("seed", 1)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise FaultError("seed must be an integer")
         headers = r.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, (str, int)) for v in headers.values()):
             raise FaultError("headers must be an object of strings")
@@ -54,7 +65,8 @@ class Faults:
                 "path": r.get("path") or ".*", "_rx": rx, "status": status,
                 "remaining": r.get("count"), "after": r.get("after") or 0,
                 "headers": {k: str(v) for k, v in headers.items()}, "body": r.get("body"),
-                "has_body": "body" in r, "delay": delay, "seen": 0, "hits": 0}
+                "has_body": "body" in r, "delay": delay, "seen": 0, "hits": 0,
+                "rate": rate, "_rng": random.Random(seed)}
 
     def add(self, spec):
         """Add one rule or a list of rules; returns their snapshots."""
@@ -79,6 +91,9 @@ class Faults:
                 if not r["_rx"].search(path):
                     continue
                 if r["seen"] < r["after"]:
+                    r["seen"] += 1
+                    continue
+                if r["rate"] is not None and r["_rng"].random() >= r["rate"]:
                     r["seen"] += 1
                     continue
                 if r["remaining"] is not None:

@@ -43,7 +43,10 @@ use clusterctl_core::{
         self, BootLayout, KeyDelivery, SecretStore, VmOptions, render_cloud_init, scheduler_intent,
         worker_intent,
     },
-    model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSpec, ClusterSummary, Endpoints, Node, ProviderKind, Role,
+        summarize_with_claims,
+    },
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
         WorkerBatch,
@@ -284,7 +287,7 @@ impl Ec2Provider {
             .await?
             .into_iter()
             .next()
-            .map(|(id, _)| id)
+            .map(|g| g.id)
             .ok_or_else(|| Error::Provider {
                 provider: ProviderKind::Aws,
                 operation: "launch".into(),
@@ -422,14 +425,16 @@ impl Ec2Provider {
 /// The shared AWS configuration of every client: the standard chain (environment, profiles, SSO,
 /// web identity, instance metadata; `AWS_ENDPOINT_URL` honoured), the standard retry mode with
 /// jittered exponential backoff, and the region (`region`, else the chain's).
-pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::SdkConfig, String)> {
+pub(crate) async fn load_config(
+    region_flag: Option<&str>,
+) -> Result<(aws_config::SdkConfig, String)> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
         aws_config::retry::RetryConfig::standard()
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(20)),
     );
-    if let Some(r) = region {
+    if let Some(r) = region_flag {
         loader = loader.region(Region::new(r.to_string()));
     }
     let config = loader.load().await;
@@ -441,7 +446,17 @@ pub(crate) async fn load_config(region: Option<&str>) -> Result<(aws_config::Sdk
             Some("pass `--region us-east-1`, or set AWS_REGION or a profile region".into()),
         )
     })?;
+    options::validate_region(&region, region_given(region.as_str(), region_flag))?;
     Ok((config, region))
+}
+
+/// Where the region came from, for its error message.
+fn region_given(region: &str, flag: Option<&str>) -> &'static str {
+    if flag == Some(region) {
+        "--region"
+    } else {
+        "AWS region (AWS_REGION or the profile's region)"
+    }
 }
 
 /// The caller's identity as shown in plans and permission errors, and its account and
@@ -779,10 +794,21 @@ impl ClusterProvider for Ec2Provider {
         Ok(())
     }
 
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        let (nodes, groups) = tokio::try_join!(
+            self.list_nodes(None),
+            network::groups(&self.ec2, &self.region, None),
+        )?;
+        let claims = groups.into_iter().filter(|g| g.is_of(ProviderKind::Aws));
+        Ok(summarize_with_claims(
+            nodes,
+            claims.map(|g| g.tags).collect(),
+        ))
+    }
+
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {
         let role = names::node_role(cluster);
         let prefix = names::secrets_prefix(cluster);
-        network::delete_groups(&self.ec2, &self.region, cluster).await?;
         self.access().delete_secrets(&prefix).await?;
         // Profile before role: a role still in a profile cannot be deleted.
         self.access()
@@ -791,6 +817,9 @@ impl ClusterProvider for Ec2Provider {
         self.access()
             .delete_known_role(&role, cluster, &[access::SECRETS_POLICY])
             .await?;
+        // The group claims the name: removed last, so that a teardown cut off on the way
+        // leaves it, and `gc` finds what is left through it.
+        network::delete_groups(&self.ec2, &self.region, cluster).await?;
         let mut left: Vec<String> = self
             .describe(Some(cluster), LIVE_STATES)
             .await?
@@ -801,7 +830,7 @@ impl ClusterProvider for Ec2Provider {
             network::groups(&self.ec2, &self.region, Some(cluster))
                 .await?
                 .into_iter()
-                .map(|(id, name)| format!("security group {id} ({name})")),
+                .map(|g| format!("security group {} ({})", g.id, g.name)),
         );
         left.extend(
             self.access()

@@ -178,12 +178,33 @@ pub async fn cluster_group(
     Ok(out.security_groups().first().cloned())
 }
 
+/// A clusterctl security group: the claim of its cluster's name.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// The tag that says which of the two AWS providers (`aws`, `fargate`) a cluster's security
+/// group claims the name for: they share the group's name, and `gc` must tear a cluster with
+/// no node left down with its own provider.
+pub const PROVIDER_TAG: &str = "clusterctl-provider";
+
+impl Group {
+    /// Whether the group is a cluster of `kind` (a group without the tag is EC2's).
+    pub fn is_of(&self, kind: ProviderKind) -> bool {
+        let of = self.tags.get(PROVIDER_TAG).map(String::as_str);
+        of == Some(kind.as_str()) || (of.is_none() && kind == ProviderKind::Aws)
+    }
+}
+
 /// Security groups tagged for `cluster` (all of them, with `None`: every clusterctl group).
 pub async fn groups(
     ec2: &Client,
     region: &str,
     cluster: Option<&ClusterName>,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<Group>> {
     let mut filters = vec![filter(
         &format!("tag:{}", tags::MANAGED),
         &[tags::MANAGED_VALUE],
@@ -201,7 +222,15 @@ pub async fn groups(
         let page = page.map_err(|e| errors::map("ec2:DescribeSecurityGroups", region, e))?;
         for g in page.security_groups() {
             if let (Some(id), Some(name)) = (g.group_id(), g.group_name()) {
-                out.push((id.to_string(), name.to_string()));
+                out.push(Group {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    tags: g
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
+                });
             }
         }
     }
@@ -239,6 +268,7 @@ where
     let launch = group_tags.get(tags::LAUNCH).cloned().unwrap_or_default();
     let tag_list: Vec<Tag> = group_tags
         .iter()
+        .chain([(&PROVIDER_TAG.to_string(), &kind.as_str().to_string())])
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
     let created = ec2
@@ -569,7 +599,7 @@ const GROUP_DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// [`GROUP_DELETE_TIMEOUT`].
 pub async fn delete_groups(ec2: &Client, region: &str, cluster: &ClusterName) -> Result<()> {
     let started = std::time::Instant::now();
-    for (id, _) in groups(ec2, region, Some(cluster)).await? {
+    for Group { id, .. } in groups(ec2, region, Some(cluster)).await? {
         let mut delay = std::time::Duration::from_secs(2);
         loop {
             match ec2.delete_security_group().group_id(&id).send().await {

@@ -101,6 +101,30 @@ pub fn ami_parameter(gpu: bool, arm64: bool) -> &'static str {
 
 pub use clusterctl_core::model::validate_cidr;
 
+/// Refuse a region name no AWS partition can have (`mars-1`, `us_east_1`, `US-EAST-1`) before
+/// any request: the SDK would send it to an endpoint that does not exist and retry. Region names
+/// are lowercase words joined by `-` ending in a number (`us-east-1`, `us-gov-west-1`,
+/// `cn-north-1`, `eusc-de-east-1`); which regions exist is left to the API (new ones open).
+pub fn validate_region(region: &str, what: &'static str) -> Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let shaped = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .parse::<u8>()
+            .is_ok_and(|n| parts[parts.len() - 1] == n.to_string());
+    if shaped {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        what,
+        region,
+        "not an AWS region name (they look like `us-east-1` or `eu-west-2`)",
+        Some("pass an existing region, e.g. `--region us-east-1`; `aws ec2 describe-regions` lists them".into()),
+    ))
+}
+
 /// Validate an AWS resource id like `subnet-0abc123` (`prefix` is `subnet-`).
 pub fn validate_id(what: &'static str, v: &str, prefix: &str) -> Result<()> {
     if v.starts_with(prefix)
@@ -177,6 +201,32 @@ impl Ec2Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_names() {
+        for ok in [
+            "us-east-1",
+            "us-gov-west-1",
+            "cn-north-1",
+            "eusc-de-east-1",
+            "ap-southeast-10",
+        ] {
+            validate_region(ok, "--region").unwrap();
+        }
+        for bad in [
+            "mars-1",
+            "us_east_1",
+            "US-EAST-1",
+            "us-east-",
+            "us-east-01",
+            "us--1",
+            "",
+            "us-east-1a",
+        ] {
+            let e = validate_region(bad, "--region").unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+    }
 
     #[test]
     fn types_from_sizes() {

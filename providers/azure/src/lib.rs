@@ -35,7 +35,10 @@ use base64::Engine as _;
 use clusterctl_core::{
     Error, Result,
     bootstrap::{self, BootLayout, KeyDelivery, VmOptions, render_cloud_init, worker_intent},
-    model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSpec, ClusterSummary, Endpoints, Node, NodeState, ProviderKind, Role,
+        summarize_with_claims,
+    },
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch, last_lines,
     },
@@ -77,6 +80,25 @@ pub struct AzureProvider {
 }
 
 impl AzureProvider {
+    /// The resource groups clusterctl made for clusters (tagged as managed).
+    async fn cluster_groups(&self) -> Result<Vec<ResourceGroup>> {
+        self.arm
+            .list::<ResourceGroup>(
+                &format!("{}/resourcegroups", self.arm.sub()),
+                RESOURCES_API,
+                &[(
+                    "$filter",
+                    &format!(
+                        "tagName eq '{}' and tagValue eq '{}'",
+                        core_tags::MANAGED,
+                        core_tags::MANAGED_VALUE
+                    ),
+                )],
+            )
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     /// Build from the environment: the credential chain, the subscription (`options`,
     /// `AZURE_SUBSCRIPTION_ID`, or the Azure CLI's), the ARM endpoint (`options`,
     /// `AZURE_RESOURCE_MANAGER_ENDPOINT`, or the public cloud's), `CLUSTERCTL_EXTRA_CA_FILE`,
@@ -599,21 +621,8 @@ impl ClusterProvider for AzureProvider {
             return self.nodes_in(&self.group(c), Some(c)).await;
         }
         let mut groups: Vec<String> = self
-            .arm
-            .list::<ResourceGroup>(
-                &format!("{}/resourcegroups", self.arm.sub()),
-                RESOURCES_API,
-                &[(
-                    "$filter",
-                    &format!(
-                        "tagName eq '{}' and tagValue eq '{}'",
-                        core_tags::MANAGED,
-                        core_tags::MANAGED_VALUE
-                    ),
-                )],
-            )
-            .await
-            .map_err(|e| self.err(e))?
+            .cluster_groups()
+            .await?
             .into_iter()
             .map(|g| g.name)
             .collect();
@@ -625,6 +634,16 @@ impl ClusterProvider for AzureProvider {
             nodes.extend(self.nodes_in(&g, None).await?);
         }
         Ok(nodes)
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        // A cluster's own group claims its name from the first request of `up` until `down`
+        // deletes it with everything in it.
+        let (nodes, groups) = tokio::try_join!(self.list_nodes(None), self.cluster_groups())?;
+        Ok(summarize_with_claims(
+            nodes,
+            groups.into_iter().map(|g| g.tags).collect(),
+        ))
     }
 
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {

@@ -318,6 +318,7 @@ async fn launch_and_wait(
             wait_ready(
                 provider,
                 &ctx.spec.name,
+                &ctx.spec.launch,
                 &reach.endpoints,
                 w.workers as usize,
                 d,
@@ -349,16 +350,20 @@ fn failed(node: &Node) -> Option<Error> {
 
 /// Wait until the scheduler is healthy and `wanted` workers joined, failing fast when the
 /// scheduler dies or too few workers are left alive to reach `wanted`. Errors carry log tails.
+/// `launch` is the cluster's launch id ([`crate::model::ClusterSpec::launch`]): stopped nodes of
+/// earlier launches of the name, which platforms keep listing for a while, are not its own.
 pub async fn wait_ready(
     provider: &dyn ClusterProvider,
     cluster: &ClusterName,
+    launch: &str,
     endpoints: &Endpoints,
     wanted: usize,
     deadline: Deadline,
     progress: &dyn Progress,
 ) -> Result<SchedulerView> {
     let dash = Dashboard::new(endpoints.dashboard_base(), Duration::from_secs(3));
-    let result = wait_ready_inner(provider, cluster, &dash, wanted, deadline, progress).await;
+    let result =
+        wait_ready_inner(provider, cluster, launch, &dash, wanted, deadline, progress).await;
     match result {
         Err(mut err) => {
             attach_logs(provider, cluster, &mut err, LOG_DEADLINE).await;
@@ -368,20 +373,22 @@ pub async fn wait_ready(
     }
 }
 
-/// Seconds between two node listings while waiting (the fail-fast check).
-const NODE_CHECK_EVERY: Duration = Duration::from_secs(2);
-
 async fn wait_ready_inner(
     provider: &dyn ClusterProvider,
     cluster: &ClusterName,
+    launch: &str,
     dash: &Dashboard,
     wanted: usize,
     deadline: Deadline,
     progress: &dyn Progress,
 ) -> Result<SchedulerView> {
+    // The fail-fast check lists the platform once per the provider's poll interval (one
+    // request per interval for the whole cluster on a cloud, whatever its size); the dashboard
+    // is asked more often, but that is the scheduler, not the platform's API.
+    let check_every = provider.poll_interval().max;
     let mut last_check = std::time::Instant::now();
     let mut check_nodes = move || {
-        let due = last_check.elapsed() >= NODE_CHECK_EVERY;
+        let due = last_check.elapsed() >= check_every;
         if due {
             last_check = std::time::Instant::now();
         }
@@ -399,7 +406,7 @@ async fn wait_ready_inner(
                     return Ok(Poll::Ready(()));
                 }
                 if check {
-                    ensure_alive(provider, cluster, 0).await?;
+                    ensure_alive(provider, cluster, launch, 0).await?;
                 }
                 Ok(Poll::Pending(format!(
                     "{}/health not answering yet",
@@ -425,7 +432,7 @@ async fn wait_ready_inner(
                     return Ok(Poll::Ready(v));
                 }
                 if check {
-                    ensure_alive(provider, cluster, wanted).await?;
+                    ensure_alive(provider, cluster, launch, wanted).await?;
                 }
                 Ok(Poll::Pending(format!(
                     "{joined} of {wanted} workers joined"
@@ -440,9 +447,11 @@ async fn wait_ready_inner(
 async fn ensure_alive(
     provider: &dyn ClusterProvider,
     cluster: &ClusterName,
+    launch: &str,
     workers: usize,
 ) -> Result<()> {
-    let nodes = provider.list_nodes(Some(cluster)).await?;
+    let mut nodes = provider.list_nodes(Some(cluster)).await?;
+    nodes.retain(|n| !earlier_launch(n, launch));
     if let Some(err) = nodes.iter().find_map(failed) {
         return Err(err);
     }
@@ -482,6 +491,19 @@ async fn ensure_alive(
         });
     }
     Ok(())
+}
+
+/// Whether `node` is what an earlier launch of the name left in the platform's listing (a
+/// stopped task ECS lists for an hour, a terminated instance EC2 lists for one): no longer
+/// alive and tagged with another launch than `launch`. A new cluster of the name is not judged
+/// by it.
+fn earlier_launch(node: &Node, launch: &str) -> bool {
+    !launch.is_empty()
+        && !node.state.is_alive()
+        && node
+            .tags
+            .get(crate::tags::LAUNCH)
+            .is_some_and(|l| l != launch)
 }
 
 /// How long the logs shown with a failure may take to arrive: the rollback waits for them.
@@ -596,7 +618,16 @@ pub async fn scale(
         };
         let added = provider.launch_workers(ctx, &address, batch).await?;
         out.added = added.iter().map(|n| n.name.clone()).collect();
-        wait_ready(provider, cluster, endpoints, target, deadline, progress).await?;
+        wait_ready(
+            provider,
+            cluster,
+            &ctx.spec.launch,
+            endpoints,
+            target,
+            deadline,
+            progress,
+        )
+        .await?;
     } else if target < from && provider.set_worker_count(ctx, target as u32).await? {
         // The platform retires and removes the surplus itself; wait until it has.
         progress.phase(Phase::RetiringWorkers);

@@ -547,9 +547,59 @@ pub struct ClusterSummary {
     pub expires_at: Option<u64>,
     /// Owner from the tags, if present.
     pub owner: Option<String>,
+    /// The newest launch id found on its resources ([`ClusterSpec::launch`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<String>,
+    /// Whether the resource claiming its name was found (see
+    /// [`crate::provider::ClusterProvider::list_clusters`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
 }
 
 impl ClusterSummary {
+    /// Whether the cluster is past its expiry at `now` and may be removed by `gc`: its
+    /// resources' newest expiry passed, and it was not taken over lately (a launch that started
+    /// after that expiry, within [`CLAIM_GRACE`]: an `up` that took over an expired leftover,
+    /// whose own expiry is not on the leftover's tags yet). A cluster without an expiry tag is
+    /// never judged expired.
+    pub fn is_expired(&self, now: u64) -> bool {
+        let Some(expires) = self.expires_at else {
+            return false;
+        };
+        let taken_over_lately = self
+            .launch
+            .as_deref()
+            .and_then(launch_started)
+            .is_some_and(|t| t >= expires && now.saturating_sub(t) < CLAIM_GRACE.as_secs());
+        expires <= now && !taken_over_lately
+    }
+
+    /// Whether anything of it is still there: its claim, or a node not terminated. A cluster
+    /// known only from terminated nodes the platform still lists (EC2 for an hour, ECS's stopped
+    /// tasks) is gone.
+    pub fn holds_anything(&self) -> bool {
+        self.claimed || self.nodes.iter().any(|n| n.state != NodeState::Terminated)
+    }
+
+    /// Fold the tags of one of its resources into the summary: the newest expiry and launch
+    /// win (a leftover taken over by a later `up` keeps older resources beside newer ones).
+    fn absorb(&mut self, tags: &BTreeMap<String, String>) {
+        if let Some(t) = tags.get(crate::tags::EXPIRES).and_then(|v| v.parse().ok()) {
+            self.expires_at = Some(self.expires_at.map_or(t, |e: u64| e.max(t)));
+        }
+        if self.owner.is_none() {
+            self.owner = tags.get(crate::tags::OWNER).cloned();
+        }
+        if let Some(l) = tags.get(crate::tags::LAUNCH) {
+            let newer = self.launch.as_deref().is_none_or(|cur| {
+                launch_started(l).unwrap_or(0) > launch_started(cur).unwrap_or(0)
+            });
+            if newer {
+                self.launch = Some(l.clone());
+            }
+        }
+    }
+
     /// Live workers.
     pub fn workers_alive(&self) -> usize {
         self.nodes
@@ -568,29 +618,48 @@ impl ClusterSummary {
 
 /// Group nodes by their cluster tag into summaries, sorted by name.
 pub fn summarize(nodes: Vec<Node>) -> Vec<ClusterSummary> {
+    summarize_with_claims(nodes, Vec::new())
+}
+
+/// The clusters of `nodes` and of `claims`: the tags of supporting resources that hold a
+/// cluster's name (a security group, a root ConfigMap, a resource group, a firewall rule), so
+/// that a cluster with no node left (an `up` that died before its first node, a teardown cut
+/// off after its nodes were gone) is found too, with no nodes. Resources without a
+/// [`crate::tags::CLUSTER`] tag are skipped.
+pub fn summarize_with_claims(
+    nodes: Vec<Node>,
+    claims: Vec<BTreeMap<String, String>>,
+) -> Vec<ClusterSummary> {
+    fn entry<'a>(
+        by_name: &'a mut BTreeMap<String, ClusterSummary>,
+        name: &str,
+    ) -> &'a mut ClusterSummary {
+        by_name
+            .entry(name.to_string())
+            .or_insert_with(|| ClusterSummary {
+                name: name.to_string(),
+                nodes: Vec::new(),
+                expires_at: None,
+                owner: None,
+                launch: None,
+                claimed: false,
+            })
+    }
     let mut by_name: BTreeMap<String, ClusterSummary> = BTreeMap::new();
     for node in nodes {
         let Some(name) = node.tags.get(crate::tags::CLUSTER).cloned() else {
             continue;
         };
-        let entry = by_name
-            .entry(name.clone())
-            .or_insert_with(|| ClusterSummary {
-                name,
-                nodes: Vec::new(),
-                expires_at: None,
-                owner: None,
-            });
-        if entry.expires_at.is_none() {
-            entry.expires_at = node
-                .tags
-                .get(crate::tags::EXPIRES)
-                .and_then(|v| v.parse().ok());
+        let e = entry(&mut by_name, &name);
+        e.absorb(&node.tags);
+        e.nodes.push(node);
+    }
+    for tags in claims {
+        if let Some(name) = tags.get(crate::tags::CLUSTER) {
+            let e = entry(&mut by_name, name);
+            e.absorb(&tags);
+            e.claimed = true;
         }
-        if entry.owner.is_none() {
-            entry.owner = node.tags.get(crate::tags::OWNER).cloned();
-        }
-        entry.nodes.push(node);
     }
     by_name.into_values().collect()
 }
@@ -620,6 +689,78 @@ pub fn validate_cidr(cidr: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tagged(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn claims_without_nodes_are_clusters_and_the_newest_expiry_counts() {
+        use crate::tags::{CLUSTER, EXPIRES, LAUNCH};
+        let node = Node {
+            id: "i-1".into(),
+            name: "scheduler".into(),
+            role: Role::Scheduler,
+            state: NodeState::Terminated,
+            private_ip: None,
+            public_ip: None,
+            created_at: None,
+            tags: tagged(&[(CLUSTER, "a"), (EXPIRES, "100"), (LAUNCH, "50-00000001")]),
+        };
+        let claims = vec![
+            // `a` taken over by a later launch: its claim carries the newer expiry.
+            tagged(&[(CLUSTER, "a"), (EXPIRES, "5000"), (LAUNCH, "4000-00000002")]),
+            // `b`: only its claim is left.
+            tagged(&[(CLUSTER, "b"), (EXPIRES, "200"), (LAUNCH, "100-00000003")]),
+            // Not a cluster's.
+            tagged(&[(EXPIRES, "1")]),
+        ];
+        let found = summarize_with_claims(vec![node], claims);
+        assert_eq!(found.len(), 2);
+        let (a, b) = (&found[0], &found[1]);
+        assert_eq!((a.name.as_str(), a.nodes.len()), ("a", 1));
+        assert_eq!(a.expires_at, Some(5000));
+        assert_eq!(a.launch.as_deref(), Some("4000-00000002"));
+        assert_eq!(
+            (b.name.as_str(), b.nodes.len(), b.expires_at),
+            ("b", 0, Some(200))
+        );
+        // `a` has its claim beside a terminated node; `b` only its claim: both hold something.
+        assert!(a.claimed && a.holds_anything() && b.holds_anything());
+        let only_terminated = summarize(vec![found[0].nodes[0].clone()]);
+        assert!(
+            !only_terminated[0].holds_anything(),
+            "terminated nodes alone are gone"
+        );
+        assert!(!a.is_expired(4999), "before its newest expiry");
+        assert!(b.is_expired(200));
+        assert!(!b.is_expired(199));
+        // A launch that started after the expiry on the tags, within the claim's grace (it took
+        // over an expired leftover and has not re-tagged it yet) is not expired, whatever the
+        // tags say; once the grace passed (that `up` died too), it is.
+        let taken_over = ClusterSummary {
+            launch: Some(format!("{}-00000004", 10_000)),
+            ..b.clone()
+        };
+        assert!(!taken_over.is_expired(10_000 + CLAIM_GRACE.as_secs() - 1));
+        assert!(taken_over.is_expired(10_000 + CLAIM_GRACE.as_secs()));
+        // A short TTL: expired a minute after its own launch, within the grace.
+        let short = ClusterSummary {
+            expires_at: Some(160),
+            launch: Some("100-00000005".into()),
+            ..b.clone()
+        };
+        assert!(short.is_expired(161));
+        // No expiry tag: never judged expired.
+        let untagged = ClusterSummary {
+            expires_at: None,
+            ..b.clone()
+        };
+        assert!(!untagged.is_expired(u64::MAX));
+    }
 
     #[test]
     fn a_claim_is_held_while_its_cluster_lives_or_its_up_is_young() {

@@ -288,6 +288,16 @@ pub trait ClusterProvider: Send + Sync + Debug {
     /// the platform still lists as terminated may be included with that state.
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>>;
 
+    /// Every clusterctl cluster the platform holds anything of, found by tags: the clusters of
+    /// [`Self::list_nodes`] and those with only supporting resources left, through the
+    /// resource that claims a cluster's name ([`Self::bootstrap`]), which `up` creates first
+    /// and `cleanup` removes last so that no half-made cluster is without it. `gc` judges
+    /// expiry on these ([`crate::model::ClusterSummary::is_expired`]). By default the
+    /// clusters of the nodes (platforms whose clusters have no supporting resources).
+    async fn list_clusters(&self) -> Result<Vec<crate::model::ClusterSummary>> {
+        Ok(crate::model::summarize(self.list_nodes(None).await?))
+    }
+
     /// How a client on this machine reaches the scheduler: public or private address, a load
     /// balancer, or a tunnel the provider opens.
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints>;

@@ -5,7 +5,9 @@
 //! value ([`RestError`]) with the status, headers and body for the provider to map.
 //!
 //! What is retried:
-//! - HTTP 429 always: the platform refused the request before doing anything.
+//! - HTTP 429 always: the platform refused the request before doing anything; and HTTP 503
+//!   always, for the same reason (the server says it did not handle the request: overloaded,
+//!   or in maintenance).
 //! - HTTP 5xx and transport failures after the request may have reached the server only when
 //!   the request is *repeatable* (by default: the idempotent methods GET, HEAD, PUT, DELETE,
 //!   OPTIONS). A POST that creates something is not repeated blindly after a 502, which might
@@ -231,7 +233,10 @@ pub fn retry_class(err: &RestError, repeatable: bool) -> RetryClass {
         RestError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
             RetryClass::Throttled
         }
-        RestError::Status { status, .. } if status.is_server_error() && repeatable => {
+        RestError::Status { status, .. }
+            if *status == StatusCode::SERVICE_UNAVAILABLE
+                || (status.is_server_error() && repeatable) =>
+        {
             RetryClass::Transient
         }
         RestError::Transport { sent: false, .. } => RetryClass::Transient,

@@ -103,6 +103,9 @@ fn classes() {
     assert_eq!(retry_class(&status(429), false), RetryClass::Throttled);
     assert_eq!(retry_class(&status(502), true), RetryClass::Transient);
     assert_eq!(retry_class(&status(502), false), RetryClass::Fatal);
+    assert_eq!(retry_class(&status(500), false), RetryClass::Fatal);
+    // 503: the server did not handle it, so even a POST that creates is sent again.
+    assert_eq!(retry_class(&status(503), false), RetryClass::Transient);
     assert_eq!(retry_class(&status(422), true), RetryClass::Fatal);
     let transport = |sent| RestError::Transport {
         service: "t",

@@ -81,7 +81,8 @@ impl GcpProvider {
                 &self.google.v1("/serviceAccounts"),
                 &[],
                 Some(&body),
-                false,
+                // Its id is the cluster's: a repeated create that finds it made is a 409.
+                true,
             )
             .await
         {

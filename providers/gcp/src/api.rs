@@ -100,6 +100,9 @@ pub struct AccessConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Firewall {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
     /// Its description (holds the launch that created it).
     #[serde(default)]
     pub description: String,

@@ -8,9 +8,12 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use clusterctl_core::{
     Error, Result,
-    model::{ClusterSpec, ProviderKind, claim_held, now_epoch},
+    model::{ClusterName, ClusterSpec, ProviderKind, claim_held, now_epoch},
+    tags as core_tags,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -28,9 +31,41 @@ pub const AUTO_MODE_RANGE: &str = "10.128.0.0/9";
 /// How long a launch that took over a leftover rule waits before it reads it back.
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
-/// The description of the cluster's rules: it names the cluster and the launch.
+/// The description of the cluster's rules: it names the cluster, the launch and the expiry
+/// (firewall rules have no labels; `gc` reads a cluster with no instance left from it).
 pub fn description(spec: &ClusterSpec) -> String {
-    format!("clusterctl cluster {} launch {}", spec.name, spec.launch)
+    format!(
+        "clusterctl cluster {} launch {} expires {}",
+        spec.name,
+        spec.launch,
+        spec.expires_at()
+    )
+}
+
+/// The cluster tags a rule's description carries (cluster, launch, expiry), when the rule is
+/// a cluster's ports rule (the claim of its name).
+pub fn claim_tags(rule: &Firewall) -> Option<BTreeMap<String, String>> {
+    let rest = rule.description.strip_prefix("clusterctl cluster ")?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let cluster = ClusterName::new(words.first()?).ok()?;
+    if rule.name != ports_rule(&cluster) {
+        return None;
+    }
+    let mut tags = BTreeMap::from([
+        (
+            core_tags::MANAGED.to_string(),
+            core_tags::MANAGED_VALUE.to_string(),
+        ),
+        (core_tags::CLUSTER.to_string(), cluster.to_string()),
+    ]);
+    for pair in words[1..].chunks(2) {
+        match pair {
+            ["launch", l] => tags.insert(core_tags::LAUNCH.to_string(), l.to_string()),
+            ["expires", e] => tags.insert(core_tags::EXPIRES.to_string(), e.to_string()),
+            _ => None,
+        };
+    }
+    Some(tags)
 }
 
 /// The launch a rule's description names.
@@ -176,27 +211,34 @@ impl GcpProvider {
         }
     }
 
-    /// Delete both rules (gone is fine) and wait for their operations.
-    pub(crate) async fn delete_rules(
-        &self,
-        spec_name: &clusterctl_core::model::ClusterName,
-    ) -> Result<()> {
+    /// Delete the rule `name` (gone is fine) and wait for its operation.
+    pub(crate) async fn delete_rule(&self, name: &str) -> Result<()> {
         let g = &self.google;
-        let names = vec![ports_rule(spec_name), internal_rule(spec_name)];
-        // Both at once, each operation awaited; gone is fine.
-        clusterctl_core::concurrent::each(names, 2, |name| async move {
-            let path = g.cp(&format!("/global/firewalls/{name}"));
-            match g.mutate(Method::DELETE, &path, None, &request_id()).await {
-                Ok(op) => match g.wait(&format!("delete firewall {name}"), op).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_not_found() => Ok(()),
-                    Err(e) => Err(self.err(e)),
-                },
+        let path = g.cp(&format!("/global/firewalls/{name}"));
+        match g.mutate(Method::DELETE, &path, None, &request_id()).await {
+            Ok(op) => match g.wait(&format!("delete firewall {name}"), op).await {
+                Ok(_) => Ok(()),
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(self.err(e)),
-            }
-        })
-        .await
+            },
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The tags of every cluster's claim (its ports rule) in the project, for `gc`.
+    pub(crate) async fn claims(&self) -> Result<Vec<BTreeMap<String, String>>> {
+        let rules: Vec<Firewall> = self
+            .google
+            .list(
+                Api::Compute,
+                &self.google.cp("/global/firewalls"),
+                "items",
+                None,
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rules.iter().filter_map(claim_tags).collect())
     }
 
     /// The cluster's rules that still exist.
@@ -230,9 +272,29 @@ mod tests {
     #[test]
     fn the_launch_is_read_back_from_the_description() {
         assert_eq!(
+            launch_of("clusterctl cluster c1 launch 1700000000-abcd1234 expires 1700003600"),
+            Some("1700000000-abcd1234")
+        );
+        assert_eq!(
             launch_of("clusterctl cluster c1 launch 1700000000-abcd1234"),
             Some("1700000000-abcd1234")
         );
         assert_eq!(launch_of("made by hand"), None);
+    }
+
+    #[test]
+    fn the_claim_is_read_back_from_the_ports_rule_only() {
+        let rule = |name: &str, description: &str| Firewall {
+            name: name.into(),
+            description: description.into(),
+        };
+        let d = "clusterctl cluster c1 launch 1700000000-abcd1234 expires 1700003600";
+        let tags = claim_tags(&rule("clusterctl-c1", d)).unwrap();
+        assert_eq!(tags[core_tags::CLUSTER], "c1");
+        assert_eq!(tags[core_tags::LAUNCH], "1700000000-abcd1234");
+        assert_eq!(tags[core_tags::EXPIRES], "1700003600");
+        // The internal rule carries the same description; a rule named otherwise is not it.
+        assert!(claim_tags(&rule("clusterctl-c1-internal", d)).is_none());
+        assert!(claim_tags(&rule("default-allow-ssh", "Allow SSH")).is_none());
     }
 }

@@ -40,7 +40,10 @@ use clusterctl_core::{
         self, BootFile, BootLayout, KeyDelivery, SecretStore, VmOptions, scheduler_intent,
         secret_files, worker_intent,
     },
-    model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role, now_epoch},
+    model::{
+        ClusterName, ClusterSpec, ClusterSummary, Endpoints, Node, NodeState, ProviderKind, Role,
+        now_epoch, summarize_with_claims,
+    },
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch, last_lines,
     },
@@ -365,6 +368,11 @@ impl ClusterProvider for GcpProvider {
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
         self.nodes(cluster).await
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        let (nodes, claims) = tokio::try_join!(self.nodes(None), self.claims())?;
+        Ok(summarize_with_claims(nodes, claims))
     }
 
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {

@@ -30,7 +30,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clusterctl_core::{
     Error, Result,
-    model::{ClusterName, Endpoints, Node, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSummary, Endpoints, Node, ProviderKind, Role, summarize_with_claims,
+    },
     provider::{
         ClusterProvider, LaunchContext, LocalPorts, NodeLog, Plan, Reach, SchedulerLaunch,
         WorkerBatch,
@@ -242,6 +244,11 @@ impl ClusterProvider for KubernetesProvider {
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
         self.find_nodes(cluster).await
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        let (nodes, roots) = tokio::try_join!(self.find_nodes(None), self.root_labels())?;
+        Ok(summarize_with_claims(nodes, roots))
     }
 
     async fn endpoints(&self, scheduler: &Node, _private: bool) -> Result<Endpoints> {

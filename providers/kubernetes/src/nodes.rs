@@ -353,6 +353,26 @@ impl KubernetesProvider {
             .await
     }
 
+    /// The labels of every cluster's root ConfigMap in the namespace: the claims of their
+    /// names, there from the first object `up` creates until `down` removes the root (the
+    /// garbage collector then removes what it owns, even if clusterctl stops).
+    pub(crate) async fn root_labels(&self) -> Result<Vec<BTreeMap<String, String>>> {
+        let list = self
+            .api::<ConfigMap>()
+            .list(&ListParams::default().labels(&objects::selector(None, None)))
+            .await
+            .map_err(map_for("list configmaps"))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|cm| {
+                let labels = cm.metadata.labels?;
+                let cluster = ClusterName::new(labels.get(tags::CLUSTER)?).ok()?;
+                (cm.metadata.name? == objects::names::root(&cluster)).then_some(labels)
+            })
+            .collect())
+    }
+
     /// Pods of `cluster` (or of every clusterctl cluster), as nodes; failures that will not heal
     /// carry the pod's warning events.
     pub(crate) async fn find_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {

@@ -23,7 +23,10 @@ use async_trait::async_trait;
 use clusterctl_core::{
     Error, Result,
     bootstrap::{BootIntent, BootLayout, scheduler_intent, worker_intent},
-    model::{ClusterName, Endpoints, Node, NodeState, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSummary, Endpoints, Node, NodeState, ProviderKind, Role,
+        summarize_with_claims,
+    },
     provider::{
         ClusterProvider, LaunchContext, NodeLog, Plan, RenderedBootstrap, SchedulerLaunch,
         WorkerBatch,
@@ -36,6 +39,9 @@ use launcher::{ForkRequest, Launcher};
 use nix::sys::signal::Signal;
 use process::{SCOPE_ENV, TAGS_ENV, TaggedProcess};
 use runtime::{Resolution, Runtime, RuntimeSource};
+
+/// In a cluster's directory: its tags, the claim `gc` finds it by.
+const CLAIM_FILE: &str = "cluster.json";
 
 /// Nodes still running this long after SIGTERM get SIGKILL.
 const KILL_AFTER: Duration = Duration::from_secs(10);
@@ -439,6 +445,11 @@ impl ClusterProvider for LocalProvider {
         let runtime = self.runtime(ctx.progress).await?;
         let dir = self.cluster_dir(&ctx.spec.name);
         create_private_dir(&dir)?;
+        // The directory is the cluster's claim here: its tags (expiry included) let `gc` find
+        // it once its processes ended at the TTL; `cleanup` removes it last.
+        let tags = serde_json::to_vec_pretty(&clusterctl_core::tags::cluster_tags(ctx.spec))
+            .expect("tags serialize");
+        write_private(&dir.join(CLAIM_FILE), &tags)?;
         if !ctx.spec.pip.is_empty() {
             ctx.progress.note(&format!(
                 "installing {} for the cluster's nodes",
@@ -502,6 +513,20 @@ impl ClusterProvider for LocalProvider {
             nodes.push(self.start(&runtime, ctx, &intent, &name, &[]).await?);
         }
         Ok(nodes)
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        let nodes = self.list_nodes(None).await?;
+        let mut claims = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("local")) {
+            for e in entries.flatten() {
+                let tags = std::fs::read(e.path().join(CLAIM_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok());
+                claims.extend(tags);
+            }
+        }
+        Ok(summarize_with_claims(nodes, claims))
     }
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {

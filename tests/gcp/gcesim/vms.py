@@ -72,7 +72,7 @@ class Vms:
         now = time.time()
         with self.world.lock:
             key = (inst["project"], inst["zone"], inst["name"])
-            if self.world.instances.get(key) is not inst:
+            if self.world.instances.get(key) is not inst or inst.get("deleting"):
                 return
             set_status(inst, "RUNNING")
             inst["running_at"] = now
@@ -114,9 +114,12 @@ class Vms:
                                                     "traceback": traceback.format_exc()[-4000:]})
         inst["booted"] = outcome
         self.world.event("boot", name=inst["name"], outcome=outcome)
+        # A delete that came while the guest booted found no processes to stop yet (the
+        # runtime ignores a node it has not started): stop what the boot started now. The
+        # instance may still be listed (STOPPING) until its delete operation finishes.
         with self.world.lock:
             gone = self.world.instances.get((inst["project"], inst["zone"],
-                                             inst["name"])) is not inst
+                                             inst["name"])) is not inst or inst.get("deleting")
         if gone and outcome == "booted":
             self._stop_node(inst, "deleted while booting")
 
@@ -174,6 +177,7 @@ class Vms:
         with w.lock:
             op = ops.create(inst["project"], ("zone", inst["zone"]), "delete",
                             inst["api"]["selfLink"], inst["id"], user, rid)
+            inst["deleting"] = True
             if inst["status"] != "STOPPING":
                 set_status(inst, "STOPPING")
         w.event("delete", name=inst["name"], zone=inst["zone"], why=why, operation=op["name"])

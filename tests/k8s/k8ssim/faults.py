@@ -1,13 +1,16 @@
 """Fault injection rules set by tests (`POST /_sim/faults`, `k8s_sim.py faults --set JSON`).
 
 Owns `Faults`: API rules `{"method", "path" (regex, searched in the request path), "status"
-(403|429|500|503|504), "count" (how many requests to fail; absent = every one), "retry_after"}`
+(403|429|500|503|504), "count" (how many requests to fail; absent = every one), "rate" (0 < P <=
+1: fail that share of the matching requests, drawn from a generator seeded with "seed",
+default 1), "retry_after"}`
 that make the server answer with a proper Status (403 Forbidden with RBAC's message, 429
 TooManyRequests + Retry-After, 500 InternalError, 503 ServiceUnavailable, 504 Timeout), and pod rules `{"name" (regex, full match
 on the pod name), "mode": "image_pull"|"crash"|"unschedulable"}` that the kubelet asks about via
 `pod_fault(pod)`. Setting rules replaces all of them; `snapshot()` reports remaining counts and hits.
 """
 
+import random
 import re
 import threading
 
@@ -56,7 +59,8 @@ class Faults:
             raise ApiError(400, "BadRequest", 'faults must be an object with keys "api" and/or "pods"')
         api, pods = [], []
         for i, r in enumerate(spec.get("api") or []):
-            if not isinstance(r, dict) or set(r) - {"method", "path", "status", "count", "retry_after"}:
+            if not isinstance(r, dict) or set(r) - {"method", "path", "status", "count", "retry_after",
+                                                    "rate", "seed"}:
                 raise ApiError(400, "BadRequest", f"api[{i}]: unknown keys")
             if r.get("status") not in API_STATUSES:
                 raise ApiError(400, "BadRequest", f"api[{i}].status must be one of {sorted(API_STATUSES)}")
@@ -67,8 +71,13 @@ class Faults:
             count = r.get("count")
             if count is not None and (not isinstance(count, int) or count < 0):
                 raise ApiError(400, "BadRequest", f"api[{i}].count must be a non-negative integer")
+            rate = r.get("rate")
+            if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool)
+                                     or not 0 < rate <= 1):
+                raise ApiError(400, "BadRequest", f"api[{i}].rate must be a number in (0, 1]")
             api.append({"method": (r.get("method") or "").upper() or None, "path": r.get("path", ".*"),
-                        "rx": rx, "status": r["status"], "remaining": count,
+                        "rx": rx, "status": r["status"], "remaining": count, "rate": rate,
+                        "rng": random.Random(r.get("seed", 1)),
                         "retry_after": r.get("retry_after", 1 if r["status"] == 429 else None),
                         "hits": 0})
         for i, r in enumerate(spec.get("pods") or []):
@@ -89,6 +98,8 @@ class Faults:
                 if r["method"] and r["method"] != method.upper():
                     continue
                 if not r["rx"].search(path):
+                    continue
+                if r["rate"] is not None and r["rng"].random() >= r["rate"]:
                     continue
                 if r["remaining"] is not None:
                     if r["remaining"] <= 0:
@@ -125,5 +136,5 @@ class Faults:
 
     def snapshot(self):
         with self._lock:
-            return {"api": [{k: v for k, v in r.items() if k != "rx"} for r in self._api],
+            return {"api": [{k: v for k, v in r.items() if k not in ("rx", "rng")} for r in self._api],
                     "pods": [{k: v for k, v in r.items() if k != "rx"} for r in self._pods]}

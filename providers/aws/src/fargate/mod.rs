@@ -29,7 +29,10 @@ use clusterctl_core::{
     Error, Result,
     bootstrap::{self, BootLayout, scheduler_intent, worker_intent},
     container::{ContainerBoot, render_container},
-    model::{ClusterName, ClusterSpec, Endpoints, Node, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSpec, ClusterSummary, Endpoints, Node, ProviderKind, Role,
+        summarize_with_claims,
+    },
     provider::{ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch},
     tags,
 };
@@ -416,7 +419,7 @@ impl FargateProvider {
             .await?
             .into_iter()
             .next()
-            .map(|(id, _)| id)
+            .map(|g| g.id)
             .ok_or_else(|| Error::Provider {
                 provider: ProviderKind::Fargate,
                 operation: "launch".into(),
@@ -694,6 +697,20 @@ impl ClusterProvider for FargateProvider {
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         self.stop_nodes(cluster, nodes).await
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        let (nodes, groups) = tokio::try_join!(
+            self.list_nodes(None),
+            network::groups(&self.ec2, &self.region, None),
+        )?;
+        let claims = groups
+            .into_iter()
+            .filter(|g| g.is_of(ProviderKind::Fargate));
+        Ok(summarize_with_claims(
+            nodes,
+            claims.map(|g| g.tags).collect(),
+        ))
     }
 
     async fn cleanup(&self, cluster: &ClusterName) -> Result<Vec<String>> {

@@ -113,8 +113,10 @@ impl FargateProvider {
                 Err(e) => return Err(self.map("logs:DeleteLogGroup", e)),
             }
         }
-        network::delete_groups(&self.ec2, &self.region, cluster).await?;
         self.delete_ecs_cluster(cluster).await?;
+        // The group claims the name: removed last, so that a teardown cut off on the way
+        // leaves it, and `gc` finds what is left through it.
+        network::delete_groups(&self.ec2, &self.region, cluster).await?;
 
         let mut left: Vec<String> = self
             .describe(Some(cluster))
@@ -152,7 +154,7 @@ impl FargateProvider {
             network::groups(&self.ec2, &self.region, Some(cluster))
                 .await?
                 .into_iter()
-                .map(|(id, name)| format!("security group {id} ({name})")),
+                .map(|g| format!("security group {} ({})", g.id, g.name)),
         );
         if let Some(c) = self.ecs_cluster_left(cluster).await? {
             left.push(format!("ECS cluster {c}"));
