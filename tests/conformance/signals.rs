@@ -1,6 +1,7 @@
 //! Signals: SIGINT and SIGTERM at each phase of `up` (before its first mutating request, in
-//! the middle of them, before the last, and while it waits for the cluster) make it tear down
-//! everything itself and exit 130: the platform holds nothing afterwards, with no `down` run.
+//! the middle of them, before the last, and while it waits for the cluster), and during the
+//! command of `run`, make clusterctl tear down everything itself and exit 130: the platform
+//! holds nothing afterwards, with no `down` run.
 
 use std::time::{Duration, Instant};
 
@@ -132,15 +133,52 @@ pub fn signals(provider: Provider) {
             }
         }
     }
+    // During `run`'s command (one worker: the phase is the command, not the boot).
+    p.boot_nodes();
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        p.forget(&env);
+        let marker = env.dir.path().join(format!("command-started-{signal}"));
+        let mut args = p.up_args(name, 1);
+        args[0] = "run".into();
+        args.extend([
+            "--".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            format!("touch '{}' && exec sleep 600", marker.display()),
+        ]);
+        let child = spawn({
+            let mut c = p.cmd(&env);
+            c.args(&args);
+            c
+        });
+        let pid = child.id();
+        until(Duration::from_secs(300), "run's command to start", || {
+            marker.exists()
+        });
+        until_it_handles(pid, signal);
+        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let (code, stderr) = outcome(&out);
+        let left = leaks(p, &env, &baseline);
+        let recorded = env.records();
+        if code != Some(130) || !left.is_empty() || !recorded.is_empty() {
+            failures.push(format!(
+                "{signal} during run's command: exit {code:?}, left {left:?}, records {recorded:?}\n    {}",
+                stderr.trim().replace('\n', "\n    ")
+            ));
+            p.forget(&env);
+            let _ = down(p, &env, name);
+        }
+    }
     eprintln!(
-        "[conformance] {}: signals at {} phases x 2, {} failed",
+        "[conformance] {}: signals at {} phases of `up` and during `run`'s command x 2, {} failed",
         p.provider(),
         phases.len(),
         failures.len()
     );
     assert!(
         failures.is_empty(),
-        "{}: interrupted `up` did not tear down and exit 130:\n{}",
+        "{}: interrupted `up` or `run` did not tear down and exit 130:\n{}",
         p.provider(),
         failures.join("\n")
     );
