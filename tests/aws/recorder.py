@@ -4,7 +4,8 @@
 Owns `wrap_run_simple(run_simple, workdir)` and the middleware it installs:
 - DIR/requests.jsonl: one line per API request: time, method, path, service (from the SigV4
   credential scope), action (X-Amz-Target, or the Action of the query or form body), status,
-  mutating (anything but Describe*/List*/Get*/Lookup*/DryRun calls).
+  mutating (anything but Describe*/List*/Get*/Lookup*/DryRun calls), clusterctl (whether the
+  Rust SDK sent it, rather than a test agent: the ECS agent ships container logs itself).
 - the crash-point gate (tests/simkit/gate.py) on those mutating requests: `GET|POST|DELETE
   /_sim/gate`.
 - `GET /_sim/requests`: {"requests": [...]} (the log above).
@@ -100,14 +101,19 @@ class Faults:
 
     def pick(self, environ):
         """The kind of fault to answer this request with, or None."""
-        agent = environ.get("HTTP_USER_AGENT", "") + environ.get("HTTP_X_AMZ_USER_AGENT", "")
-        if "lang/rust" not in agent:
+        if not _from_clusterctl(environ):
             return None
         with self._lock:
             if self.kind is None or self._rng.random() >= self.rate:
                 return None
             self.fired += 1
             return self.kind
+
+
+def _from_clusterctl(environ):
+    """Whether the Rust SDK (clusterctl) sent the request."""
+    agent = environ.get("HTTP_USER_AGENT", "") + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+    return "lang/rust" in agent
 
 
 def _fault_answer(kind, service, json_protocol):
@@ -173,7 +179,7 @@ class Recorder:
             self._write({"time": round(t0, 3), "method": method, "path": path,
                          "service": service, "action": action,
                          "status": int(status_line.split(" ", 1)[0]), "mutating": mutating,
-                         "fault": True, "ms": 0})
+                         "clusterctl": True, "fault": True, "ms": 0})
             start_response(status_line, headers)
             return [data]
         admitted = self.gate.enter(method, path, label=label, mutating=mutating)
@@ -193,6 +199,7 @@ class Recorder:
                 self.gate.leave()
         self._write({"time": round(t0, 3), "method": method, "path": path, "service": service,
                      "action": action, "status": status.get("code"), "mutating": mutating,
+                     "clusterctl": _from_clusterctl(environ),
                      "ms": round((time.time() - t0) * 1000, 1)})
         return out
 

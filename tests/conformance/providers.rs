@@ -351,6 +351,8 @@ impl Platform for Aws {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            // clusterctl's own requests, not the test agents' (the ECS agent ships logs).
+            .filter(|r| r["clusterctl"] != false)
             .map(|r| {
                 (
                     r["mutating"] == true,
