@@ -94,15 +94,36 @@ per_provider!(signals::signals =>
     signals_gcp: Provider::Gcp,
 );
 
-per_provider!(gc::gc_removes_expired_only =>
-    gc_local: Provider::Local,
-    gc_aws: Provider::Aws,
-    gc_fargate: Provider::Fargate,
-    gc_kubernetes: Provider::Kubernetes,
-    gc_digitalocean: Provider::DigitalOcean,
-    gc_azure: Provider::Azure,
-    gc_gcp: Provider::Gcp,
-);
+/// `gc` on every provider at once, each in its own thread (and network sandbox): the scenario
+/// mostly waits for its clusters' one-minute TTL, so one after the other would sleep for minutes.
+#[test]
+fn gc_every_provider() {
+    use Provider::*;
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = [Local, Aws, Fargate, Kubernetes, DigitalOcean, Azure, Gcp]
+            .into_iter()
+            .map(|p| (p, s.spawn(move || gc::gc_removes_expired_only(p))))
+            .collect();
+        runs.into_iter()
+            .filter_map(|(p, run)| {
+                run.join().err().map(|e| {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    format!("{p:?}: {why}")
+                })
+            })
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "gc failed on {} provider(s):\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
 
 per_provider!(faults::faults =>
     faults_local: Provider::Local,

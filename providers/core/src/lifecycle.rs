@@ -336,6 +336,10 @@ async fn launch_and_wait(
     })
 }
 
+/// Seconds between two node listings while waiting (the fail-fast check): one listing per
+/// interval for the whole cluster, whatever its size.
+const NODE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
 fn failed(node: &Node) -> Option<Error> {
     match &node.state {
         crate::model::NodeState::Failed(reason) => Some(Error::NodeFailed {
@@ -382,13 +386,9 @@ async fn wait_ready_inner(
     deadline: Deadline,
     progress: &dyn Progress,
 ) -> Result<SchedulerView> {
-    // The fail-fast check lists the platform once per the provider's poll interval (one
-    // request per interval for the whole cluster on a cloud, whatever its size); the dashboard
-    // is asked more often, but that is the scheduler, not the platform's API.
-    let check_every = provider.poll_interval().max;
     let mut last_check = std::time::Instant::now();
     let mut check_nodes = move || {
-        let due = last_check.elapsed() >= check_every;
+        let due = last_check.elapsed() >= NODE_CHECK_EVERY;
         if due {
             last_check = std::time::Instant::now();
         }
