@@ -3,7 +3,11 @@
 //! command of `run`, make clusterctl tear down everything itself and exit 130: the platform
 //! holds nothing afterwards, with no `down` run.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    process::Output,
+    time::{Duration, Instant},
+};
 
 use nix::{
     sys::signal::{Signal, kill},
@@ -27,6 +31,30 @@ fn until_it_handles(pid: u32, signal: Signal) {
             .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
             .is_some_and(|m| m & wanted != 0)
     });
+}
+
+/// An interrupted run must have exited 130 and left nothing, not even its record; a failure is
+/// noted in `failures` and cleaned up for the next phase.
+fn judge(
+    p: &dyn Platform,
+    env: &Env,
+    baseline: &BTreeSet<String>,
+    name: &str,
+    what: &str,
+    out: &Output,
+    failures: &mut Vec<String>,
+) {
+    let (code, stderr) = outcome(out);
+    let left = leaks(p, env, baseline);
+    let recorded = env.records();
+    if code != Some(130) || !left.is_empty() || !recorded.is_empty() {
+        failures.push(format!(
+            "{what}: exit {code:?}, left {left:?}, records {recorded:?}\n    {}",
+            stderr.trim().replace('\n', "\n    ")
+        ));
+        p.forget(env);
+        let _ = down(p, env, name);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,18 +147,15 @@ pub fn signals(provider: Provider) {
             // a 503 for it).
             p.disarm();
             let out = child.wait_with_output().unwrap();
-            let (code, stderr) = outcome(&out);
-            let left = leaks(p, &env, &baseline);
-            let recorded = env.records();
-            if code != Some(130) || !left.is_empty() || !recorded.is_empty() {
-                failures.push(format!(
-                    "{signal} at {phase:?}: exit {code:?}, left {left:?}, records {recorded:?}\n    {}",
-                    stderr.trim().replace('\n', "\n    ")
-                ));
-                // Clean up for the next phase.
-                p.forget(&env);
-                let _ = down(p, &env, name);
-            }
+            judge(
+                p,
+                &env,
+                &baseline,
+                name,
+                &format!("{signal} at {phase:?}"),
+                &out,
+                &mut failures,
+            );
         }
     }
     // During `run`'s command (one worker: the phase is the command, not the boot).
@@ -158,17 +183,8 @@ pub fn signals(provider: Provider) {
         until_it_handles(pid, signal);
         kill(Pid::from_raw(pid as i32), signal).unwrap();
         let out = child.wait_with_output().unwrap();
-        let (code, stderr) = outcome(&out);
-        let left = leaks(p, &env, &baseline);
-        let recorded = env.records();
-        if code != Some(130) || !left.is_empty() || !recorded.is_empty() {
-            failures.push(format!(
-                "{signal} during run's command: exit {code:?}, left {left:?}, records {recorded:?}\n    {}",
-                stderr.trim().replace('\n', "\n    ")
-            ));
-            p.forget(&env);
-            let _ = down(p, &env, name);
-        }
+        let what = format!("{signal} during run's command");
+        judge(p, &env, &baseline, name, &what, &out, &mut failures);
     }
     eprintln!(
         "[conformance] {}: signals at {} phases of `up` and during `run`'s command x 2, {} failed",
