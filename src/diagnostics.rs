@@ -42,6 +42,16 @@ pub fn finish(outcome: anyhow::Result<u8>, printer: &Printer) -> ExitCode {
             "error": {
                 "message": message,
                 "exit_code": code,
+                "kind": match (core, config) {
+                    (Some(e), _) => e.kind(),
+                    (None, Some(_)) => "config",
+                    _ => "other",
+                },
+                "cause_kind": match (core, config) {
+                    (Some(e), _) => e.original_kind(),
+                    (None, Some(_)) => "config",
+                    _ => "other",
+                },
                 "hints": hints,
                 "log_tail": core.and_then(|e| e.log_tail()),
                 "left_behind": core.map(|e| e.left_behind()).unwrap_or_default(),

@@ -11,7 +11,11 @@
 //! - faults: 30% throttling, then 10% server errors, on every request: `up` ready, `down`
 //!   clean (`conformance/faults.rs`);
 //! - gc: expired clusters (half-made ones included) removed, live ones untouched
-//!   (`conformance/gc.rs`).
+//!   (`conformance/gc.rs`);
+//! - shortages: no capacity anywhere `up` may launch, then a quota too small: exit 1 with the
+//!   typed error, nothing left, the name free again (`conformance/shortages.rs`);
+//! - TTL: a cluster's billing ends at its TTL with no clusterctl running, judged on the
+//!   platform's inventory (`conformance/ttl.rs`).
 //!
 //! The table of providers is `conformance/providers.rs`; `conformance/platform.rs` says what a
 //! provider must tell the suite. See tests/README.md ("The conformance suite").
@@ -31,8 +35,12 @@ mod platform;
 mod providers;
 #[path = "conformance/races.rs"]
 mod races;
+#[path = "conformance/shortages.rs"]
+mod shortages;
 #[path = "conformance/signals.rs"]
 mod signals;
+#[path = "conformance/ttl.rs"]
+mod ttl;
 
 use providers::Provider;
 
@@ -94,15 +102,23 @@ per_provider!(signals::signals =>
     signals_gcp: Provider::Gcp,
 );
 
-/// `gc` on every provider at once, each in its own thread (and network sandbox): the scenario
-/// mostly waits for its clusters' one-minute TTL, so one after the other would sleep for minutes.
-#[test]
-fn gc_every_provider() {
+/// Run `scenario` on every provider at once, each in its own thread (and network sandbox): for
+/// the scenarios that mostly wait for a one-minute TTL, which one after the other would sleep
+/// for minutes. Fails with every provider's failure. `CONFORMANCE_PROVIDERS=gcp,azure` runs
+/// those only (when rerunning one by hand).
+fn every_provider_at_once(scenario: fn(Provider)) {
     use Provider::*;
+    let only = std::env::var("CONFORMANCE_PROVIDERS").unwrap_or_default();
     let failures: Vec<String> = std::thread::scope(|s| {
         let runs: Vec<_> = [Local, Aws, Fargate, Kubernetes, DigitalOcean, Azure, Gcp]
             .into_iter()
-            .map(|p| (p, s.spawn(move || gc::gc_removes_expired_only(p))))
+            .filter(|p| {
+                only.is_empty()
+                    || only
+                        .split(',')
+                        .any(|o| o.trim().eq_ignore_ascii_case(&format!("{p:?}")))
+            })
+            .map(|p| (p, s.spawn(move || scenario(p))))
             .collect();
         runs.into_iter()
             .filter_map(|(p, run)| {
@@ -119,10 +135,20 @@ fn gc_every_provider() {
     });
     assert!(
         failures.is_empty(),
-        "gc failed on {} provider(s):\n{}",
+        "failed on {} provider(s):\n{}",
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+#[test]
+fn gc_every_provider() {
+    every_provider_at_once(gc::gc_removes_expired_only);
+}
+
+#[test]
+fn ttl_every_provider() {
+    every_provider_at_once(ttl::ttl_ends_billing);
 }
 
 per_provider!(faults::faults =>
@@ -133,4 +159,14 @@ per_provider!(faults::faults =>
     faults_digitalocean: Provider::DigitalOcean,
     faults_azure: Provider::Azure,
     faults_gcp: Provider::Gcp,
+);
+
+per_provider!(shortages::shortages =>
+    shortages_local: Provider::Local,
+    shortages_aws: Provider::Aws,
+    shortages_fargate: Provider::Fargate,
+    shortages_kubernetes: Provider::Kubernetes,
+    shortages_digitalocean: Provider::DigitalOcean,
+    shortages_azure: Provider::Azure,
+    shortages_gcp: Provider::Gcp,
 );

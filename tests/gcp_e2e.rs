@@ -332,7 +332,8 @@ fn compute_engine_deletes_the_instances_at_the_ttl() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((500..=600).contains(&secs), "{secs}");
+        // The time left, 30 s ahead of the expiry (the timer may act 30 s late).
+        assert!((480..=570).contains(&secs), "{secs}");
     }
     // No clusterctl runs from here on; 600 s scaled by 0.05 is 30 s.
     let started = Instant::now();

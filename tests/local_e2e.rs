@@ -383,9 +383,19 @@ fn timeout_rolls_back_and_shows_log_tail() {
     keys.sort();
     assert_eq!(
         keys,
-        ["exit_code", "hints", "left_behind", "log_tail", "message"]
+        [
+            "cause_kind",
+            "exit_code",
+            "hints",
+            "kind",
+            "left_behind",
+            "log_tail",
+            "message"
+        ]
     );
     assert_eq!(error["exit_code"], 1);
+    assert_eq!(error["kind"], "timeout");
+    assert_eq!(error["cause_kind"], "timeout");
     assert!(
         error["message"]
             .as_str()

@@ -15,6 +15,12 @@ Owns `wrap_run_simple(run_simple, workdir)` and the middleware it installs:
   (EC2: 503 RequestLimitExceeded; IAM/STS: 400 Throttling; JSON APIs: 400 ThrottlingException)
   or server error (500 InternalError / ServiceFailure / InternalFailure) in the protocol's own
   format. Faulted requests are logged with `"fault": true` and never reach the gate.
+- shortages (`POST /_sim/shortage {"kind": "capacity"|"quota"}`, `DELETE` lifts): every
+  launch clusterctl asks for is refused as AWS refuses it when there is no capacity, or the
+  account's limit is reached: EC2 RunInstances with 500 InsufficientInstanceCapacity or 400
+  VcpuLimitExceeded (query XML); ECS RunTask answered 200 with no task and a failure whose
+  reason is Fargate's ("Capacity is unavailable at this time. ..." / "You've reached the limit
+  on the number of vCPUs you can run concurrently"). Logged with `"shortage": true`.
 - `GET /_sim/inventory`: what moto holds that clusterctl could have made, tagged or not:
   live instances, security groups but the default ones, key pairs, volumes, addresses, network
   interfaces (but those of stopped tasks, which Fargate deletes itself), launch templates, IAM roles, instance profiles and local policies, SSM
@@ -149,11 +155,47 @@ def _fault_answer(kind, service, json_protocol):
     return status, [("Content-Type", "text/xml")], body
 
 
+SHORTAGE_ACTIONS = ("RunInstances", "RunTask")
+EC2_SHORTAGE = {
+    "capacity": ("InsufficientInstanceCapacity", "500 Internal Server Error",
+                 "We currently do not have sufficient capacity in the Availability Zone you "
+                 "requested. Our system will be working on provisioning additional capacity. You "
+                 "can currently get capacity by not specifying an Availability Zone in your "
+                 "request or choosing a different Availability Zone."),
+    "quota": ("VcpuLimitExceeded", "400 Bad Request",
+              "You have requested more vCPU capacity than your current vCPU limit of 0 allows "
+              "for the instance bucket that the specified instance type belongs to. Please visit "
+              "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this "
+              "limit."),
+}
+FARGATE_SHORTAGE = {
+    "capacity": "Capacity is unavailable at this time. Please try again later or in a "
+                "different availability zone",
+    "quota": "You've reached the limit on the number of vCPUs you can run concurrently",
+}
+
+
+def _shortage_answer(kind, action, count):
+    """(status line, headers, body) of AWS's refusal of a launch for want of capacity or quota."""
+    rid = str(uuid.uuid4())
+    if action == "RunTask":
+        failures = [{"reason": FARGATE_SHORTAGE[kind]} for _ in range(max(count, 1))]
+        body = json.dumps({"tasks": [], "failures": failures}).encode()
+        return "200 OK", [("Content-Type", "application/x-amz-json-1.1"),
+                          ("x-amzn-RequestId", rid)], body
+    code, status, msg = EC2_SHORTAGE[kind]
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}'
+            f'</Code><Message>{msg}</Message></Error></Errors><RequestID>{rid}</RequestID>'
+            f'</Response>').encode()
+    return status, [("Content-Type", "text/xml;charset=UTF-8")], body
+
+
 class Recorder:
     def __init__(self, app, workdir, port):
         self.app, self.workdir, self.port = app, workdir, port
         self.gate = _load_gate()
         self.faults = Faults()
+        self.shortage = None
         self._lock = threading.Lock()
         self._log = os.path.join(workdir, "requests.jsonl")
         os.makedirs(workdir, exist_ok=True)
@@ -171,6 +213,22 @@ class Recorder:
         method = environ.get("REQUEST_METHOD", "GET")
         label = f"{service}:{action}" if action else f"{method} {path}"
         t0 = time.time()
+        shortage = self.shortage
+        if shortage and action in SHORTAGE_ACTIONS and _from_clusterctl(environ):
+            count = 1
+            if action == "RunTask":
+                try:
+                    count = int(json.loads(body or b"{}").get("count", 1))
+                except ValueError:
+                    count = 1
+            status_line, headers, data = _shortage_answer(shortage, action, count)
+            headers.append(("Content-Length", str(len(data))))
+            self._write({"time": round(t0, 3), "method": method, "path": path,
+                         "service": service, "action": action,
+                         "status": int(status_line.split(" ", 1)[0]), "mutating": mutating,
+                         "clusterctl": True, "shortage": True, "ms": 0})
+            start_response(status_line, headers)
+            return [data]
         fault = self.faults.pick(environ)
         if fault is not None:
             status_line, headers, data = _fault_answer(
@@ -226,6 +284,15 @@ class Recorder:
                 out = self.faults.clear()
             elif path == "/_sim/faults" and method == "GET":
                 out = self.faults.state()
+            elif path == "/_sim/shortage" and method == "POST":
+                kind = json.loads(raw or b"{}").get("kind")
+                if kind not in EC2_SHORTAGE:
+                    raise ValueError('kind must be "capacity" or "quota"')
+                self.shortage = kind
+                out = {"kind": kind}
+            elif path == "/_sim/shortage" and method == "DELETE":
+                self.shortage = None
+                out = {"kind": None}
             elif path == "/_sim/requests" and method == "GET":
                 with self._lock:
                     try:

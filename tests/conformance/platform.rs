@@ -51,6 +51,26 @@ pub enum Fault {
     Server,
 }
 
+/// What the platform runs short of (`Platform::short_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortage {
+    /// No capacity for anything `up` may launch there (every size, type and zone allowed).
+    Capacity,
+    /// An account or project quota below what the cluster needs.
+    Quota,
+}
+
+/// How `up` is to meet a shortage and what it must say about it.
+#[derive(Debug, Clone)]
+pub struct Shortfall {
+    /// Workers to ask for (more where the quota is counted in nodes or vCPUs).
+    pub workers: u32,
+    /// `error.kind` of the JSON error (see README, "Exit codes").
+    pub kind: &'static str,
+    /// Words the message must hold: the platform's code, the quota's name.
+    pub needles: Vec<String>,
+}
+
 /// One provider's platform as the suite sees it, from outside clusterctl.
 pub trait Platform {
     /// The provider's name (`--provider`).
@@ -68,6 +88,23 @@ pub trait Platform {
     /// Make `env` another machine: no record of any cluster (by default, no state at all).
     fn forget(&self, env: &Env) {
         let _ = std::fs::remove_dir_all(env.state_dir());
+    }
+    /// Line prefixes of `holdings` that the platform bills for (machines, tasks, pods, disks,
+    /// addresses, and the processes of a VM that runs).
+    fn billed_kinds(&self) -> &'static [&'static str];
+    /// What the platform bills for now, a line each.
+    fn billed(&self, env: &Env) -> BTreeSet<String> {
+        let kinds = self.billed_kinds();
+        self.holdings(env)
+            .into_iter()
+            .filter(|l| kinds.iter().any(|k| l.starts_with(k)))
+            .collect()
+    }
+    /// Prefixes of `billed` lines the platform keeps billing after a node powered itself off
+    /// at its TTL (a DigitalOcean droplet is billed until deleted, and no credential on the
+    /// node may delete it): `gc` removes them.
+    fn billed_after_ttl(&self) -> &'static [&'static str] {
+        &[]
     }
     /// The API requests the platform answered so far: (mutating, label).
     fn requests(&self) -> Vec<(bool, String)>;
@@ -93,6 +130,13 @@ pub trait Platform {
     fn inject(&self, fault: Option<(Fault, f64)>) -> bool {
         let _ = fault;
         false
+    }
+    /// Put the platform in `shortage` for what clusterctl launches next, in its own terms (its
+    /// refusals, operations or scheduler), or lift it (`None`). `None` back where the platform
+    /// has neither capacity nor quotas (local).
+    fn short_of(&self, shortage: Option<Shortage>) -> Option<Shortfall> {
+        let _ = shortage;
+        None
     }
     /// How many requests were answered with an injected fault since the last `inject`.
     fn faults_fired(&self) -> u64 {
@@ -136,11 +180,22 @@ pub struct Control {
 
 impl Control {
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.call_as(method, path, body, "application/json")
+    }
+
+    /// `call` with another content type (a Kubernetes merge patch).
+    pub fn call_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+    ) -> Value {
         let code = r#"
 import json, ssl, sys, urllib.request
-url, ca, token, method, body = sys.argv[1:6]
+url, ca, token, method, body, ctype = sys.argv[1:7]
 ctx = ssl.create_default_context(cafile=ca) if ca else None
-headers = {"Content-Type": "application/json"}
+headers = {"Content-Type": ctype}
 if token:
     headers["Authorization"] = "Bearer " + token
 req = urllib.request.Request(url, data=body.encode() if body else None, method=method, headers=headers)
@@ -156,6 +211,7 @@ with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
         let out = Command::new(python())
             .args(["-c", code, &format!("{}{path}", self.base)])
             .args([&ca, self.token.as_deref().unwrap_or(""), method, &body])
+            .arg(content_type)
             .output()
             .expect("python runs");
         assert!(

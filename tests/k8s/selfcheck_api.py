@@ -413,6 +413,16 @@ def run_checks(ready, work):
     assert st == 503 and body["reason"] == "ServiceUnavailable", body
     st, objs, _ = api.req("GET", "/_sim/objects")
     assert "Node" in objs["objects"] and objs["requests"], objs.keys()
+    # a ResourceQuota refusal: 403 Forbidden with the admission plugin's words; a quota name
+    # without status 403 is refused
+    st, body, _ = api.req("POST", "/_sim/faults", {"api": [{"method": "POST", "path": "/pods$", "status": 503, "quota": "q"}]})
+    assert st == 400, (st, body)
+    api.req("POST", "/_sim/faults", {"api": [{"method": "POST", "path": "/pods$", "status": 403, "quota": "compute"}],
+                                     "pods": [{"name": ".*", "mode": "unschedulable"}]})
+    st, body, _ = api.req("POST", f"{N}/pods", {"metadata": {"name": "q1"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    assert st == 403 and body["reason"] == "Forbidden" and "exceeded quota: compute" in body["message"], body
+    assert api.req("GET", f"{N}/pods/q1")[0] == 404, "nothing was created"
+    api.req("POST", "/_sim/faults", {"pods": [{"name": ".*", "mode": "unschedulable"}]})
 
     # --- DaskCluster operator ---
     dc = {"apiVersion": "kubernetes.dask.org/v1", "kind": "DaskCluster", "metadata": {"name": "dk"},

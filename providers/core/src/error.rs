@@ -262,6 +262,47 @@ impl Error {
         }
     }
 
+    /// A stable name for the kind of failure (`error.kind` in JSON output), so that a script
+    /// can tell "no capacity" or "quota exceeded" from the rest without parsing the message.
+    /// A removal that did not finish is `left_behind` whatever led to it (`original_kind`
+    /// names that).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::Unsupported { .. } => "unsupported",
+            Error::ProviderUnavailable { .. } => "provider_unavailable",
+            Error::Runtime { .. } => "runtime",
+            Error::NotFound { .. } => "not_found",
+            Error::Busy(_) => "busy",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::NameTaken { .. } => "name_taken",
+            Error::Unauthenticated { .. } => "unauthenticated",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::CapacityUnavailable { .. } => "capacity_unavailable",
+            Error::Provider { .. } => "provider",
+            Error::Scheduler { .. } => "scheduler",
+            Error::NodeFailed { .. } => "node_failed",
+            Error::Timeout { .. } => "timeout",
+            Error::Leftovers { .. } => "leftovers",
+            Error::Io { .. } => "io",
+            Error::Interrupted => "interrupted",
+            Error::LeftBehind { .. } => "left_behind",
+            Error::UntrustedState { .. } => "untrusted_state",
+        }
+    }
+
+    /// The kind of the failure that started an unfinished removal (`LeftBehind`), else
+    /// [`Error::kind`].
+    pub fn original_kind(&self) -> &'static str {
+        match self {
+            Error::LeftBehind {
+                original: Some(o), ..
+            } => o.original_kind(),
+            e => e.kind(),
+        }
+    }
+
     /// True when the user can fix the cause before anything is created (exit code 2).
     pub fn is_usage(&self) -> bool {
         matches!(
@@ -377,5 +418,36 @@ impl Error {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_stable_and_an_unfinished_removal_names_its_cause() {
+        let quota = Error::QuotaExceeded {
+            provider: ProviderKind::Aws,
+            message: "VcpuLimitExceeded".into(),
+        };
+        assert_eq!(quota.kind(), "quota_exceeded");
+        let capacity = Error::CapacityUnavailable {
+            provider: ProviderKind::Gcp,
+            location: "us-central1-a".into(),
+            message: "ZONE_RESOURCE_POOL_EXHAUSTED".into(),
+        };
+        assert_eq!(capacity.kind(), "capacity_unavailable");
+        assert_eq!(capacity.original_kind(), "capacity_unavailable");
+        let left = Error::LeftBehind {
+            name: "c".into(),
+            locate: vec![],
+            original: Some(Box::new(capacity)),
+            why: "a delete failed".into(),
+            left: vec!["instance i-1".into()],
+        };
+        assert_eq!(left.kind(), "left_behind");
+        assert_eq!(left.original_kind(), "capacity_unavailable");
+        assert_eq!(Error::Interrupted.original_kind(), "interrupted");
     }
 }

@@ -92,6 +92,13 @@ pub struct Shape<'a> {
 }
 
 /// The body of an instance (`insert`, with `name`) or of `instanceProperties` (`bulk`).
+/// How long before the cluster's expiry Compute Engine is asked to delete an instance
+/// (`maxRunDuration`). The timer acts only on a RUNNING instance and may act up to 30 s late,
+/// while at the expiry itself Dask closes (the scheduler's TTL preload) and the machine powers
+/// off: an instance TERMINATED first would never be deleted, and its disk would bill until
+/// `down` or `gc`. Asking 30 s ahead lets the platform's delete win.
+pub const DELETE_AHEAD_SECS: u64 = 30;
+
 #[allow(clippy::too_many_arguments)]
 pub fn body(
     spec: &ClusterSpec,
@@ -103,7 +110,11 @@ pub fn body(
     service_account: &str,
     now: u64,
 ) -> Value {
-    let ttl = spec.expires_at().saturating_sub(now).max(30);
+    let ttl = spec
+        .expires_at()
+        .saturating_sub(now)
+        .saturating_sub(DELETE_AHEAD_SECS)
+        .max(30);
     let mut scheduling = json!({
         "provisioningModel": if shape.spot { "SPOT" } else { "STANDARD" },
         "instanceTerminationAction": "DELETE",

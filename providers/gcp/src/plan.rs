@@ -345,7 +345,7 @@ impl GcpProvider {
                 },
             ],
             notes: vec![format!(
-                "Compute Engine deletes every instance at the TTL (scheduling.maxRunDuration with instanceTerminationAction DELETE), whether or not clusterctl runs; image {image}"
+                "Compute Engine deletes every instance at the TTL, up to 30 s ahead of it (scheduling.maxRunDuration with instanceTerminationAction DELETE), whether or not clusterctl runs; image {image}"
             )],
         })
     }

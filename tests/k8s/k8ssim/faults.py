@@ -3,7 +3,8 @@
 Owns `Faults`: API rules `{"method", "path" (regex, searched in the request path), "status"
 (403|429|500|503|504), "count" (how many requests to fail; absent = every one), "rate" (0 < P <=
 1: fail that share of the matching requests, drawn from a generator seeded with "seed",
-default 1), "retry_after"}`
+default 1), "retry_after", "quota" (with 403: the ResourceQuota admission's refusal naming that
+quota, instead of RBAC's)}`
 that make the server answer with a proper Status (403 Forbidden with RBAC's message, 429
 TooManyRequests + Retry-After, 500 InternalError, 503 ServiceUnavailable, 504 Timeout), and pod rules `{"name" (regex, full match
 on the pod name), "mode": "image_pull"|"crash"|"unschedulable"}` that the kubelet asks about via
@@ -38,6 +39,16 @@ def forbidden_message(method, path):
             f' group "{group}"{where}')
 
 
+def quota_message(path, quota):
+    """The ResourceQuota admission plugin's words for a create over a hard limit: `pods is
+    forbidden: exceeded quota: q, requested: requests.cpu=1, used: requests.cpu=4, limited:
+    requests.cpu=4`."""
+    m = RESOURCE_PATH.match(path)
+    res = m.group("resource") if m else "objects"
+    return (f"{res} is forbidden: exceeded quota: {quota}, requested: requests.cpu=1, used: "
+            f"requests.cpu=4, limited: requests.cpu=4")
+
+
 API_STATUSES = {403: ("Forbidden", None),
                 429: ("TooManyRequests", "Too many requests, please try again later."),
                 500: ("InternalError", "Internal error occurred: injected fault"),
@@ -60,7 +71,7 @@ class Faults:
         api, pods = [], []
         for i, r in enumerate(spec.get("api") or []):
             if not isinstance(r, dict) or set(r) - {"method", "path", "status", "count", "retry_after",
-                                                    "rate", "seed"}:
+                                                    "rate", "seed", "quota"}:
                 raise ApiError(400, "BadRequest", f"api[{i}]: unknown keys")
             if r.get("status") not in API_STATUSES:
                 raise ApiError(400, "BadRequest", f"api[{i}].status must be one of {sorted(API_STATUSES)}")
@@ -71,13 +82,16 @@ class Faults:
             count = r.get("count")
             if count is not None and (not isinstance(count, int) or count < 0):
                 raise ApiError(400, "BadRequest", f"api[{i}].count must be a non-negative integer")
+            quota = r.get("quota")
+            if quota is not None and (r["status"] != 403 or not isinstance(quota, str) or not quota):
+                raise ApiError(400, "BadRequest", f"api[{i}].quota needs status 403 and a name")
             rate = r.get("rate")
             if rate is not None and (not isinstance(rate, (int, float)) or isinstance(rate, bool)
                                      or not 0 < rate <= 1):
                 raise ApiError(400, "BadRequest", f"api[{i}].rate must be a number in (0, 1]")
             api.append({"method": (r.get("method") or "").upper() or None, "path": r.get("path", ".*"),
                         "rx": rx, "status": r["status"], "remaining": count, "rate": rate,
-                        "rng": random.Random(r.get("seed", 1)),
+                        "rng": random.Random(r.get("seed", 1)), "quota": quota,
                         "retry_after": r.get("retry_after", 1 if r["status"] == 429 else None),
                         "hits": 0})
         for i, r in enumerate(spec.get("pods") or []):
@@ -110,7 +124,8 @@ class Faults:
                 headers = {}
                 details = {}
                 if r["status"] == 403:
-                    msg = forbidden_message(method, path)
+                    msg = (quota_message(path, r["quota"]) if r["quota"]
+                           else forbidden_message(method, path))
                     m = RESOURCE_PATH.match(path)
                     if m:
                         details = {"kind": m.group("resource")}
