@@ -224,7 +224,8 @@ pub type Outcome = (Option<i32>, Value, String);
 /// directory): returns (winner, loser), each with the index (0 for `a`) of the command that
 /// ran it, after checking that exactly one won and that the other lost as a second `up` of a
 /// taken name must (exit 1 with the provider's `is taken on PROVIDER`, or exit 2 `already
-/// exists` when it arrived after the winner's cluster was up), keeping no record.
+/// exists` when it arrived after the winner's cluster was up, or exit 1 `busy` when both share
+/// one state directory and the winner holds the name's lock), keeping no record.
 pub fn race_two_ups(
     provider: &str,
     mut a: Command,
@@ -255,9 +256,12 @@ pub fn race_two_ups(
     let [won, lost] = both;
     assert_eq!(won.1.0, Some(0), "one `up` wins: {won:?} {lost:?}");
     let taken = format!("is taken on {provider}");
+    // Where both share one state directory (the local provider), the loser may instead find
+    // the name's lock held: `busy`, exit 1.
     assert!(
         (lost.1.0 == Some(1) && lost.1.2.contains(&taken))
-            || (lost.1.0 == Some(2) && lost.1.2.contains("already exists")),
+            || (lost.1.0 == Some(2) && lost.1.2.contains("already exists"))
+            || (lost.1.0 == Some(1) && lost.1.1["error"]["kind"] == "busy"),
         "the other loses without touching the winner: {lost:?}"
     );
     assert_eq!(

@@ -1,11 +1,14 @@
-//! Races beyond two `up`s of one name (common::race_two_ups): `down` twice at once, `down`
-//! during `up`, `scale` during `down`. No leak, no crash (panic, exit 101, a signal), and any
-//! refusal is a clear error.
+//! Races: two `up`s of one name at once from two machines (exactly one cluster, healthy, of one
+//! launch; the loser exits 1 or 2 with no record, having touched nothing of the winner's),
+//! `down` twice at once, `down` during `up`, `scale` during `down`. No leak, no crash (panic,
+//! exit 101, a signal), and any refusal is a clear error.
 
 use std::process::Output;
 
+use serde_json::Value;
+
 use crate::{
-    common::Env,
+    common::{self, Env},
     platform::{Platform, down, leaks, outcome, run, spawn, until},
     providers::Provider,
 };
@@ -40,6 +43,41 @@ pub fn races(provider: Provider) {
     let p: &dyn Platform = p.as_ref();
     let env = Env::new();
     let baseline = p.holdings(&env);
+    let other_env = Env::new();
+    let other = if p.shares_state() { &env } else { &other_env };
+
+    // 0. Two waiting `up`s of one name at once, each from its own machine.
+    p.boot_nodes();
+    let both = p.up_args("cfrace0", 1);
+    let cmd = |e: &Env| {
+        let mut c = p.cmd(e);
+        c.args(&both);
+        c
+    };
+    let ((winner, _), (loser, _)) = common::race_two_ups(p.provider(), cmd(&env), cmd(other));
+    let envs = [&env, other];
+    let (won_env, lost_env) = (envs[winner], envs[loser]);
+    if !p.shares_state() {
+        assert!(lost_env.records().is_empty(), "the loser keeps no record");
+    }
+    let mut status = vec!["status".to_string(), "cfrace0".into()];
+    status.extend(["--provider".to_string(), p.provider().to_string()]);
+    status.extend(p.locate_args());
+    let out = run(p, won_env, &status);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(v["state"], "ready", "the winner's cluster is whole: {v}");
+    let launches: std::collections::BTreeSet<String> = v["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["tags"]["clusterctl-launch"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(launches.len(), 1, "the nodes of one launch only: {v}");
+    let (code, err) = outcome(&down(p, won_env, "cfrace0"));
+    assert_eq!(code, Some(0), "down the winner: {err}");
+    let left = leaks(p, &env, &baseline);
+    assert!(left.is_empty(), "left after the two ups' cluster: {left:?}");
+
     let name = "cfrace";
     let mut up = p.up_args(name, 2);
     up.push("--no-wait".into());
@@ -47,8 +85,6 @@ pub fn races(provider: Provider) {
     // 1. `down` twice at once, one with the record, one from another machine.
     let (code, err) = outcome(&run(p, &env, &up));
     assert_eq!(code, Some(0), "up: {err}");
-    let other_env = Env::new();
-    let other = if p.shares_state() { &env } else { &other_env };
     let a = spawn(down_cmd(p, &env, name));
     let b = spawn(down_cmd(p, other, name));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
