@@ -126,7 +126,11 @@ impl Do {
             ),
             (
                 "SSH keys",
-                held(&inv, "ssh_keys", |k| k["name"] == json!(named)),
+                [
+                    claim_keys(&inv, cluster),
+                    held(&inv, "ssh_keys", |k| k["name"] == json!(named)),
+                ]
+                .concat(),
             ),
             ("tags", held(&inv, "tags", |t| t == &json!(tag))),
         ] {
@@ -156,6 +160,14 @@ fn held(inv: &Value, kind: &str, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
         .filter(|o| pick(o))
         .cloned()
         .collect()
+}
+
+/// The SSH keys that claim `cluster`'s name: named `clusterctl cluster NAME launch L expires E`.
+fn claim_keys(inv: &Value, cluster: &str) -> Vec<Value> {
+    let prefix = format!("clusterctl cluster {cluster} launch ");
+    held(inv, "ssh_keys", |k| {
+        k["name"].as_str().is_some_and(|n| n.starts_with(&prefix))
+    })
 }
 
 /// Whether a droplet carries `tag`.
@@ -248,12 +260,17 @@ fn digitalocean_cluster_runs_computes_scales_and_leaves_nothing() {
         );
         assert_eq!(drop["booted"], "booted", "{}", drop["name"]);
     }
-    let key = inv["ssh_keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "clusterctl-doe")
-        .expect("a throwaway SSH key for the cluster");
+    // The throwaway key is the name's claim: its name carries the cluster's expiry.
+    let keys = claim_keys(&inv, "doe");
+    assert_eq!(keys.len(), 1, "one claim key: {keys:?}");
+    let key = &keys[0];
+    assert!(
+        key["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(" expires {}", up["expires_at"])),
+        "{key}"
+    );
     assert!(
         droplets.iter().all(
             |d| d["ssh_keys"].to_string().contains(&key["id"].to_string())
@@ -608,10 +625,18 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
         f["name"] == json!("clusterctl-dorace")
     });
     assert_eq!(fw.len(), 1, "{fw:?}");
-    let keys = held(&inv, "ssh_keys", |k| {
-        k["name"] == json!("clusterctl-dorace")
-    });
+    let keys = claim_keys(&inv, "dorace");
     assert_eq!(keys.len(), 1, "{keys:?}");
+    let launch = launches
+        .first()
+        .unwrap()
+        .trim_start_matches("clusterctl-launch:");
+    assert!(
+        keys[0]["name"]
+            .to_string()
+            .contains(&format!(" launch {launch} ")),
+        "the claim is the winner's: {keys:?}"
+    );
     let (code, env, err) = d.json_in(won_env, &["env", "dorace"]);
     assert_eq!(code, Some(0), "{err}");
     let r = client(&env["env"], &["compute", "40"]);
@@ -620,6 +645,123 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
     let (code, _, err) = d.json_in(won_env, &["down", "dorace"]);
     assert_eq!(code, Some(0), "{err}");
     d.assert_nothing_left("dorace");
+}
+
+/// An `up` killed right after its first mutating request leaves only the name's claim: the SSH
+/// key whose name carries the cluster, the launch and the expiry. Meanwhile a second `up` of the
+/// name is refused (the claim is young) and changes nothing. From another machine, `gc` leaves
+/// the half-made cluster alone until it expires, then lists it without a single mutating
+/// request, and `gc --yes` removes it, leaving nothing.
+#[test]
+fn a_half_made_cluster_holds_its_name_and_gc_finds_and_removes_it() {
+    let d = Do::new(&[]);
+    let mut args = Do::up_args("dohalf", "1");
+    args.extend(["--ttl", "1m"]);
+    // Every mutating request after the first is held, unprocessed, until the gate is disarmed.
+    d.sim
+        .control("POST", "/_sim/gate", Some(&json!({"after": 1})));
+    let started = Instant::now();
+    let mut up = d
+        .cmd_in(&d.env)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let gate = loop {
+        let g = d.sim.control("GET", "/_sim/gate", None);
+        if g["admitted"] == 1 && g["held"].as_u64() > Some(0) && g["in_flight"] == 0 {
+            break g;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "up never sent its second mutating request: {g}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    up.kill().unwrap();
+    let _ = up.wait();
+    d.sim.control("DELETE", "/_sim/gate", None);
+    // The held request is dropped (answered 503, never processed) once disarmed.
+    while d.sim.control("GET", "/_sim/gate", None)["held"] != 0 {
+        assert!(started.elapsed() < Duration::from_secs(130));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        gate["log"],
+        json!(["POST /v2/account/keys"]),
+        "the claim is the first thing up creates"
+    );
+
+    // Only the claim exists: no droplet, firewall or tag of the cluster.
+    let inv = d.sim.inventory();
+    let keys = claim_keys(&inv, "dohalf");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let claim = keys[0]["name"].as_str().unwrap().to_string();
+    let words: Vec<&str> = claim.split(' ').collect();
+    assert_eq!(words.len(), 7, "{claim}");
+    assert_eq!((words[3], words[5]), ("launch", "expires"), "{claim}");
+    let (launch, expires): (&str, u64) = (words[4], words[6].parse().unwrap());
+    let now = clusterctl_core::model::now_epoch();
+    assert!(
+        (now + 55..=now + 61).contains(&expires),
+        "the claim carries the 1-minute expiry: {claim}"
+    );
+    assert!(d.droplets("dohalf").is_empty());
+    assert!(held(&inv, "firewalls", |f| f["name"] == "clusterctl-dohalf").is_empty());
+    assert!(held(&inv, "tags", |t| t == "clusterctl-cluster:dohalf").is_empty());
+
+    // A second `up` of the name from another machine: the young claim holds it.
+    let other = Env::new();
+    let writes = d.sim.writes().len();
+    let (code, out, err) = d.json_in(&other, &Do::up_args("dohalf", "1"));
+    let said = format!("{out}\n{err}");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains(launch), "names the holding launch: {said}");
+    assert_eq!(
+        d.sim.writes().len(),
+        writes,
+        "the refused up changed nothing"
+    );
+    assert_eq!(claim_keys(&d.sim.inventory(), "dohalf"), keys);
+    assert!(other.records().is_empty());
+
+    // Before its expiry, `gc` leaves it alone.
+    let gc = |yes: bool| {
+        let mut a = vec!["gc", "--provider", "digitalocean", "--region", "nyc3"];
+        if yes {
+            a.push("--yes");
+        }
+        let (code, out, err) = d.json_in(&other, &a);
+        assert_eq!(code, Some(0), "gc: {err}");
+        out
+    };
+    let listed = gc(false);
+    assert_eq!(listed["expired"], json!([]), "{listed}");
+
+    // Once expired: listed, with nothing changed.
+    let wait = Duration::from_secs(expires.saturating_sub(clusterctl_core::model::now_epoch()) + 2);
+    std::thread::sleep(wait);
+    let writes = d.sim.writes().len();
+    let listed = gc(false);
+    let expired = listed["expired"].as_array().unwrap();
+    assert_eq!(expired.len(), 1, "{listed}");
+    assert_eq!(expired[0]["name"], "dohalf", "{listed}");
+    assert_eq!(listed["removed"], json!([]), "{listed}");
+    assert_eq!(
+        d.sim.writes().len(),
+        writes,
+        "gc without --yes changed something"
+    );
+
+    // `--yes` removes it, and a second run finds nothing more.
+    let done = gc(true);
+    assert_eq!(done["removed"][0]["name"], "dohalf", "{done}");
+    assert_eq!(gc(true)["removed"], json!([]));
+    // The killed `up`'s record on the first machine is stale: its `down` is still success.
+    let (code, _, err) = d.json(&["down", "dohalf"]);
+    assert_eq!(code, Some(0), "{err}");
+    d.assert_nothing_left("dohalf");
 }
 
 #[test]

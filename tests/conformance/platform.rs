@@ -144,8 +144,7 @@ pub trait Platform {
     }
     /// Whether a cluster with no node left (an `up` killed after its first mutating request)
     /// carries its expiry on the platform, so that `gc` finds it: not on `local` (its mutating
-    /// requests are node starts; the directory `gc` finds comes before them) nor DigitalOcean
-    /// (tags, firewalls and keys hold no expiry; they are free, and `down NAME` removes them).
+    /// requests are node starts; the directory `gc` finds comes before them).
     fn gc_finds_half_made(&self) -> bool {
         true
     }

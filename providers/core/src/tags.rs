@@ -100,7 +100,84 @@ pub fn unescape(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How [`claim_text`] starts.
+const CLAIM_PREFIX: &str = "clusterctl cluster ";
+
+/// The claim of a cluster's name written as words, for a claiming resource that has no tags of
+/// its own, only free text (a GCE firewall rule's description, a DigitalOcean SSH key's name):
+/// `clusterctl cluster NAME launch L expires E`. [`claim_text_tags`] reads it back.
+pub fn claim_text(spec: &ClusterSpec) -> String {
+    format!(
+        "{CLAIM_PREFIX}{} launch {} expires {}",
+        spec.name,
+        spec.launch,
+        spec.expires_at()
+    )
+}
+
+/// The launch id that [`claim_text`] wrote into `text`, if any.
+pub fn claim_text_launch(text: &str) -> Option<&str> {
+    let words: Vec<&str> = text
+        .strip_prefix(CLAIM_PREFIX)?
+        .split_whitespace()
+        .collect();
+    words.get(1..)?.chunks(2).find_map(|pair| match pair {
+        ["launch", l] => Some(*l),
+        _ => None,
+    })
+}
+
+/// The cluster tags (managed, cluster, launch, expiry) that [`claim_text`] wrote into `text`;
+/// `None` for any other text, or one whose cluster is not a valid name.
+pub fn claim_text_tags(text: &str) -> Option<BTreeMap<String, String>> {
+    let words: Vec<&str> = text
+        .strip_prefix(CLAIM_PREFIX)?
+        .split_whitespace()
+        .collect();
+    let cluster = crate::model::ClusterName::new(words.first()?).ok()?;
+    let mut tags = BTreeMap::from([
+        (MANAGED.to_string(), MANAGED_VALUE.to_string()),
+        (CLUSTER.to_string(), cluster.to_string()),
+    ]);
+    for pair in words[1..].chunks(2) {
+        match pair {
+            ["launch", l] => tags.insert(LAUNCH.to_string(), l.to_string()),
+            ["expires", e] => tags.insert(EXPIRES.to_string(), e.to_string()),
+            _ => None,
+        };
+    }
+    Some(tags)
+}
+
 /// Whether `key` is reserved for clusterctl (user `--tag` may not set it).
 pub fn is_reserved(key: &str) -> bool {
     key.starts_with("clusterctl-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_written_as_words_reads_back_as_its_tags() {
+        let text = "clusterctl cluster c1 launch 1700000000-abcd1234 expires 1700003600";
+        let tags = claim_text_tags(text).unwrap();
+        assert_eq!(tags[MANAGED], MANAGED_VALUE);
+        assert_eq!(tags[CLUSTER], "c1");
+        assert_eq!(tags[LAUNCH], "1700000000-abcd1234");
+        assert_eq!(tags[EXPIRES], "1700003600");
+        assert_eq!(claim_text_launch(text), Some("1700000000-abcd1234"));
+        // Without an expiry (an older description): the cluster and launch only.
+        let older = claim_text_tags("clusterctl cluster c1 launch 1700000000-abcd1234").unwrap();
+        assert!(!older.contains_key(EXPIRES));
+        // Other text, or a cluster name clusterctl cannot have made, is no claim.
+        assert_eq!(claim_text_tags("My SSH Public Key"), None);
+        assert_eq!(claim_text_tags("clusterctl-c1"), None);
+        assert_eq!(
+            claim_text_tags("clusterctl cluster Not_A_Name launch x"),
+            None
+        );
+        assert_eq!(claim_text_launch("made by hand"), None);
+        assert_eq!(claim_text_launch("clusterctl cluster c1"), None);
+    }
 }

@@ -604,6 +604,26 @@ impl Api {
             .map(|o| o.item)
     }
 
+    /// `GET /v2/account/keys/{id}` (`None`: gone). Not limited like the listing.
+    pub async fn key(&self, id: u64) -> Result<Option<SshKey>, RestError> {
+        self.one(&format!("/v2/account/keys/{id}")).await
+    }
+
+    /// `PUT /v2/account/keys/{id}` with a new name (`None`: the key is gone).
+    pub async fn rename_key(&self, id: u64, name: &str) -> Result<Option<()>, RestError> {
+        match self
+            .rest
+            .request(Method::PUT, &format!("/v2/account/keys/{id}"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Some(())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `DELETE /v2/account/keys/{id}` (gone already: fine).
     pub async fn delete_key(&self, id: u64) -> Result<(), RestError> {
         ok_if_missing(

@@ -9,10 +9,7 @@
 
 use clusterctl_core::{Error, Result, bootstrap, model::ClusterName};
 
-use crate::{
-    api::{FirewallCreate, InboundRule, OutboundRule, Target, Vpc},
-    keys::key_name,
-};
+use crate::api::{FirewallCreate, InboundRule, OutboundRule, Target, Vpc};
 
 /// Every port of a protocol.
 const ALL_PORTS: &str = "1-65535";
@@ -21,9 +18,10 @@ const NO_PORTS: &str = "0";
 /// Anywhere, both families.
 const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
-/// The firewall's name.
+/// The firewall's name. Firewall names are unique, so of two launches that both create it,
+/// one gets 409 (see `claim.rs`).
 pub fn firewall_name(cluster: &ClusterName) -> String {
-    key_name(cluster)
+    format!("clusterctl-{cluster}")
 }
 
 /// The firewall of a cluster whose droplets carry `cluster_tag`, reachable from `allowed`.

@@ -5,13 +5,15 @@
 //! material, a TTL power-off, and power-off when Dask exits. DigitalOcean has no
 //! terminate-on-shutdown: a powered-off droplet is still billed until it is deleted, which
 //! `down` (or `down --expired`) does. Every droplet carries the cluster's tags (`tags.rs`), a
-//! per-cluster cloud firewall applies by the cluster tag, and everything is found by tags.
+//! per-cluster cloud firewall applies by the cluster tag, and everything is found by tags; the
+//! name's claim, which `gc` finds a half-made cluster by, is a throwaway SSH key (`claim.rs`).
 //!
 //! Calls go through `clusterctl_core::rest` (retries of 429 with `Retry-After` or the
 //! `ratelimit-*` headers, of 5xx on repeatable calls, with jittered backoff and a deadline);
 //! every wait is bounded (`clusterctl_core::wait`).
 
 mod api;
+mod claim;
 mod droplets;
 pub mod errors;
 mod firewall;
@@ -37,7 +39,10 @@ use clusterctl_core::{
         worker_intent,
     },
     health::Dashboard,
-    model::{ClusterName, ClusterSpec, Endpoints, Node, NodeState, ProviderKind, Role},
+    model::{
+        ClusterName, ClusterSpec, ClusterSummary, Endpoints, Node, NodeState, ProviderKind, Role,
+        summarize_with_claims,
+    },
     provider::{ClusterProvider, LaunchContext, NodeLog, Plan, SchedulerLaunch, WorkerBatch},
     rest::{RestClient, RestConfig, RestError},
     tags as core_tags,
@@ -197,12 +202,18 @@ impl DigitalOceanProvider {
                 "droplet {own_droplet} ({e}; `doctl compute droplet delete {own_droplet}`)"
             ));
         }
-        if let Some(id) = self.key.lock().await.take()
-            && self.options.ssh_keys.is_empty()
-            && let Err(e) = self.api.delete_key(id).await
-        {
-            left.push(format!("SSH key {id} ({e})"));
-        }
+        left.extend(self.release_claim().await);
+        Err(Self::with_left(
+            Self::name_taken(spec, first.as_deref()),
+            &left,
+        ))
+    }
+
+    /// Remove what this launch made of the name's supporting resources after losing the name
+    /// to another launch: its firewall, then its claim key (last, like every cleanup). Returns
+    /// what could not be removed.
+    async fn release_claim(&self) -> Vec<String> {
+        let mut left = Vec::new();
         let firewall = self
             .created_firewall
             .lock()
@@ -213,17 +224,76 @@ impl DigitalOceanProvider {
         {
             left.push(format!("firewall {id} ({e})"));
         }
-        let mut err = Self::name_taken(spec, first.as_deref());
+        if let Some(id) = self.key.lock().await.take()
+            && let Err(e) = self.api.delete_key(id).await
+        {
+            left.push(format!("SSH key {id} ({e})"));
+        }
+        left
+    }
+
+    /// `err` (a `NameTaken`) with what this launch made and could not remove: never hidden
+    /// (it is this launch's, not the winner's).
+    fn with_left(mut err: Error, left: &[String]) -> Error {
         if let Error::NameTaken { holder, .. } = &mut err
             && !left.is_empty()
         {
-            // Never hidden: what this launch made and could not remove (not the winner's).
             holder.push_str(&format!(
                 "; this launch's own resources could not all be removed: {}",
                 left.join(", ")
             ));
         }
-        Err(err)
+        err
+    }
+
+    /// The cluster's tag, then its firewall `clusterctl-NAME` (firewalls may only name existing
+    /// tags; droplet creation makes its own). Firewall names are unique, so this also settles two
+    /// launches that both passed the claim's check at once: a firewall of the name younger than
+    /// the grace, or a 409 on its creation, is another launch's (`NameTaken`). An old one (a
+    /// leftover) is reused.
+    async fn tag_and_firewall(&self, spec: &ClusterSpec) -> Result<()> {
+        let cluster_tag = tags::cluster_tag(&spec.name);
+        self.api
+            .create_tag(&cluster_tag)
+            .await
+            .map_err(|e| self.err(e))?;
+        let name = firewall::firewall_name(&spec.name);
+        let existing = self
+            .api
+            .firewalls()
+            .await
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .find(|f| f.name == name && f.tags.iter().flatten().any(|t| *t == cluster_tag));
+        if let Some(f) = &existing {
+            // Firewalls carry no tags of their own: its `created_at` tells a leftover from
+            // another launch's, whose droplets a listing may not show yet.
+            let age = f
+                .created_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            if age.is_none_or(|a| a < clusterctl_core::model::CLAIM_GRACE) {
+                return Err(Self::name_taken(spec, None));
+            }
+            return Ok(());
+        }
+        let allowed = self.allowed_sources().await?;
+        let body = firewall::rules(&spec.name, &cluster_tag, &allowed);
+        // Of two launches that both found none a moment ago, the second gets 409 and stops
+        // here, having made nothing but its claim (which the caller removes).
+        let created = match self.api.create_firewall(&body).await {
+            Ok(f) => f,
+            Err(RestError::Status { status, .. }) if status.as_u16() == 409 => {
+                let holder = self.other_launches(spec).await?.into_iter().next();
+                return Err(Self::name_taken(spec, holder.flatten().as_deref()));
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        if let Ok(mut f) = self.created_firewall.lock() {
+            *f = Some(created.id);
+        }
+        Ok(())
     }
 
     /// The options it was built with.
@@ -270,9 +340,9 @@ impl DigitalOceanProvider {
         tags::encode_all(&pairs)
     }
 
-    /// The SSH keys for a droplet: the user's, else the cluster's throwaway key (found, or
+    /// The SSH keys for a droplet: the user's, else the cluster's claim key (found, or
     /// created when missing, e.g. by a `scale` after someone deleted it).
-    async fn ssh_keys(&self, cluster: &ClusterName) -> Result<Vec<Ref>> {
+    async fn ssh_keys(&self, spec: &ClusterSpec) -> Result<Vec<Ref>> {
         if !self.options.ssh_keys.is_empty() {
             return Ok(self
                 .options
@@ -285,31 +355,20 @@ impl DigitalOceanProvider {
         if let Some(id) = *cached {
             return Ok(vec![Ref::Id(id)]);
         }
-        let name = keys::key_name(cluster);
-        let found = self
-            .api
-            .keys()
-            .await
-            .map_err(|e| self.err(e))?
-            .into_iter()
-            .find(|k| k.name == name);
+        let keys = self.api.keys().await.map_err(|e| self.err(e))?;
+        let found = match claim::judge(&keys, spec, clusterctl_core::model::now_epoch()) {
+            claim::Found::Mine(id) => Some(id),
+            _ => keys
+                .iter()
+                .find(|k| claim::is_cluster_key(k, &spec.name))
+                .map(|k| k.id),
+        };
         let id = match found {
-            Some(k) => k.id,
-            None => self.create_key(cluster).await?,
+            Some(id) => id,
+            None => self.create_key(spec).await?,
         };
         *cached = Some(id);
         Ok(vec![Ref::Id(id)])
-    }
-
-    async fn create_key(&self, cluster: &ClusterName) -> Result<u64> {
-        let name = keys::key_name(cluster);
-        let public = keys::throwaway_public_key(&name)?;
-        Ok(self
-            .api
-            .create_key(&name, &public)
-            .await
-            .map_err(|e| self.err(e))?
-            .id)
     }
 
     /// Poll droplet `id` until `ready` finds what it needs in it, failing when the droplet
@@ -487,60 +546,17 @@ impl ClusterProvider for DigitalOceanProvider {
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
         let spec = ctx.spec;
-        // Another launch's live droplets hold the name: touch nothing (see `settle_claim` for
-        // two launches that pass this at once).
-        if let Some(holder) = self.other_launches(spec).await?.into_iter().next() {
-            return Err(Self::name_taken(spec, holder.as_deref()));
-        }
-        let cluster_tag = tags::cluster_tag(&spec.name);
-        // Firewalls may only name existing tags; droplet creation makes its own.
-        self.api
-            .create_tag(&cluster_tag)
-            .await
-            .map_err(|e| self.err(e))?;
-        let name = firewall::firewall_name(&spec.name);
-        let existing = self
-            .api
-            .firewalls()
-            .await
-            .map_err(|e| self.err(e))?
-            .into_iter()
-            .find(|f| f.name == name && f.tags.iter().flatten().any(|t| *t == cluster_tag));
-        // The firewall is the name's claim: one made moments ago is another launch's, whose
-        // droplets a listing may not show yet. Only an old one (a leftover) is reused.
-        if let Some(f) = &existing {
-            let age = f
-                .created_at
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339(t).ok())
-                .and_then(|t| SystemTime::now().duration_since(t).ok());
-            if age.is_none_or(|a| a < clusterctl_core::model::CLAIM_GRACE) {
-                return Err(Self::name_taken(spec, None));
+        // The claim first (`claim.rs`): the resource `gc` finds a half-made cluster by.
+        self.claim(spec).await?;
+        match self.tag_and_firewall(spec).await {
+            // Another launch holds the name: remove this launch's claim (it created nothing
+            // else), touch nothing of the other's.
+            Err(e @ Error::NameTaken { .. }) => {
+                let left = self.release_claim().await;
+                Err(Self::with_left(e, &left))
             }
+            other => other,
         }
-        let exists = existing.is_some();
-        if !exists {
-            let allowed = self.allowed_sources().await?;
-            let body = firewall::rules(&spec.name, &cluster_tag, &allowed);
-            // Firewall names are unique: of two launches that both found none a moment ago,
-            // the second gets 409 and holds nothing, so it stops here having made nothing.
-            let created = match self.api.create_firewall(&body).await {
-                Ok(f) => f,
-                Err(RestError::Status { status, .. }) if status.as_u16() == 409 => {
-                    let holder = self.other_launches(spec).await?.into_iter().next();
-                    return Err(Self::name_taken(spec, holder.flatten().as_deref()));
-                }
-                Err(e) => return Err(self.err(e)),
-            };
-            if let Ok(mut f) = self.created_firewall.lock() {
-                *f = Some(created.id);
-            }
-        }
-        if self.options.ssh_keys.is_empty() {
-            let id = self.create_key(&spec.name).await?;
-            *self.key.lock().await = Some(id);
-        }
-        Ok(())
     }
 
     async fn launch_scheduler(&self, ctx: &LaunchContext<'_>) -> Result<SchedulerLaunch> {
@@ -559,7 +575,7 @@ impl ClusterProvider for DigitalOceanProvider {
             region: self.region()?.to_string(),
             size: r.scheduler_size.clone(),
             image: Ref::parse(self.image()),
-            ssh_keys: self.ssh_keys(&spec.name).await?,
+            ssh_keys: self.ssh_keys(spec).await?,
             tags: Self::droplet_tags(spec, Role::Scheduler)?,
             user_data,
             vpc_uuid: self.options.vpc.clone(),
@@ -615,7 +631,7 @@ impl ClusterProvider for DigitalOceanProvider {
         )?;
         let tags = Self::droplet_tags(spec, Role::Worker)?;
         self.saw_tags(&tags);
-        let ssh_keys = self.ssh_keys(&spec.name).await?;
+        let ssh_keys = self.ssh_keys(spec).await?;
         let names: Vec<String> = batch
             .names()
             .iter()
@@ -656,6 +672,12 @@ impl ClusterProvider for DigitalOceanProvider {
             return Err(e);
         }
         Ok(nodes)
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
+        // A cluster's claim key lives from the first request of `up` until the last of `down`.
+        let (nodes, claims) = tokio::try_join!(self.list_nodes(None), self.claims())?;
+        Ok(summarize_with_claims(nodes, claims))
     }
 
     async fn list_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {

@@ -15,8 +15,9 @@ use clusterctl_core::{
 use crate::{
     DigitalOceanProvider,
     api::Size,
+    claim,
     droplets::{droplet_name, nodes_of},
-    firewall, keys,
+    firewall,
     options::{self, DEFAULT_SCHEDULER_SIZE, DEFAULT_WORKER_SIZE, offered, pick_sizes},
     tags,
 };
@@ -283,15 +284,19 @@ impl DigitalOceanProvider {
             || format!("the default VPC of {region}"),
             |v| format!("VPC {v}"),
         );
-        let mut resources = vec![format!(
-            "tag {cluster_tag} (the cluster's droplets; the firewall applies to it)"
-        )];
-        if self.options.ssh_keys.is_empty() {
-            resources.push(format!(
-                "SSH key {} (ed25519 made in memory; its private key is thrown away)",
-                keys::key_name(name)
-            ));
-        }
+        let mut resources = vec![
+            format!(
+                "SSH key `{}` (made first: it claims the name and carries the expiry `gc` reads; \
+                 ed25519 made in memory, its private key thrown away{})",
+                claim::key_name(spec),
+                if self.options.ssh_keys.is_empty() {
+                    ""
+                } else {
+                    "; the droplets get your `--ssh-key`s instead"
+                }
+            ),
+            format!("tag {cluster_tag} (the cluster's droplets; the firewall applies to it)"),
+        ];
         resources.push(format!(
             "cloud firewall {} on tag {cluster_tag}: tcp {}-{} from {}; tcp, udp and icmp between members; all outbound",
             firewall::firewall_name(name),

@@ -1,10 +1,10 @@
 //! What `down` does after the nodes: delete the cluster's droplets once more by tag, server-side
 //! (a listing may omit droplets created seconds ago, so an empty listing after a create is
-//! never taken as final), wait a bounded time until the tag lists none, delete the firewall
-//! and the throwaway SSH key, then the tags no resource uses any more (this cluster's own tag,
-//! clusterctl's shared ones, and the user's `--tag`s this process saw on the cluster's droplets
-//! unless a firewall names them; never another cluster's tag, never a tag a droplet still
-//! carries), and describe whatever is still there.
+//! never taken as final), wait a bounded time until the tag lists none, delete the firewall,
+//! then the tags no resource uses any more (this cluster's own tag, clusterctl's shared ones,
+//! and the user's `--tag`s this process saw on the cluster's droplets unless a firewall names
+//! them; never another cluster's tag, never a tag a droplet still carries), describe whatever
+//! is still there, and delete the claim key last (`claim.rs`).
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -14,7 +14,7 @@ use clusterctl_core::{
     wait::{Deadline, Interval, Poll, poll_until},
 };
 
-use crate::{DigitalOceanProvider, api::Droplet, firewall, keys, tags};
+use crate::{DigitalOceanProvider, api::Droplet, claim, firewall, tags};
 
 /// How long deleted droplets may keep being listed.
 const GONE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -87,20 +87,6 @@ impl DigitalOceanProvider {
                 .map_err(|e| self.err(e))?;
         }
 
-        // The throwaway key: one listing (that route allows 10 requests a minute).
-        let key = keys::key_name(cluster);
-        for k in self
-            .api
-            .keys()
-            .await
-            .map_err(|e| self.err(e))?
-            .iter()
-            .filter(|k| k.name == key)
-        {
-            self.api.delete_key(k.id).await.map_err(|e| self.err(e))?;
-        }
-        *self.key.lock().await = None;
-
         // Tags nothing carries any more. The cluster's own tag only once no droplet has it, so
         // droplets that outlived the wait stay findable. The user's `--tag`s seen on this
         // cluster's droplets too, unless a firewall names them.
@@ -136,6 +122,23 @@ impl DigitalOceanProvider {
                 .filter(|f| ours(f))
                 .map(|f| format!("firewall {} ({})", f.id, f.name)),
         );
+        // The claim key last (`claim.rs`), and only once nothing else is left: whatever came
+        // before failed or was cut off, `gc` still finds the cluster by it. One listing (that
+        // route allows 10 requests a minute).
+        let keys = self.api.keys().await.map_err(|e| self.err(e))?;
+        for k in keys.iter().filter(|k| claim::is_cluster_key(k, cluster)) {
+            if leftovers.is_empty() {
+                self.api.delete_key(k.id).await.map_err(|e| self.err(e))?;
+            } else {
+                leftovers.push(format!(
+                    "SSH key {} (the name's claim, removed once nothing else is left)",
+                    k.id
+                ));
+            }
+        }
+        if leftovers.is_empty() {
+            *self.key.lock().await = None;
+        }
         Ok(leftovers)
     }
 }

@@ -34,46 +34,20 @@ const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 /// The description of the cluster's rules: it names the cluster, the launch and the expiry
 /// (firewall rules have no labels; `gc` reads a cluster with no instance left from it).
 pub fn description(spec: &ClusterSpec) -> String {
-    format!(
-        "clusterctl cluster {} launch {} expires {}",
-        spec.name,
-        spec.launch,
-        spec.expires_at()
-    )
+    core_tags::claim_text(spec)
 }
 
 /// The cluster tags a rule's description carries (cluster, launch, expiry), when the rule is
 /// a cluster's ports rule (the claim of its name).
 pub fn claim_tags(rule: &Firewall) -> Option<BTreeMap<String, String>> {
-    let rest = rule.description.strip_prefix("clusterctl cluster ")?;
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let cluster = ClusterName::new(words.first()?).ok()?;
-    if rule.name != ports_rule(&cluster) {
-        return None;
-    }
-    let mut tags = BTreeMap::from([
-        (
-            core_tags::MANAGED.to_string(),
-            core_tags::MANAGED_VALUE.to_string(),
-        ),
-        (core_tags::CLUSTER.to_string(), cluster.to_string()),
-    ]);
-    for pair in words[1..].chunks(2) {
-        match pair {
-            ["launch", l] => tags.insert(core_tags::LAUNCH.to_string(), l.to_string()),
-            ["expires", e] => tags.insert(core_tags::EXPIRES.to_string(), e.to_string()),
-            _ => None,
-        };
-    }
-    Some(tags)
+    let tags = core_tags::claim_text_tags(&rule.description)?;
+    let cluster = ClusterName::new(tags.get(core_tags::CLUSTER)?).ok()?;
+    (rule.name == ports_rule(&cluster)).then_some(tags)
 }
 
 /// The launch a rule's description names.
 pub fn launch_of(description: &str) -> Option<&str> {
-    description
-        .split_once(" launch ")
-        .map(|(_, l)| l.split_whitespace().next().unwrap_or_default())
-        .filter(|l| !l.is_empty())
+    core_tags::claim_text_launch(description)
 }
 
 impl GcpProvider {

@@ -108,10 +108,6 @@ impl Rest {
 }
 
 impl Platform for Rest {
-    fn gc_finds_half_made(&self) -> bool {
-        self.provider != Provider::DigitalOcean
-    }
-
     fn ttl_removes_everything(&self) -> bool {
         self.provider == Provider::Azure
     }
