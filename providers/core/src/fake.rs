@@ -1,7 +1,7 @@
 //! An in-memory [`ClusterProvider`] for the lifecycle's unit tests: nodes exist on the "platform"
 //! as soon as a launch call starts, but its listing shows them only after a lag (as an
-//! eventually consistent cloud API does); terminated nodes stay `Stopping` for a while; calls
-//! can be slowed, made to fail, or hang.
+//! eventually consistent cloud API does), and it can be declared authoritative; terminated nodes
+//! stay `Stopping` for a while; calls can be slowed, made to fail, or hang.
 
 use std::{
     sync::Mutex,
@@ -47,6 +47,8 @@ pub(crate) struct FakeState {
     pub leftovers: Vec<String>,
     /// `logs` never returns.
     pub logs_hang: bool,
+    /// The listing is authoritative (and so consistent): a missing node is gone.
+    pub authoritative: bool,
     /// Calls of `list_nodes`.
     pub lists: usize,
     /// Calls of `logs`: role and node limit.
@@ -128,6 +130,10 @@ impl ClusterProvider for Fake {
 
     fn poll_interval(&self) -> Interval {
         self.interval
+    }
+
+    fn listing_is_authoritative(&self) -> bool {
+        self.get(|s| s.authoritative)
     }
 
     async fn plan(&self, _ctx: &LaunchContext<'_>) -> Result<Plan> {

@@ -229,6 +229,15 @@ pub trait ClusterProvider: Send + Sync + Debug {
         false
     }
 
+    /// Whether a node missing from [`Self::list_nodes`] is gone: the listing shows every node
+    /// from the moment its launch call returned until the node no longer exists. Readiness then
+    /// takes a missing scheduler, or too few listed workers, for dead ones at once; otherwise
+    /// only what a listing shows (a node stopped or failed, one that vanished for longer than
+    /// the lag of the listing) is believed. By default [`Self::listing_is_authoritative`].
+    fn listing_is_consistent(&self) -> bool {
+        self.listing_is_authoritative()
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;

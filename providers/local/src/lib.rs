@@ -358,6 +358,12 @@ impl ClusterProvider for LocalProvider {
         Interval::FAST
     }
 
+    /// The process table lists a node from its fork until it exits: a missing node is dead.
+    /// (Not authoritative for `down`: nothing removes a node a racing launch forks later.)
+    fn listing_is_consistent(&self) -> bool {
+        true
+    }
+
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan> {
         let mut plan = Plan::default();
         let runtime =
