@@ -33,6 +33,7 @@ pub mod jwt;
 pub mod lifecycle;
 pub mod model;
 pub mod provider;
+pub mod readiness;
 pub mod record;
 #[cfg(feature = "rest")]
 pub mod rest;
