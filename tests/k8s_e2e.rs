@@ -465,6 +465,7 @@ fn pods_that_cannot_run_fail_fast_with_their_events_and_roll_back() {
     assert_eq!(code, Some(1), "{out} {err}");
     let msg = out["error"]["message"].to_string();
     assert!(msg.contains("Insufficient cpu"), "{out}");
+    assert_eq!(out["error"]["kind"], "capacity_unavailable", "{out}");
     k.assert_nothing_left_but("k8big", Some("0.0.0-missing"));
 
     // A worker that crashes: the failure names it and carries its log tail.

@@ -280,7 +280,7 @@ async fn launch_and_wait(
                     let Some(node) = nodes.iter().find(|n| n.role == Role::Scheduler) else {
                         return Ok(Poll::Pending("scheduler not listed yet".into()));
                     };
-                    if let Some(failure) = failed(node) {
+                    if let Some(failure) = failed(provider, node) {
                         return Err(failure);
                     }
                     Ok(match provider.worker_facing_address(ctx, node).await? {

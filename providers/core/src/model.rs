@@ -466,6 +466,10 @@ pub enum NodeState {
     Terminated,
     /// Failed to start or crashed; the reason as the platform tells it.
     Failed(String),
+    /// Cannot start for want of capacity: the platform has nowhere to put it (a pod that no node
+    /// can take, with no autoscaler adding one); the reason as the platform tells it.
+    #[serde(rename = "no_capacity")]
+    NoCapacity(String),
 }
 
 impl NodeState {
@@ -483,6 +487,7 @@ impl fmt::Display for NodeState {
             NodeState::Stopping => f.pad("stopping"),
             NodeState::Terminated => f.pad("terminated"),
             NodeState::Failed(r) => f.pad(&format!("failed ({r})")),
+            NodeState::NoCapacity(r) => f.pad(&format!("no capacity ({r})")),
         }
     }
 }

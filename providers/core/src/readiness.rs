@@ -13,7 +13,7 @@ use crate::{
     error::{Error, Result},
     health::{Dashboard, SchedulerView},
     lifecycle::{Phase, Progress},
-    model::{ClusterName, Endpoints, Node, Role},
+    model::{ClusterName, Endpoints, Node, NodeState, Role},
     provider::ClusterProvider,
     wait::{Deadline, Interval, Poll, poll_until},
 };
@@ -42,13 +42,20 @@ const CHECKS: Checks = Checks {
     unlisted_allowance: UNLISTED_ALLOWANCE,
 };
 
-pub(crate) fn failed(node: &Node) -> Option<Error> {
+/// The error a node's listed state means for a wait, if any: a failed node, or one the platform
+/// has no capacity for (typed as such, so that a script can tell "try later" from "broken").
+pub(crate) fn failed(provider: &dyn ClusterProvider, node: &Node) -> Option<Error> {
     match &node.state {
-        crate::model::NodeState::Failed(reason) => Some(Error::NodeFailed {
+        NodeState::Failed(reason) => Some(Error::NodeFailed {
             role: node.role,
             node: node.name.clone(),
             reason: reason.clone(),
             log_tail: String::new(),
+        }),
+        NodeState::NoCapacity(reason) => Some(Error::CapacityUnavailable {
+            provider: provider.kind(),
+            location: provider.location(),
+            message: format!("{} node `{}` cannot start: {reason}", node.role, node.name),
         }),
         _ => None,
     }
@@ -205,7 +212,7 @@ async fn ensure_alive(
     evidence: &Mutex<Evidence>,
 ) -> Result<()> {
     let nodes = provider.list_nodes(Some(cluster)).await?;
-    lock(evidence).judge(nodes, workers, Instant::now())
+    lock(evidence).judge(provider, nodes, workers, Instant::now())
 }
 
 /// A node of this launch that a listing of the wait showed alive.
@@ -254,9 +261,15 @@ impl Evidence {
     }
 
     /// Judge one listing, taken at `now`, against `workers` awaited workers.
-    fn judge(&mut self, mut nodes: Vec<Node>, workers: usize, now: Instant) -> Result<()> {
+    fn judge(
+        &mut self,
+        provider: &dyn ClusterProvider,
+        mut nodes: Vec<Node>,
+        workers: usize,
+        now: Instant,
+    ) -> Result<()> {
         nodes.retain(|n| !earlier_launch(n, &self.launch));
-        if let Some(err) = nodes.iter().find_map(failed) {
+        if let Some(err) = nodes.iter().find_map(|n| failed(provider, n)) {
             return Err(err);
         }
         for n in nodes.iter().filter(|n| n.state.is_alive()) {
@@ -685,6 +698,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_the_platform_has_no_room_for_is_a_capacity_error() {
+        let fake = Fake::new(QUICK);
+        fake.add(Role::Scheduler, "scheduler");
+        fake.set(|s| {
+            s.nodes[0].node.state =
+                NodeState::NoCapacity("unschedulable: 1 Insufficient cpu".into())
+        });
+        let err = wait_on(&fake, &silent_dashboard(), 0, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "capacity_unavailable", "{err}");
+        assert!(err.to_string().contains("Insufficient cpu"), "{err}");
     }
 
     #[tokio::test]

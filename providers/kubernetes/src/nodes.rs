@@ -392,9 +392,13 @@ impl KubernetesProvider {
             };
             let failed_phase =
                 pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-            if let NodeState::Failed(reason) = &node.state
-                && !failed_phase
-            {
+            let stuck = match &node.state {
+                NodeState::Failed(reason) | NodeState::NoCapacity(reason) if !failed_phase => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            };
+            if let Some(reason) = stuck {
                 let events = self.pod_events(pod).await.unwrap_or_default();
                 if reason.starts_with("unschedulable") && pods::scale_up_triggered(&events) {
                     node.state = NodeState::Pending;
@@ -402,7 +406,11 @@ impl KubernetesProvider {
                     let lines = pods::event_lines(&events);
                     let shown = lines[lines.len().saturating_sub(3)..].join("; ");
                     if !shown.is_empty() {
-                        node.state = NodeState::Failed(format!("{reason} (events: {shown})"));
+                        let reason = format!("{reason} (events: {shown})");
+                        node.state = match node.state {
+                            NodeState::NoCapacity(_) => NodeState::NoCapacity(reason),
+                            _ => NodeState::Failed(reason),
+                        };
                     }
                 }
             }

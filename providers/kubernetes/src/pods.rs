@@ -30,6 +30,14 @@ pub fn split_id(id: &str) -> Option<(&str, &str)> {
     id.split_once('/')
 }
 
+/// Whether a reason from [`fatal_reason`] says the cluster has no room for the pod (the
+/// scheduler's `Insufficient cpu`/`memory`/`nvidia.com/gpu`, `Too many pods`), rather than that
+/// no node may take it (a taint, a selector) or that its container cannot run.
+pub fn is_capacity(reason: &str) -> bool {
+    reason.starts_with("unschedulable:")
+        && (reason.contains("Insufficient ") || reason.contains("Too many pods"))
+}
+
 /// Why the pod cannot become ready, if that is already certain.
 pub fn fatal_reason(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
@@ -110,6 +118,7 @@ pub fn to_node(pod: &Pod) -> Option<Node> {
             "Succeeded" => NodeState::Terminated,
             "Failed" => NodeState::Failed(failed_reason(pod)),
             _ => match fatal_reason(pod) {
+                Some(r) if is_capacity(&r) => NodeState::NoCapacity(r),
                 Some(r) => NodeState::Failed(r),
                 None if phase == "Running" => NodeState::Running,
                 None => NodeState::Pending,
@@ -203,7 +212,14 @@ mod tests {
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/1 nodes are available: 1 Insufficient cpu."}]})))
         .unwrap();
-        assert!(matches!(&n.state, NodeState::Failed(r) if r.contains("Insufficient cpu")));
+        assert!(matches!(&n.state, NodeState::NoCapacity(r) if r.contains("Insufficient cpu")));
+
+        // No node may take it (a taint): not a capacity shortage.
+        let n = to_node(&labelled(serde_json::json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: true}."}]})))
+        .unwrap();
+        assert!(matches!(&n.state, NodeState::Failed(r) if r.contains("untolerated taint")));
 
         let n = to_node(&labelled(serde_json::json!({"phase": "Failed",
             "reason": "DeadlineExceeded",

@@ -172,8 +172,8 @@ impl Platform for Kube {
                 allocatable(serde_json::json!({ "cpu": "500m" }));
                 Some(Shortfall {
                     workers: 2,
-                    kind: "node_failed",
-                    needles: strings(&["unschedulable", "Insufficient cpu"]),
+                    kind: "capacity_unavailable",
+                    needles: strings(&["no capacity", "unschedulable", "Insufficient cpu"]),
                 })
             }
             // A ResourceQuota of the namespace refuses the pods (403 from its admission plugin).
