@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::{
     Env, client,
-    moto::{Agent, BootAgent, Moto},
+    moto::{Agent, BootAgent, Moto, api_calls},
     python,
     sandbox::Sandbox,
 };
@@ -416,8 +416,33 @@ fn down_and_list_work_from_tags_without_the_record_and_spare_what_clusterctl_did
         "--region",
         "us-east-1",
     ];
-    let (code, _, err) = fg.json(&down);
-    assert_eq!(code, Some(0), "{err}");
+    let log = fg.env.dir.path().join("api.log");
+    let mut cmd = fg.env.cmd();
+    cmd.args(down)
+        .args(["--output", "json"])
+        .envs(fg.moto.env())
+        .env("CLUSTERCTL_API_LOG", &log);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The API budget of `down` (docs/benchmarks.md): 25 calls besides one StopTask per task,
+    // the wait for the stopped tasks by DescribeTasks on their ARNs, not by listings.
+    let calls = api_calls(&log);
+    assert_eq!(calls.get("ECS:StopTask"), Some(&13), "{calls:?}");
+    let rest: usize = calls
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ECS:StopTask")
+        .map(|(_, v)| v)
+        .sum();
+    assert!(rest <= 25, "{rest} calls besides StopTask: {calls:?}");
+    assert!(
+        calls.get("ECS:ListTasks").is_some_and(|n| *n <= 4),
+        "{calls:?}"
+    );
     let held = fg.inspect("orphan");
     assert!(running(&held["tasks"]).is_empty(), "{held}");
     assert!(active(&held["task_definitions"]).is_empty(), "{held}");

@@ -251,6 +251,21 @@ impl Access<'_> {
         cluster: &ClusterName,
         inline: &[&str],
     ) -> Result<()> {
+        self.delete_role_as_made(name, cluster, inline, &[]).await
+    }
+
+    /// [`delete_known_role`] for a role that also has the AWS managed policies `managed` (paths
+    /// after `arn:<partition>:iam::aws:`, e.g. `policy/service-role/…`) attached: each is
+    /// detached without listing them (one that is not attached is fine).
+    ///
+    /// [`delete_known_role`]: Access::delete_known_role
+    pub async fn delete_role_as_made(
+        &self,
+        name: &str,
+        cluster: &ClusterName,
+        inline: &[&str],
+        managed: &[&str],
+    ) -> Result<()> {
         let role = match self.iam.get_role().role_name(name).send().await {
             Ok(r) => r,
             Err(e) if code(&e) == Some("NoSuchEntity") => return Ok(()),
@@ -261,6 +276,27 @@ impl Access<'_> {
             cluster,
         ) {
             return Ok(());
+        }
+        // The role's own ARN names the partition of the managed policies.
+        let partition = role
+            .role()
+            .map(|r| r.arn())
+            .and_then(|a| a.split(':').nth(1))
+            .unwrap_or("aws")
+            .to_string();
+        for path in managed {
+            match self
+                .iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(format!("arn:{partition}:iam::aws:{path}"))
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("NoSuchEntity") => {}
+                Err(e) => return Err(self.map("iam:DetachRolePolicy", e)),
+            }
         }
         for policy in inline {
             match self
@@ -302,6 +338,35 @@ impl Access<'_> {
             }
         }
         Ok(left)
+    }
+
+    /// Which of `names` are roles clusterctl made for `cluster` that still exist, from one
+    /// listing of the roles under [`ROLE_PATH`] (then each one found is read for its tags).
+    pub async fn roles_left_listed(
+        &self,
+        names: &[String],
+        cluster: &ClusterName,
+    ) -> Result<Vec<String>> {
+        let mut pages = self
+            .iam
+            .list_roles()
+            .path_prefix(ROLE_PATH)
+            .into_paginator()
+            .send();
+        let mut present = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.map("iam:ListRoles", e))?;
+            present.extend(
+                page.roles()
+                    .iter()
+                    .map(|r| r.role_name().to_string())
+                    .filter(|n| names.contains(n)),
+            );
+        }
+        if present.is_empty() {
+            return Ok(present);
+        }
+        self.roles_left(&present, cluster).await
     }
 
     /// Create (or reuse, when it is this cluster's) the instance profile `name` holding the
@@ -493,6 +558,20 @@ impl Access<'_> {
             );
         }
         Ok(found)
+    }
+
+    /// Delete the parameters `names` without listing them first (names that do not exist are
+    /// fine).
+    pub async fn delete_secret_names(&self, names: &[String]) -> Result<()> {
+        for chunk in names.chunks(10) {
+            self.ssm
+                .delete_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| self.map("ssm:DeleteParameters", e))?;
+        }
+        Ok(())
     }
 
     /// Delete every parameter under `prefix`.

@@ -51,6 +51,10 @@ pub(crate) struct FakeState {
     pub authoritative: bool,
     /// Calls of `list_nodes`.
     pub lists: usize,
+    /// `node_states` looks nodes up by id (else it answers `None`, as most platforms do).
+    pub by_id: bool,
+    /// Calls of `node_states` that looked nodes up.
+    pub lookups: usize,
     /// Calls of `logs`: role and node limit.
     pub log_calls: Vec<(Option<Role>, Option<usize>)>,
 }
@@ -197,6 +201,34 @@ impl ClusterProvider for Fake {
                 Some(_) => None,
             })
             .collect())
+    }
+
+    async fn node_states(
+        &self,
+        _cluster: &ClusterName,
+        nodes: &[Node],
+    ) -> Result<Option<Vec<Node>>> {
+        let mut s = self.state.lock().unwrap();
+        if !s.by_id {
+            return Ok(None);
+        }
+        s.lookups += 1;
+        let now = Instant::now();
+        let stop_after = s.stop_after;
+        Ok(Some(
+            s.nodes
+                .iter()
+                .filter(|n| n.visible_at <= now && nodes.iter().any(|k| k.id == n.node.id))
+                .map(|n| Node {
+                    state: match n.terminated_at {
+                        None => n.node.state.clone(),
+                        Some(t) if now.duration_since(t) < stop_after => NodeState::Stopping,
+                        Some(_) => NodeState::Terminated,
+                    },
+                    ..n.node.clone()
+                })
+                .collect(),
+        ))
     }
 
     async fn endpoints(&self, _scheduler: &Node, _private: bool) -> Result<Endpoints> {

@@ -238,6 +238,21 @@ pub trait ClusterProvider: Send + Sync + Debug {
         self.listing_is_authoritative()
     }
 
+    /// The current state of `nodes` of `cluster`, looked up by their ids (ECS DescribeTasks on
+    /// known task ARNs), for `down` waiting until the nodes it stopped are gone: where the
+    /// platform allows, cheaper than a listing. A node the platform does not show (yet) is left
+    /// out. `None` (the default): no such lookup, and `down` polls [`Self::list_nodes`] instead.
+    /// With a lookup, `down` lists again only once the known nodes are terminated, to find
+    /// nodes a lagging listing did not show.
+    async fn node_states(
+        &self,
+        cluster: &ClusterName,
+        nodes: &[Node],
+    ) -> Result<Option<Vec<Node>>> {
+        let _ = (cluster, nodes);
+        Ok(None)
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;

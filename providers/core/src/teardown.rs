@@ -4,7 +4,7 @@
 //! does not show are terminated anyway, and an unfinished teardown names what it leaves.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     collections::HashSet,
     sync::Mutex,
     time::{Duration, Instant},
@@ -251,11 +251,61 @@ async fn remove(
         provider.terminate_nodes(cluster, &targets).await?;
     }
     let first_empty: Cell<Option<Instant>> = Cell::new(None);
+    // Nodes known to exist and not yet seen terminated: where the provider looks nodes up by
+    // id, they are waited on that way, and the cluster is listed again only once they are gone.
+    let pending: RefCell<Vec<Node>> = RefCell::new(targets.clone());
+    let by_id = Cell::new(true);
+    // With `confirm`, the listing that ends the wait must come at least a poll interval after
+    // the last one that showed a node not known before (the first listing, to begin with):
+    // whatever a lagging listing hid then shows by that time.
+    let reference = Cell::new(Instant::now());
+    let found_late: RefCell<Vec<Node>> = RefCell::new(Vec::new());
     poll_until(
         "waiting for nodes to terminate",
         deadline,
         interval,
         || async {
+            if by_id.get() {
+                let known = pending.borrow().clone();
+                if !known.is_empty() {
+                    match provider.node_states(cluster, &known).await? {
+                        None => by_id.set(false),
+                        Some(states) => {
+                            // A node not shown (yet) is left to the listing below, which
+                            // `confirm` (always set when a known node was unlisted) delays.
+                            let left = not_terminated(states);
+                            tracker.saw(&left);
+                            terminate_late(provider, cluster, &left).await?;
+                            let n = left.len();
+                            *pending.borrow_mut() = left;
+                            if n > 0 {
+                                return Ok(Poll::Pending(format!("{n} node(s) still stopping")));
+                            }
+                        }
+                    }
+                }
+            }
+            if by_id.get() {
+                if confirm && reference.get().elapsed() < interval.max {
+                    return Ok(Poll::Pending(
+                        "known nodes gone; listing again a poll interval after the first listing"
+                            .into(),
+                    ));
+                }
+                let left = not_terminated(provider.list_nodes(Some(cluster)).await?);
+                tracker.saw(&left);
+                if left.is_empty() {
+                    return Ok(Poll::Ready(()));
+                }
+                // Nodes the first listing did not show (a lagging listing, a launch racing
+                // this teardown): stopped, and waited on by id like the others.
+                reference.set(Instant::now());
+                terminate_late(provider, cluster, &left).await?;
+                let n = left.len();
+                found_late.borrow_mut().extend(left.iter().cloned());
+                *pending.borrow_mut() = left;
+                return Ok(Poll::Pending(format!("{n} node(s) listed late")));
+            }
             let left = not_terminated(provider.list_nodes(Some(cluster)).await?);
             tracker.saw(&left);
             if left.is_empty() {
@@ -274,22 +324,7 @@ async fn remove(
                 ));
             }
             first_empty.set(None);
-            // Nodes that appeared late (an eventually consistent listing, a launch racing this
-            // teardown) are terminated too; those already stopping are left to finish.
-            let late: Vec<Node> = left
-                .iter()
-                .filter(|n| n.state.is_alive())
-                .cloned()
-                .collect();
-            if !late.is_empty() {
-                tracing::info!(
-                    target: "clusterctl::teardown",
-                    cluster = %cluster,
-                    late = late.len(),
-                    "terminating nodes still listed as running (late in the listing, or slow to stop)"
-                );
-                provider.terminate_nodes(cluster, &late).await?;
-            }
+            terminate_late(provider, cluster, &left).await?;
             Ok(Poll::Pending(format!(
                 "{} node(s) still running",
                 left.len()
@@ -312,9 +347,39 @@ async fn remove(
             resources: leftovers,
         });
     }
+    let mut terminated = targets;
+    for n in found_late.into_inner() {
+        if !terminated.iter().any(|t| t.id == n.id) {
+            terminated.push(n);
+        }
+    }
     Ok(Teardown {
-        nodes_terminated: targets.into_iter().map(|n| n.name).collect(),
+        nodes_terminated: terminated.into_iter().map(|n| n.name).collect(),
     })
+}
+
+/// Terminate the nodes of `left` that are still listed as running (late in the listing, or
+/// slow to stop); those already stopping are left to finish.
+async fn terminate_late(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    left: &[Node],
+) -> Result<()> {
+    let late: Vec<Node> = left
+        .iter()
+        .filter(|n| n.state.is_alive())
+        .cloned()
+        .collect();
+    if late.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        target: "clusterctl::teardown",
+        cluster = %cluster,
+        late = late.len(),
+        "terminating nodes still listed as running (late in the listing, or slow to stop)"
+    );
+    provider.terminate_nodes(cluster, &late).await
 }
 
 #[cfg(test)]
@@ -454,6 +519,49 @@ mod tests {
             .unwrap();
         assert_eq!(fake.get(|s| s.lists), 2);
         assert!(started.elapsed() < Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn down_waits_on_known_nodes_by_id_and_lists_again_a_poll_interval_later() {
+        let fake = Fake::new(Interval {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(300),
+        });
+        fake.set(|s| {
+            s.by_id = true;
+            s.stop_after = Duration::from_millis(200);
+        });
+        fake.add(Role::Scheduler, "scheduler");
+        // A worker launched just before `down`: the first listing does not show it yet.
+        fake.set(|s| s.lag = Duration::from_millis(150));
+        fake.add(Role::Worker, "worker-0");
+        let young = Tracker::new(Some(now_epoch()));
+        let started = Instant::now();
+        let done = down(&fake, &name(), &young, Duration::from_secs(10), &Silent)
+            .await
+            .unwrap();
+        assert_eq!(
+            fake.running(),
+            Vec::<String>::new(),
+            "the late worker leaked"
+        );
+        assert_eq!(done.nodes_terminated, ["scheduler", "worker-0"]);
+        // The first listing; one a poll interval later, which shows the worker; one a poll
+        // interval after that, empty. The stopping nodes were looked up by id in between.
+        assert_eq!(fake.get(|s| s.lists), 3);
+        assert!(fake.get(|s| s.lookups) >= 2);
+        assert!(started.elapsed() >= Duration::from_millis(600));
+
+        // An old cluster: once its known node is gone, one listing, believed at once.
+        let fake = Fake::new(QUICK);
+        fake.set(|s| s.by_id = true);
+        fake.add(Role::Worker, "worker-0");
+        let old = Tracker::new(Some(1_000));
+        down(&fake, &name(), &old, Duration::from_secs(10), &Silent)
+            .await
+            .unwrap();
+        assert_eq!(fake.get(|s| s.lists), 2);
+        assert_eq!(fake.get(|s| s.lookups), 1);
     }
 
     #[tokio::test]

@@ -108,6 +108,24 @@ pub struct FargateProvider {
     network: OnceCell<Network>,
     /// The cluster's security group, once this process created or claimed it.
     group: OnceCell<String>,
+    /// What this process has seen of ECS, so that `down` does not ask twice.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// ECS answers a process keeps: the ECS clusters it found active (ARN and tags, until it
+/// deletes them: a cluster's name is derived from the clusterctl cluster's, so it need not be
+/// rediscovered on every poll), and the tasks it found STOPPED (a final state).
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    ecs_clusters: BTreeMap<String, EcsCluster>,
+    stopped: BTreeMap<String, tasks::TaskInfo>,
+}
+
+/// An active ECS cluster as DescribeClusters told it.
+#[derive(Debug, Clone)]
+pub(crate) struct EcsCluster {
+    arn: String,
+    tags: BTreeMap<String, String>,
 }
 
 /// The clients of [`FargateProvider::from_clients`].
@@ -157,7 +175,12 @@ impl FargateProvider {
             identity: OnceCell::new(),
             network: OnceCell::new(),
             group: OnceCell::new(),
+            seen: std::sync::Mutex::default(),
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn map<E, R>(&self, operation: &str, err: SdkError<E, R>) -> Error
@@ -697,6 +720,14 @@ impl ClusterProvider for FargateProvider {
 
     async fn terminate_nodes(&self, cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         self.stop_nodes(cluster, nodes).await
+    }
+
+    async fn node_states(
+        &self,
+        cluster: &ClusterName,
+        nodes: &[Node],
+    ) -> Result<Option<Vec<Node>>> {
+        self.task_states(cluster, nodes).await.map(Some)
     }
 
     async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {

@@ -13,7 +13,7 @@ use crate::access::{self, ours};
 use crate::errors::code;
 
 /// The AWS-managed policy that lets ECS pull images and write logs for a task.
-const EXECUTION_POLICY: &str = "policy/service-role/AmazonECSTaskExecutionRolePolicy";
+pub(crate) const EXECUTION_POLICY: &str = "policy/service-role/AmazonECSTaskExecutionRolePolicy";
 /// Tag on a created log group that `down` keeps (`--keep-logs`).
 pub const KEEP_LOGS_TAG: &str = "clusterctl-keep-logs";
 /// How long `cleanup` retries deleting the ECS cluster while its tasks drain.
@@ -28,6 +28,18 @@ impl FargateProvider {
             .is_some_and(|(status, _)| status == "ACTIVE"))
     }
 
+    /// The ECS cluster `name` as this process last found it active, else as DescribeClusters
+    /// says now (`None`: not active).
+    pub(super) async fn active_ecs_cluster(&self, name: &str) -> Result<Option<super::EcsCluster>> {
+        if let Some(c) = self.seen().ecs_clusters.get(name) {
+            return Ok(Some(c.clone()));
+        }
+        self.describe_ecs_cluster(name).await?;
+        Ok(self.seen().ecs_clusters.get(name).cloned())
+    }
+
+    /// DescribeClusters of `name` (always asked): its status and tags. An active cluster is
+    /// remembered, one that is not is forgotten.
     async fn describe_ecs_cluster(
         &self,
         name: &str,
@@ -40,15 +52,32 @@ impl FargateProvider {
             .send()
             .await
             .map_err(|e| self.map("ecs:DescribeClusters", e))?;
-        Ok(out.clusters().first().map(|c| {
+        let found = out.clusters().first().map(|c| {
             (
                 c.status().unwrap_or_default().to_string(),
                 c.tags()
                     .iter()
                     .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                    .collect(),
+                    .collect::<BTreeMap<String, String>>(),
+                c.cluster_arn().unwrap_or_default().to_string(),
             )
-        }))
+        });
+        let mut seen = self.seen();
+        match &found {
+            Some((status, tags, arn)) if status == "ACTIVE" => {
+                seen.ecs_clusters.insert(
+                    name.to_string(),
+                    super::EcsCluster {
+                        arn: arn.clone(),
+                        tags: tags.clone(),
+                    },
+                );
+            }
+            _ => {
+                seen.ecs_clusters.remove(name);
+            }
+        }
+        Ok(found.map(|(status, tags, _)| (status, tags)))
     }
 
     /// The ECS cluster to run in: `--ecs-cluster` (which must exist), else the cluster's own,
@@ -148,8 +177,30 @@ impl FargateProvider {
         Ok(())
     }
 
-    /// The cluster's own log group with its tags, if it exists and clusterctl made it.
+    /// The cluster's own log group with its tags, if it exists and clusterctl made it: one
+    /// ListTagsForResource when this process knows the account (from an ECS ARN it saw), else
+    /// DescribeLogGroups and ListTagsForResource.
     pub(crate) async fn own_log_group(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>> {
+        let name = names::log_group(cluster);
+        let arn = match self.known_account() {
+            Some((partition, account)) => format!(
+                "arn:{partition}:logs:{}:{account}:log-group:{name}",
+                self.region
+            ),
+            None => return self.listed_log_group(cluster).await,
+        };
+        match self.log_group_tags(arn).await? {
+            Some(found) => Ok(ours(&found, cluster).then_some((name, found))),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::own_log_group`] found by a listing (DescribeLogGroups), as the verification reads
+    /// it.
+    pub(crate) async fn listed_log_group(
         &self,
         cluster: &ClusterName,
     ) -> Result<Option<(String, BTreeMap<String, String>)>> {
@@ -173,34 +224,63 @@ impl FargateProvider {
             .map(str::to_string)
             .or_else(|| group.arn().map(|a| a.trim_end_matches(":*").to_string()))
             .unwrap_or_default();
-        let found = self
+        let found = self.log_group_tags(arn).await?.unwrap_or_default();
+        Ok(ours(&found, cluster).then_some((name, found)))
+    }
+
+    /// The tags of the log group `arn`; `None` when it does not exist.
+    async fn log_group_tags(&self, arn: String) -> Result<Option<BTreeMap<String, String>>> {
+        match self
             .logs
             .list_tags_for_resource()
             .resource_arn(arn)
             .send()
             .await
-            .map_err(|e| self.map("logs:ListTagsForResource", e))?;
-        let found: BTreeMap<String, String> = found
-            .tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        Ok(ours(&found, cluster).then_some((name, found)))
+        {
+            Ok(found) => Ok(Some(
+                found
+                    .tags()
+                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+            )),
+            Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(self.map("logs:ListTagsForResource", e)),
+        }
+    }
+
+    /// The partition and account of an ECS ARN this process saw (an ECS cluster's or a task's).
+    fn known_account(&self) -> Option<(String, String)> {
+        let seen = self.seen();
+        let arns = seen
+            .ecs_clusters
+            .values()
+            .map(|c| c.arn.as_str())
+            .chain(seen.stopped.keys().map(String::as_str));
+        for arn in arns {
+            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            if parts.len() == 6 && parts[0] == "arn" && !parts[1].is_empty() && !parts[4].is_empty()
+            {
+                return Some((parts[1].to_string(), parts[4].to_string()));
+            }
+        }
+        None
     }
 
     /// Delete the cluster's own ECS cluster once its tasks are gone (tasks drain for a while
-    /// after StopTask), if clusterctl made it.
-    pub(crate) async fn delete_ecs_cluster(&self, cluster: &ClusterName) -> Result<()> {
+    /// after StopTask), if clusterctl made it: its tags as this process found them when it
+    /// listed the cluster's tasks in it (else read now). Returns whether it was deleted.
+    pub(crate) async fn delete_ecs_cluster(&self, cluster: &ClusterName) -> Result<bool> {
         let name = names::ecs_cluster(cluster);
+        match self.active_ecs_cluster(&name).await? {
+            Some(c) if ours(&c.tags, cluster) => {}
+            _ => return Ok(false),
+        }
         let started = std::time::Instant::now();
         let mut delay = std::time::Duration::from_secs(2);
         loop {
-            match self.describe_ecs_cluster(&name).await? {
-                Some((status, found)) if status == "ACTIVE" && ours(&found, cluster) => {}
-                _ => return Ok(()),
-            }
             match self.ecs.delete_cluster().cluster(&name).send().await {
-                Ok(_) => return Ok(()),
-                Err(e) if code(&e) == Some("ClusterNotFoundException") => return Ok(()),
+                Ok(_) => break,
+                Err(e) if code(&e) == Some("ClusterNotFoundException") => break,
                 Err(e)
                     if matches!(
                         code(&e),
@@ -213,6 +293,8 @@ impl FargateProvider {
                 Err(e) => return Err(self.map("ecs:DeleteCluster", e)),
             }
         }
+        self.seen().ecs_clusters.remove(&name);
+        Ok(true)
     }
 
     /// Whether the cluster's own ECS cluster is still active.

@@ -376,22 +376,25 @@ impl FargateProvider {
             }
             arns.sort();
             arns.dedup();
-            for chunk in arns.chunks(DESCRIBE_MAX) {
-                let out = self
-                    .ecs
-                    .describe_tasks()
-                    .cluster(&ecs_cluster)
-                    .set_tasks(Some(chunk.to_vec()))
-                    .include(TaskField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| self.map("ecs:DescribeTasks", e))?;
-                found.extend(out.tasks().iter().filter_map(info_of).filter(|i| {
-                    cluster.is_none_or(|c| {
-                        i.node.tags.get(tags::CLUSTER).map(String::as_str) == Some(c.as_str())
-                    })
-                }));
-            }
+            // Tasks this process saw STOPPED stay so: described once.
+            let unknown: Vec<String> = {
+                let seen = self.seen();
+                found.extend(
+                    arns.iter()
+                        .filter_map(|a| seen.stopped.get(a))
+                        .filter(|i| of_cluster(i, cluster))
+                        .cloned(),
+                );
+                arns.into_iter()
+                    .filter(|a| !seen.stopped.contains_key(a))
+                    .collect()
+            };
+            found.extend(
+                self.describe_tasks(&ecs_cluster, &unknown)
+                    .await?
+                    .into_iter()
+                    .filter(|i| of_cluster(i, cluster)),
+            );
         }
         found.sort_by(|a, b| {
             (a.node.role, &a.node.created_at, &a.node.id).cmp(&(
@@ -406,13 +409,91 @@ impl FargateProvider {
         Ok(found)
     }
 
+    /// DescribeTasks of `arns` in `ecs_cluster`, [`DESCRIBE_MAX`] per call, with their tags;
+    /// tasks found STOPPED are remembered. Tasks ECS does not show (yet) are left out.
+    async fn describe_tasks(&self, ecs_cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>> {
+        let mut found = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_MAX) {
+            let out = self
+                .ecs
+                .describe_tasks()
+                .cluster(ecs_cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .include(TaskField::Tags)
+                .send()
+                .await
+                .map_err(|e| self.map("ecs:DescribeTasks", e))?;
+            found.extend(out.tasks().iter().filter_map(info_of));
+        }
+        let mut seen = self.seen();
+        for i in &found {
+            if i.node.state == NodeState::Terminated {
+                seen.stopped.insert(i.node.id.clone(), i.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The current state of the tasks `nodes` of `cluster`, by DescribeTasks on their ARNs (one
+    /// call per 100 per ECS cluster; none for tasks already seen STOPPED).
+    pub(crate) async fn task_states(
+        &self,
+        cluster: &ClusterName,
+        nodes: &[Node],
+    ) -> Result<Vec<Node>> {
+        let own = self.ecs_cluster_name(cluster);
+        let mut out = Vec::new();
+        let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        {
+            let seen = self.seen();
+            for n in nodes {
+                match seen.stopped.get(&n.id) {
+                    Some(i) => out.push(i.node.clone()),
+                    None => by_cluster
+                        .entry(super::cluster_of(&n.id).unwrap_or(&own).to_string())
+                        .or_default()
+                        .push(n.id.clone()),
+                }
+            }
+        }
+        for (ecs_cluster, arns) in by_cluster {
+            out.extend(
+                self.describe_tasks(&ecs_cluster, &arns)
+                    .await?
+                    .into_iter()
+                    .filter(|i| of_cluster(i, Some(cluster)))
+                    .map(|i| i.node),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Remember that StopTask answered `task` as STOPPED (the node as it was known, now
+    /// terminated).
+    pub(crate) fn stopped(&self, node: &Node, task: &Task) {
+        if task.last_status() != Some("STOPPED") {
+            return;
+        }
+        let info = TaskInfo {
+            node: Node {
+                state: NodeState::Terminated,
+                ..node.clone()
+            },
+            cluster_arn: task.cluster_arn().unwrap_or_default().to_string(),
+            task_definition_arn: task.task_definition_arn().map(str::to_string),
+            eni: detail(task, "networkInterfaceId").map(str::to_string),
+            stopped_reason: task.stopped_reason().map(str::to_string),
+        };
+        self.seen().stopped.insert(node.id.clone(), info);
+    }
+
     async fn search_clusters(&self, cluster: Option<&ClusterName>) -> Result<Vec<String>> {
         if let Some(c) = &self.options.ecs_cluster {
             return Ok(vec![c.clone()]);
         }
         if let Some(c) = cluster {
             let own = names::ecs_cluster(c);
-            if self.ecs_cluster_active(&own).await? {
+            if self.active_ecs_cluster(&own).await?.is_some() {
                 return Ok(vec![own]);
             }
         }
@@ -424,6 +505,12 @@ impl FargateProvider {
         }
         Ok(all)
     }
+}
+
+/// Whether `info` is a task of `cluster` (any clusterctl cluster with `None`).
+fn of_cluster(info: &TaskInfo, cluster: Option<&ClusterName>) -> bool {
+    cluster
+        .is_none_or(|c| info.node.tags.get(tags::CLUSTER).map(String::as_str) == Some(c.as_str()))
 }
 
 /// What every RunTask of one role shares.
