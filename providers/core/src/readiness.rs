@@ -1,7 +1,7 @@
 //! Readiness: waiting until a cluster's scheduler answers and its workers joined, in Dask's
-//! terms, with a deadline, while a listing of the platform every few seconds fails the wait early
-//! on evidence that a node died (and only on evidence where the listing may lag). Used by `up`,
-//! `wait` and `scale` ([`crate::lifecycle`]).
+//! terms, with a deadline, while a listing of the platform once per the provider's poll interval
+//! fails the wait early on evidence that a node died (and only on evidence where the listing may
+//! lag). Used by `up`, `wait` and `scale` ([`crate::lifecycle`]).
 
 use std::{
     collections::BTreeMap,
@@ -18,9 +18,13 @@ use crate::{
     wait::{Deadline, Interval, Poll, poll_until},
 };
 
-/// Seconds between two node listings while waiting (the fail-fast check): one listing per
-/// interval for the whole cluster, whatever its size.
-const NODE_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The shortest time between two node listings while waiting (the fail-fast check). A
+/// provider's listings come every [`ClusterProvider::poll_interval`]'s `max` (5 s for the cloud
+/// providers' [`Interval::CLOUD`]), but never more often than this: the local provider polls its
+/// process table at [`Interval::FAST`] (100 ms) for short waits, and a scan of `/proc` ten times
+/// a second for the whole of a readiness wait would cost CPU the booting Dask processes need,
+/// for evidence that is only wanted within seconds.
+const MIN_NODE_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a node that a listing showed may then be missing from a listing that is not
 /// consistent ([`ClusterProvider::listing_is_consistent`]) before readiness takes it for deleted
@@ -37,10 +41,16 @@ struct Checks {
     unlisted_allowance: Duration,
 }
 
-const CHECKS: Checks = Checks {
-    every: NODE_CHECK_EVERY,
-    unlisted_allowance: UNLISTED_ALLOWANCE,
-};
+impl Checks {
+    /// The checks of a wait on a provider polled at `interval`: one listing of the whole
+    /// cluster per `interval.max` (at least [`MIN_NODE_CHECK_EVERY`]), whatever its size.
+    fn at(interval: Interval) -> Self {
+        Checks {
+            every: interval.max.max(MIN_NODE_CHECK_EVERY),
+            unlisted_allowance: UNLISTED_ALLOWANCE,
+        }
+    }
+}
 
 /// The error a node's listed state means for a wait, if any: a failed node, or one the platform
 /// has no capacity for (typed as such, so that a script can tell "try later" from "broken").
@@ -76,8 +86,9 @@ pub async fn wait_ready(
     deadline: Deadline,
     progress: &dyn Progress,
 ) -> Result<SchedulerView> {
+    let checks = Checks::at(provider.poll_interval());
     wait_ready_checking(
-        provider, cluster, launch, endpoints, wanted, deadline, progress, CHECKS,
+        provider, cluster, launch, endpoints, wanted, deadline, progress, checks,
     )
     .await
 }
@@ -155,12 +166,16 @@ async fn wait_ready_inner(
         || {
             let check = check_nodes();
             async move {
-                if dash.healthy().await {
+                // The listing, when due, runs beside the probe: a probe that hangs until its own
+                // timeout (a dropped connection) does not delay it.
+                let (healthy, alive) = tokio::join!(
+                    dash.healthy(),
+                    check_if(check, provider, cluster, 0, evidence)
+                );
+                if healthy {
                     return Ok(Poll::Ready(()));
                 }
-                if check {
-                    ensure_alive(provider, cluster, 0, evidence).await?;
-                }
+                alive?;
                 Ok(Poll::Pending(seen(format!(
                     "{}/health not answering yet",
                     dash.base()
@@ -178,15 +193,17 @@ async fn wait_ready_inner(
         || {
             let check = check_nodes();
             async move {
-                let view = dash.view().await.ok();
+                let (view, alive) = tokio::join!(
+                    dash.view(),
+                    check_if(check, provider, cluster, wanted, evidence)
+                );
+                let view = view.ok();
                 let joined = view.as_ref().map_or(0, |v| v.workers.len());
                 progress.workers(joined, wanted);
                 if let Some(v) = view.filter(|_| joined >= wanted) {
                     return Ok(Poll::Ready(v));
                 }
-                if check {
-                    ensure_alive(provider, cluster, wanted, evidence).await?;
-                }
+                alive?;
                 Ok(Poll::Pending(seen(format!(
                     "{joined} of {wanted} workers joined"
                 ))))
@@ -201,6 +218,21 @@ fn lock(evidence: &Mutex<Evidence>) -> std::sync::MutexGuard<'_, Evidence> {
     evidence
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`ensure_alive`] when the check is due; nothing otherwise.
+async fn check_if(
+    due: bool,
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    workers: usize,
+    evidence: &Mutex<Evidence>,
+) -> Result<()> {
+    if due {
+        ensure_alive(provider, cluster, workers, evidence).await
+    } else {
+        Ok(())
+    }
 }
 
 /// List the cluster's nodes and fail when they show the scheduler dead or fewer than `workers`
@@ -607,6 +639,71 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         fake.set(change);
+    }
+
+    #[test]
+    fn listings_come_at_the_providers_poll_interval() {
+        // Cloud providers: every 5 s (Interval::CLOUD's max); local (Interval::FAST, 100 ms):
+        // not more often than every 2 s.
+        assert_eq!(Checks::at(Interval::CLOUD).every, Duration::from_secs(5));
+        assert_eq!(Checks::at(Interval::FAST).every, MIN_NODE_CHECK_EVERY);
+        let slow = Interval {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        };
+        assert_eq!(Checks::at(slow).every, Duration::from_secs(30));
+    }
+
+    /// A cluster of `workers` healthy-looking workers that never join: how many listings a
+    /// wait of `timeout` makes with `checks`.
+    async fn lists_of_a_wait(workers: usize, timeout: Duration, checks: Option<Checks>) -> usize {
+        let fake = Fake::new(Interval::CLOUD);
+        fake.add(Role::Scheduler, "scheduler");
+        for i in 0..workers {
+            fake.add(Role::Worker, &format!("worker-{i}"));
+        }
+        let dashboard = healthy_dashboard().await;
+        let cluster = ClusterName::new("t").unwrap();
+        let deadline = Deadline::after(timeout);
+        let err = match checks {
+            Some(c) => {
+                wait_ready_checking(
+                    &fake, &cluster, "", &dashboard, workers, deadline, &Silent, c,
+                )
+                .await
+            }
+            None => wait_ready(&fake, &cluster, "", &dashboard, workers, deadline, &Silent).await,
+        }
+        .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        fake.get(|s| s.lists)
+    }
+
+    #[tokio::test]
+    async fn one_listing_per_interval_whatever_the_cluster_size() {
+        // 1 and 10 workers, listed every 100 ms for 1 s: about ten listings each, the same.
+        let every = Checks {
+            every: Duration::from_millis(100),
+            unlisted_allowance: UNLISTED_ALLOWANCE,
+        };
+        let second = Duration::from_secs(1);
+        let (one, ten) = tokio::join!(
+            lists_of_a_wait(1, second, Some(every)),
+            lists_of_a_wait(10, second, Some(every))
+        );
+        for lists in [one, ten] {
+            assert!((7..=10).contains(&lists), "{one} and {ten} listings");
+        }
+        assert!(one.abs_diff(ten) <= 1, "{one} and {ten} listings");
+
+        // Through `wait_ready`, a cloud provider's wait of 5.6 s lists once (at 5 s), not
+        // every 2 s as before, for either size.
+        let wait = Duration::from_millis(5600);
+        let (one, ten) = tokio::join!(
+            lists_of_a_wait(1, wait, None),
+            lists_of_a_wait(10, wait, None)
+        );
+        assert_eq!((one, ten), (1, 1));
     }
 
     #[tokio::test]

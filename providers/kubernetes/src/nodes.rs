@@ -374,7 +374,9 @@ impl KubernetesProvider {
     }
 
     /// Pods of `cluster` (or of every clusterctl cluster), as nodes; failures that will not heal
-    /// carry the pod's warning events.
+    /// carry the pod's warning events. One pod listing, and one event listing per namespace
+    /// holding such a failure (none while no pod fails), whatever the number of pods: this is
+    /// the listing readiness polls.
     pub(crate) async fn find_nodes(&self, cluster: Option<&ClusterName>) -> Result<Vec<Node>> {
         let api: Api<Pod> = if cluster.is_none() && self.options.all_namespaces {
             Api::all(self.client.clone())
@@ -386,37 +388,84 @@ impl KubernetesProvider {
             .await
             .map_err(map_for("list pods"))?;
         let mut nodes = Vec::new();
+        // Nodes (by index) whose pod failed in a way its events explain.
+        let mut explain: Vec<(usize, &Pod)> = Vec::new();
         for pod in &list.items {
-            let Some(mut node) = pods::to_node(pod) else {
+            let Some(node) = pods::to_node(pod) else {
                 continue;
             };
             let failed_phase =
                 pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
-            let stuck = match &node.state {
-                NodeState::Failed(reason) | NodeState::NoCapacity(reason) if !failed_phase => {
-                    Some(reason.clone())
-                }
-                _ => None,
-            };
-            if let Some(reason) = stuck {
-                let events = self.pod_events(pod).await.unwrap_or_default();
-                if reason.starts_with("unschedulable") && pods::scale_up_triggered(&events) {
-                    node.state = NodeState::Pending;
-                } else {
-                    let lines = pods::event_lines(&events);
-                    let shown = lines[lines.len().saturating_sub(3)..].join("; ");
-                    if !shown.is_empty() {
-                        let reason = format!("{reason} (events: {shown})");
-                        node.state = match node.state {
-                            NodeState::NoCapacity(_) => NodeState::NoCapacity(reason),
-                            _ => NodeState::Failed(reason),
-                        };
-                    }
-                }
+            if matches!(node.state, NodeState::Failed(_) | NodeState::NoCapacity(_))
+                && !failed_phase
+            {
+                explain.push((nodes.len(), pod));
             }
             nodes.push(node);
         }
+        if explain.is_empty() {
+            return Ok(nodes);
+        }
+        let mut events = self.events_of_pods(explain.iter().map(|(_, p)| *p)).await;
+        for (i, pod) in explain {
+            let node = &mut nodes[i];
+            let (NodeState::Failed(reason) | NodeState::NoCapacity(reason)) = &node.state else {
+                continue;
+            };
+            let reason = reason.clone();
+            let events = events
+                .remove(&pod_key(pod, &self.namespace))
+                .unwrap_or_default();
+            if reason.starts_with("unschedulable") && pods::scale_up_triggered(&events) {
+                node.state = NodeState::Pending;
+            } else {
+                let lines = pods::event_lines(&events);
+                let shown = lines[lines.len().saturating_sub(3)..].join("; ");
+                if !shown.is_empty() {
+                    let reason = format!("{reason} (events: {shown})");
+                    node.state = match node.state {
+                        NodeState::NoCapacity(_) => NodeState::NoCapacity(reason),
+                        _ => NodeState::Failed(reason),
+                    };
+                }
+            }
+        }
         Ok(nodes)
+    }
+
+    /// The events of `pods`, by (namespace, pod name): one listing per namespace, of that pod's
+    /// events when it is the namespace's only one, else of every pod's event in the namespace
+    /// (`involvedObject.kind=Pod`), sorted out by name. A namespace whose events cannot be read
+    /// gives none (the failure is still reported, without its events).
+    async fn events_of_pods<'a>(
+        &self,
+        pods: impl Iterator<Item = &'a Pod>,
+    ) -> BTreeMap<(String, String), Vec<Event>> {
+        let mut by_namespace: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for pod in pods {
+            let (ns, name) = pod_key(pod, &self.namespace);
+            by_namespace.entry(ns).or_default().push(name);
+        }
+        let mut out: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
+        for (ns, names) in by_namespace {
+            let fields = match names.as_slice() {
+                [one] => format!("involvedObject.kind=Pod,involvedObject.name={one}"),
+                _ => "involvedObject.kind=Pod".to_string(),
+            };
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            let Ok(list) = api.list(&ListParams::default().fields(&fields)).await else {
+                continue;
+            };
+            for e in list.items {
+                let Some(name) = e.involved_object.name.clone() else {
+                    continue;
+                };
+                if names.contains(&name) {
+                    out.entry((ns.clone(), name)).or_default().push(e);
+                }
+            }
+        }
+        out
     }
 
     async fn pod_events(&self, pod: &Pod) -> Result<Vec<Event>> {
@@ -584,4 +633,15 @@ impl KubernetesProvider {
         });
         Ok(out)
     }
+}
+
+/// A pod's namespace (`default_ns` when the object does not say) and name.
+fn pod_key(pod: &Pod, default_ns: &str) -> (String, String) {
+    (
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.to_string()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
 }

@@ -65,6 +65,9 @@ pub struct LocalProvider {
     children: Mutex<Vec<std::process::Child>>,
     /// The launcher forking this process's nodes: `Some(None)` once it failed (exec from then).
     launcher: tokio::sync::Mutex<Option<Option<Launcher>>>,
+    /// `CLUSTERCTL_API_LOG`: the local platform's "API" is the process table, so each scan of
+    /// it is logged (`proc:scan`), as the cloud providers log their requests, for benchmarks.
+    api_log: Option<clusterctl_core::api_log::ApiLog>,
 }
 
 impl LocalProvider {
@@ -84,6 +87,7 @@ impl LocalProvider {
             terminating: Mutex::new(HashMap::new()),
             children: Mutex::new(Vec::new()),
             launcher: tokio::sync::Mutex::new(None),
+            api_log: clusterctl_core::api_log::ApiLog::from_env(),
         }
     }
 
@@ -306,6 +310,9 @@ impl LocalProvider {
 
     fn processes(&self, cluster: Option<&ClusterName>) -> Vec<TaggedProcess> {
         self.reap();
+        if let Some(log) = &self.api_log {
+            log.record("proc:scan");
+        }
         process::scan(&self.scope())
             .into_iter()
             .filter(|p| !p.zombie)
