@@ -54,9 +54,12 @@ pub struct ProvisioningProps {
 pub struct GenericResource {
     /// Its ARM id.
     pub id: String,
-
+    /// Its type, e.g. `Microsoft.Network/networkSecurityGroups`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Its tags (empty in a tag-filtered listing, which omits them).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A virtual machine.

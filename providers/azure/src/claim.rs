@@ -1,7 +1,8 @@
 //! The cluster's resource group `clusterctl-NAME`: creating it claims the cluster's name for
-//! this launch (see "One name, one cluster" in docs/architecture.md).
+//! this launch (see "One name, one cluster" in docs/architecture.md). In a group the user named
+//! (`--resource-group`), the cluster's tagged resources are what `gc` finds instead.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use clusterctl_core::{
     Error, Result,
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     AzureProvider,
-    api::{RESOURCES_API, ResourceGroup},
+    api::{GenericResource, RESOURCES_API, ResourceGroup},
     errors::ArmError,
 };
 
@@ -20,7 +21,43 @@ use crate::{
 /// tag back: of two launches taking it over at once, the last writer holds it.
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
+/// The tags of the resources clusterctl made: those carrying its managed tag and a cluster's
+/// name (the user's own resources in the group are not claims).
+fn managed_tags(resources: Vec<GenericResource>) -> Vec<BTreeMap<String, String>> {
+    resources
+        .into_iter()
+        .map(|r| r.tags)
+        .filter(|t| {
+            t.get(core_tags::MANAGED).map(String::as_str) == Some(core_tags::MANAGED_VALUE)
+                && t.contains_key(core_tags::CLUSTER)
+        })
+        .collect()
+}
+
 impl AzureProvider {
+    /// The claims of the clusters `up` put in the group named with `--resource-group`, which
+    /// has no group of its own to claim the name: every resource there carrying clusterctl's
+    /// managed tag (the NSG, VNet, public IP and NICs `up` creates, in that order, before any
+    /// VM, and `down` deletes last), with its tags (the cluster's name and expiry). One
+    /// listing of the group (`Resources_ListByResourceGroup`, paged through `nextLink`),
+    /// without a tag filter, since a tag-filtered listing omits the tags. No request without
+    /// the option; nothing for a group that does not exist.
+    pub(crate) async fn named_group_claims(&self) -> Result<Vec<BTreeMap<String, String>>> {
+        let Some(rg) = &self.options.resource_group else {
+            return Ok(Vec::new());
+        };
+        let path = format!("{}/resources", self.arm.group(rg));
+        match self
+            .arm
+            .list::<GenericResource>(&path, RESOURCES_API, &[])
+            .await
+        {
+            Ok(listed) => Ok(managed_tags(listed)),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Claim the cluster's name: create its own resource group, which only one `up` can do
     /// (`If-None-Match: *`, and ARM's 201-vs-200 tells who created it). An existing group of
     /// the cluster held by another launch (`model::claim_held`: a node alive, or its `up`
@@ -116,5 +153,65 @@ impl AzureProvider {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, tags: &[(&str, &str)]) -> GenericResource {
+        GenericResource {
+            id: format!(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/{name}"
+            ),
+            kind: "Microsoft.Network/networkSecurityGroups".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_clusterctls_tagged_resources_are_claims() {
+        let ours = resource(
+            "c1-nsg",
+            &[
+                (core_tags::MANAGED, core_tags::MANAGED_VALUE),
+                (core_tags::CLUSTER, "c1"),
+                (core_tags::EXPIRES, "1700000000"),
+            ],
+        );
+        let listed = vec![
+            resource("users-own", &[("team", "data")]),
+            resource("untagged", &[]),
+            // A cluster tag without the managed tag is not clusterctl's.
+            resource("lookalike", &[(core_tags::CLUSTER, "c1")]),
+            resource(
+                "not-managed",
+                &[(core_tags::MANAGED, "false"), (core_tags::CLUSTER, "c2")],
+            ),
+            ours.clone(),
+        ];
+        let claims = managed_tags(listed);
+        assert_eq!(claims, vec![ours.tags]);
+    }
+
+    #[test]
+    fn a_listing_without_a_tag_filter_carries_the_tags() {
+        let page = serde_json::json!({
+            "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/c1-vnet",
+            "name": "c1-vnet",
+            "type": "Microsoft.Network/virtualNetworks",
+            "location": "eastus",
+            "tags": {"clusterctl-managed": "true", "clusterctl-cluster": "c1"}
+        });
+        let r: GenericResource = serde_json::from_value(page).unwrap();
+        assert_eq!(managed_tags(vec![r]).len(), 1);
+        // A tag-filtered listing omits the tags: nothing to claim with.
+        let filtered = serde_json::json!({"id": "/x", "type": "Microsoft.Network/virtualNetworks"});
+        let r: GenericResource = serde_json::from_value(filtered).unwrap();
+        assert!(managed_tags(vec![r]).is_empty());
     }
 }

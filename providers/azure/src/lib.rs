@@ -99,6 +99,22 @@ impl AzureProvider {
             .map_err(|e| self.err(e))
     }
 
+    /// The nodes of every cluster in `groups` (clusters' own groups) and in the group named
+    /// with `--resource-group`, each group listed once.
+    async fn nodes_in_groups(&self, groups: &[ResourceGroup]) -> Result<Vec<Node>> {
+        let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        if let Some(g) = &self.options.resource_group
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(g))
+        {
+            names.push(g);
+        }
+        let mut nodes = Vec::new();
+        for g in names {
+            nodes.extend(self.nodes_in(g, None).await?);
+        }
+        Ok(nodes)
+    }
+
     /// Build from the environment: the credential chain, the subscription (`options`,
     /// `AZURE_SUBSCRIPTION_ID`, or the Azure CLI's), the ARM endpoint (`options`,
     /// `AZURE_RESOURCE_MANAGER_ENDPOINT`, or the public cloud's), `CLUSTERCTL_EXTRA_CA_FILE`,
@@ -620,30 +636,20 @@ impl ClusterProvider for AzureProvider {
         if let Some(c) = cluster {
             return self.nodes_in(&self.group(c), Some(c)).await;
         }
-        let mut groups: Vec<String> = self
-            .cluster_groups()
-            .await?
-            .into_iter()
-            .map(|g| g.name)
-            .collect();
-        if let Some(g) = &self.options.resource_group {
-            groups.push(g.clone());
-        }
-        let mut nodes = Vec::new();
-        for g in groups {
-            nodes.extend(self.nodes_in(&g, None).await?);
-        }
-        Ok(nodes)
+        let groups = self.cluster_groups().await?;
+        self.nodes_in_groups(&groups).await
     }
 
     async fn list_clusters(&self) -> Result<Vec<ClusterSummary>> {
         // A cluster's own group claims its name from the first request of `up` until `down`
-        // deletes it with everything in it.
-        let (nodes, groups) = tokio::try_join!(self.list_nodes(None), self.cluster_groups())?;
-        Ok(summarize_with_claims(
-            nodes,
-            groups.into_iter().map(|g| g.tags).collect(),
-        ))
+        // deletes it with everything in it. In a group named with `--resource-group`, the
+        // cluster's tagged resources do: the first is created before any VM, the last deleted
+        // after every VM.
+        let (groups, named) = tokio::try_join!(self.cluster_groups(), self.named_group_claims())?;
+        let nodes = self.nodes_in_groups(&groups).await?;
+        let mut claims: Vec<_> = groups.into_iter().map(|g| g.tags).collect();
+        claims.extend(named);
+        Ok(summarize_with_claims(nodes, claims))
     }
 
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {

@@ -2,7 +2,10 @@
 //! orders the deletions and retries them itself), after checking that its tags name the cluster;
 //! in a group clusterctl did not make, the cluster's tagged resources are deleted in dependency
 //! order (VMs already gone with their NICs, disks and IPs: NICs left by a failed creation, the
-//! public IP, the NSG, the VNet). Then a tag query over the subscription shows what is left.
+//! public IP, the NSG, the VNet). There the tagged resources are the cluster's claim
+//! (`claim::named_group_claims`): the VNet (the NSG with `--subnet`) goes last, so a `down` cut
+//! short still leaves one for `gc` to find. Then a tag query over the subscription shows what is
+//! left.
 
 use clusterctl_core::{
     Error, Result,
@@ -52,6 +55,8 @@ impl AzureProvider {
         } else {
             let rg = self.group(cluster);
             let tagged = self.tagged(cluster, Some(&rg)).await?;
+            // One at a time, in this order: whatever is cut short, a tagged resource (the
+            // VNet, or the NSG with `--subnet`) is left until the end, and `gc` finds it.
             let mut order: Vec<(String, &str)> = Vec::new();
             for kind in [
                 "Microsoft.Network/networkInterfaces",
