@@ -274,35 +274,35 @@ impl FargateProvider {
         Ok(())
     }
 
-    /// Task definition revisions of `status` of the cluster's two families, from one listing
-    /// of the prefix they share (kept: exactly these families' revisions).
+    /// Task definition revisions of `status` of the cluster's two families: one listing per
+    /// family, since ECS's `familyPrefix` takes a full family name (moto does the same), not a
+    /// prefix that would cover both.
     async fn task_definitions(
         &self,
         cluster: &ClusterName,
         status: TaskDefinitionStatus,
     ) -> Result<Vec<String>> {
-        let families = [
+        let mut arns = Vec::new();
+        for family in [
             names::family(cluster, Role::Scheduler),
             names::family(cluster, Role::Worker),
-        ];
-        let prefix = format!("{}-", names::ecs_cluster(cluster));
-        let mut arns = Vec::new();
-        let mut pages = self
-            .ecs
-            .list_task_definitions()
-            .family_prefix(&prefix)
-            .status(status)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.map("ecs:ListTaskDefinitions", e))?;
-            // `family_prefix` is a prefix: keep exactly this cluster's families' revisions.
-            arns.extend(
-                page.task_definition_arns()
-                    .iter()
-                    .filter(|a| family_of(a).is_some_and(|f| families.iter().any(|x| x == f)))
-                    .cloned(),
-            );
+        ] {
+            let mut pages = self
+                .ecs
+                .list_task_definitions()
+                .family_prefix(&family)
+                .status(status.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.map("ecs:ListTaskDefinitions", e))?;
+                arns.extend(
+                    page.task_definition_arns()
+                        .iter()
+                        .filter(|a| family_of(a) == Some(family.as_str()))
+                        .cloned(),
+                );
+            }
         }
         Ok(arns)
     }
