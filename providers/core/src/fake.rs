@@ -25,6 +25,8 @@ pub(crate) struct FakeNode {
     pub visible_at: Instant,
     /// When it was terminated.
     pub terminated_at: Option<Instant>,
+    /// Terminate calls it has had.
+    pub asked: u32,
 }
 
 /// The fake platform's state and behaviour.
@@ -39,6 +41,8 @@ pub(crate) struct FakeState {
     pub fail_workers: bool,
     /// `bootstrap` finds the name held by another launch (`Error::NameTaken`).
     pub name_taken: bool,
+    /// A node ignores the first terminate call (a process that outlives SIGTERM).
+    pub stubborn: bool,
     /// How long a terminated node is listed as stopping.
     pub stop_after: Duration,
     /// `cleanup` never returns.
@@ -117,6 +121,7 @@ impl Fake {
             node: node.clone(),
             visible_at,
             terminated_at: None,
+            asked: 0,
         });
         node
     }
@@ -241,9 +246,13 @@ impl ClusterProvider for Fake {
 
     async fn terminate_nodes(&self, _cluster: &ClusterName, nodes: &[Node]) -> Result<()> {
         let mut s = self.state.lock().unwrap();
+        let stubborn = s.stubborn;
         for n in s.nodes.iter_mut() {
             if n.terminated_at.is_none() && nodes.iter().any(|t| t.id == n.node.id) {
-                n.terminated_at = Some(Instant::now());
+                n.asked += 1;
+                if !stubborn || n.asked > 1 {
+                    n.terminated_at = Some(Instant::now());
+                }
             }
         }
         Ok(())

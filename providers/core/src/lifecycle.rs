@@ -20,7 +20,7 @@ pub use crate::teardown::{TEARDOWN_TIMEOUT, Teardown, Tracker, down};
 use crate::{
     error::{Error, Result},
     health::{Dashboard, SchedulerView},
-    model::{Endpoints, Node, Role},
+    model::{ClusterName, Endpoints, Node, Role},
     provider::{ClusterProvider, LaunchContext, Reach, WorkerBatch},
     readiness::failed,
     wait::{Deadline, Poll, poll_until},
@@ -455,29 +455,41 @@ pub async fn scale(
         dash.retire_workers(&addresses).await?;
         progress.phase(Phase::TearingDown);
         provider.terminate_nodes(cluster, &surplus).await?;
-        let ids: Vec<String> = surplus.iter().map(|n| n.id.clone()).collect();
-        poll_until(
-            "waiting for retired workers to stop",
-            deadline,
-            provider.poll_interval(),
-            || async {
-                let left = provider
-                    .list_nodes(Some(cluster))
-                    .await?
-                    .into_iter()
-                    .filter(|n| ids.contains(&n.id) && n.state.is_alive())
-                    .count();
-                Ok(if left == 0 {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(format!("{left} still running"))
-                })
-            },
-        )
-        .await?;
+        wait_stopped(provider, cluster, &surplus, deadline).await?;
         out.removed = surplus.into_iter().map(|n| n.name).collect();
     }
     Ok(out)
+}
+
+/// Wait until the retired `surplus` nodes are gone, asking again (as `down` does) for those still
+/// listed as running: a node slow to stop is stopped harder (a local process gets SIGKILL once
+/// SIGTERM has had its time), and a node the listing showed late is stopped at all.
+async fn wait_stopped(
+    provider: &dyn ClusterProvider,
+    cluster: &ClusterName,
+    surplus: &[Node],
+    deadline: Deadline,
+) -> Result<()> {
+    let ids: Vec<&str> = surplus.iter().map(|n| n.id.as_str()).collect();
+    poll_until(
+        "waiting for retired workers to stop",
+        deadline,
+        provider.poll_interval(),
+        || async {
+            let left: Vec<Node> = provider
+                .list_nodes(Some(cluster))
+                .await?
+                .into_iter()
+                .filter(|n| ids.contains(&n.id.as_str()) && n.state.is_alive())
+                .collect();
+            if left.is_empty() {
+                return Ok(Poll::Ready(()));
+            }
+            crate::teardown::terminate_late(provider, cluster, &left).await?;
+            Ok(Poll::Pending(format!("{} still running", left.len())))
+        },
+    )
+    .await
 }
 
 /// The Dask addresses of the `surplus` nodes. A Dask worker is matched to a node by name (the
@@ -532,6 +544,28 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[tokio::test]
+    async fn retired_workers_that_outlive_the_first_terminate_are_asked_again() {
+        // A worker process that survives SIGTERM (local nodes get SIGKILL on a later call):
+        // waiting without asking again would run into the deadline.
+        let fake = crate::fake::Fake::new(crate::fake::QUICK);
+        fake.set(|s| s.stubborn = true);
+        let kept = fake.add(Role::Worker, "worker-0");
+        let surplus = vec![fake.add(Role::Worker, "worker-1")];
+        let cluster = crate::bootstrap::tests::spec().name;
+        fake.terminate_nodes(&cluster, &surplus).await.unwrap();
+        assert_eq!(fake.running().len(), 2, "the fake ignored no terminate");
+        wait_stopped(
+            &fake,
+            &cluster,
+            &surplus,
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(fake.running(), vec![kept.id]);
     }
 
     #[test]

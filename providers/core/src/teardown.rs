@@ -360,7 +360,7 @@ async fn remove(
 
 /// Terminate the nodes of `left` that are still listed as running (late in the listing, or
 /// slow to stop); those already stopping are left to finish.
-async fn terminate_late(
+pub(crate) async fn terminate_late(
     provider: &dyn ClusterProvider,
     cluster: &ClusterName,
     left: &[Node],
