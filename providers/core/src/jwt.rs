@@ -1,10 +1,10 @@
 //! Signed JWTs for the clouds whose credentials sign their own assertions (Azure's client
 //! certificate; Google's service-account key signs the same way): PEM blocks, RSA private keys
-//! in PKCS#8 or PKCS#1 DER, RS256 signatures with `ring` (already in the build through rcgen),
+//! in PKCS#8 or PKCS#1 DER, RS256 signatures with `aws-lc-rs` (the crypto provider of the whole build),
 //! base64url, and the SHA-1 thumbprint a certificate is known by.
 
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde_json::Value;
 
 /// Why a key could not be read or used.
@@ -15,7 +15,7 @@ pub enum JwtError {
     BadKey {
         /// `PKCS#8` or `PKCS#1`.
         form: &'static str,
-        /// What `ring` said.
+        /// What `aws-lc-rs` said.
         reason: String,
     },
     /// Signing failed.
@@ -57,7 +57,7 @@ pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
 
 /// The SHA-1 digest of `der` (a certificate's thumbprint; `x5t` is its base64url).
 pub fn sha1(der: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
         .as_ref()
         .to_vec()
 }
@@ -91,7 +91,7 @@ impl RsaSigner {
 
     /// The public key as a DER `RSAPublicKey` (what a certificate's SubjectPublicKeyInfo holds).
     pub fn public_key_der(&self) -> &[u8] {
-        use ring::signature::KeyPair as _;
+        use aws_lc_rs::signature::KeyPair as _;
         self.key.public_key().as_ref()
     }
 
@@ -104,11 +104,11 @@ impl RsaSigner {
             b64url(header.to_string().as_bytes()),
             b64url(claims.to_string().as_bytes())
         );
-        let mut sig = vec![0; self.key.public().modulus_len()];
+        let mut sig = vec![0; self.key.public_modulus_len()];
         self.key
             .sign(
                 &RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
+                &aws_lc_rs::rand::SystemRandom::new(),
                 signing.as_bytes(),
                 &mut sig,
             )

@@ -2,6 +2,12 @@
 //! loopback whose every accepted connection gets its own port-forward stream (the `portforward`
 //! subresource over WebSocket), so HTTP clients and Dask's several comms work at once.
 //!
+//! Every stream is a request to the API server. While nothing listens in the pod yet (the
+//! scheduler is starting and readiness probes its dashboard every 100 ms), a listener opens no
+//! stream for a while after one was refused: it closes the connection at once instead, waiting
+//! 200 ms after the first refusal, doubling up to the provider's poll interval (5 s). A stream
+//! that connects ends the pause, so a working tunnel is never held back.
+//!
 //! The tunnel lives as long as the returned [`Tunnel`]: dropping it aborts the listeners.
 
 use clusterctl_core::{
@@ -12,6 +18,10 @@ use clusterctl_core::{
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 use tokio::{io::AsyncWriteExt, net::TcpListener, task::JoinHandle};
 
 /// The listener tasks; aborted on drop.
@@ -68,23 +78,100 @@ pub async fn open(
 }
 
 async fn serve(listener: TcpListener, pods: Api<Pod>, pod: String, remote: u16) {
+    let pace = Arc::new(Mutex::new(Pace::default()));
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
+        if !lock(&pace).admits(Instant::now()) {
+            // Refused a moment ago: no request to the API server now.
+            drop(conn);
+            continue;
+        }
         let pods = pods.clone();
         let pod = pod.clone();
+        let pace = pace.clone();
         tokio::spawn(async move {
             let Ok(mut pf) = pods.portforward(&pod, &[remote]).await else {
+                lock(&pace).record(true, Instant::now());
                 let _ = conn.shutdown().await;
                 return;
             };
+            let error = pf.take_error(remote);
             let Some(mut upstream) = pf.take_stream(remote) else {
                 return;
             };
             let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
             drop(upstream);
             let _ = pf.join().await;
+            // The kubelet reports a port nothing listens on on the stream's error channel.
+            let refused = match error {
+                Some(e) => e.await.is_some(),
+                None => false,
+            };
+            lock(&pace).record(refused, Instant::now());
         });
+    }
+}
+
+fn lock(pace: &Mutex<Pace>) -> std::sync::MutexGuard<'_, Pace> {
+    pace.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first pause after a refused stream.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+/// The longest pause: the provider's poll interval.
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+/// When a listener may open the next stream.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Streams refused in a row.
+    refused: u32,
+    /// No stream before this.
+    not_before: Option<Instant>,
+}
+
+impl Pace {
+    fn admits(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|t| now >= t)
+    }
+
+    fn record(&mut self, refused: bool, now: Instant) {
+        if refused {
+            self.refused = self.refused.saturating_add(1);
+            let pause = FIRST_PAUSE
+                .saturating_mul(1 << (self.refused - 1).min(16))
+                .min(LONGEST_PAUSE);
+            self.not_before = Some(now + pause);
+        } else {
+            *self = Pace::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_pause_new_streams_up_to_the_poll_interval_and_a_connection_ends_the_pause() {
+        let t = Instant::now();
+        let mut pace = Pace::default();
+        assert!(pace.admits(t));
+        let mut pauses = Vec::new();
+        for _ in 0..7 {
+            pace.record(true, t);
+            let until = pace.not_before.unwrap();
+            assert!(!pace.admits(t));
+            assert!(pace.admits(until));
+            pauses.push((until - t).as_millis());
+        }
+        assert_eq!(pauses, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        // One stream that reached the port: the next opens at once.
+        pace.record(false, t);
+        assert!(pace.admits(t));
+        pace.record(true, t);
+        assert_eq!(pace.not_before.unwrap() - t, FIRST_PAUSE);
     }
 }
