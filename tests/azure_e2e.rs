@@ -646,26 +646,21 @@ while op and time.time() < deadline:
     time.sleep(0.5)
 print(status)
 "#;
-    let out = Command::new(common::python())
-        .args(["-c", code, &az.sim.url])
-        .arg(&az.sim.ca_file)
-        .args([
-            TENANT,
-            CLIENT_ID,
-            SECRET,
-            method,
-            path,
-            api,
-            &body.to_string(),
-        ])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{method} {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let body = body.to_string();
+    let ca = az.sim.ca_file.display().to_string();
+    let args = [
+        az.sim.url.as_str(),
+        &ca,
+        TENANT,
+        CLIENT_ID,
+        SECRET,
+        method,
+        path,
+        api,
+        &body,
+    ];
+    let out = common::run_python(code, &args, &format!("{method} {path}"));
+    String::from_utf8_lossy(&out).trim().parse().unwrap()
 }
 
 /// A cluster `up` put in the user's own group (`--resource-group`) has no group of its own to

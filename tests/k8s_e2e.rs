@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Env, client, k8s::Sim, sandbox::Sandbox};
+use common::{Env, client, k8s, k8s::Sim, sandbox::Sandbox};
 use serde_json::{Value, json};
 
 struct Kube {
@@ -158,18 +158,10 @@ urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca), timeo
             name,
             "--workers",
             workers,
-            // Small pods: the simulated node has 4 CPUs and 8 GiB.
-            "--scheduler-cpus",
-            "1",
-            "--scheduler-memory",
-            "1GiB",
-            "--worker-cpus",
-            "1",
-            "--worker-memory",
-            "1GiB",
-            "--timeout",
-            "120s",
         ]
+        .into_iter()
+        .chain(k8s::SMALL_PODS.iter().copied())
+        .collect()
     }
 }
 

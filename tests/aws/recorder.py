@@ -221,25 +221,16 @@ class Recorder:
                     count = int(json.loads(body or b"{}").get("count", 1))
                 except ValueError:
                     count = 1
-            status_line, headers, data = _shortage_answer(shortage, action, count)
-            headers.append(("Content-Length", str(len(data))))
-            self._write({"time": round(t0, 3), "method": method, "path": path,
-                         "service": service, "action": action,
-                         "status": int(status_line.split(" ", 1)[0]), "mutating": mutating,
-                         "clusterctl": True, "shortage": True, "ms": 0})
-            start_response(status_line, headers)
-            return [data]
+            answer = _shortage_answer(shortage, action, count)
+            return self._answer_unprocessed(start_response, answer, "shortage", {
+                "time": round(t0, 3), "method": method, "path": path, "service": service,
+                "action": action, "mutating": mutating})
         fault = self.faults.pick(environ)
         if fault is not None:
-            status_line, headers, data = _fault_answer(
-                fault, service, bool(environ.get("HTTP_X_AMZ_TARGET")))
-            headers.append(("Content-Length", str(len(data))))
-            self._write({"time": round(t0, 3), "method": method, "path": path,
-                         "service": service, "action": action,
-                         "status": int(status_line.split(" ", 1)[0]), "mutating": mutating,
-                         "clusterctl": True, "fault": True, "ms": 0})
-            start_response(status_line, headers)
-            return [data]
+            answer = _fault_answer(fault, service, bool(environ.get("HTTP_X_AMZ_TARGET")))
+            return self._answer_unprocessed(start_response, answer, "fault", {
+                "time": round(t0, 3), "method": method, "path": path, "service": service,
+                "action": action, "mutating": mutating})
         admitted = self.gate.enter(method, path, label=label, mutating=mutating)
         if admitted is False:   # held at a crash point, then dropped: nothing processed
             start_response("503 Service Unavailable", [("Content-Length", "0")])
@@ -260,6 +251,17 @@ class Recorder:
                      "clusterctl": _from_clusterctl(environ),
                      "ms": round((time.time() - t0) * 1000, 1)})
         return out
+
+    def _answer_unprocessed(self, start_response, answer, why, entry):
+        """Send an answer moto never saw (a shortage or an injected fault) and log it, marked
+        with `why`, as a request of clusterctl's."""
+        status_line, headers, data = answer
+        headers.append(("Content-Length", str(len(data))))
+        entry.update({"status": int(status_line.split(" ", 1)[0]), "clusterctl": True,
+                      why: True, "ms": 0})
+        self._write(entry)
+        start_response(status_line, headers)
+        return [data]
 
     def _write(self, entry):
         line = json.dumps(entry)

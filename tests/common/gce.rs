@@ -10,6 +10,24 @@ use super::{Env, restsim::RestSim, sandbox::Sandbox};
 
 pub const PROJECT: &str = "clusterctl-sim";
 
+/// The simulator's delays for tests: operations pending then running, deletes and firewall
+/// rules taking effect later, service accounts and IAM bindings propagating, as on GCE, but in
+/// seconds.
+pub const SIM_TIMINGS: &[&str] = &[
+    "--op-pending",
+    "0.2",
+    "--op-delay",
+    "0.5",
+    "--delete-delay",
+    "0.5",
+    "--firewall-delay",
+    "0.2",
+    "--sa-propagation",
+    "2",
+    "--iam-propagation",
+    "1",
+];
+
 pub struct Gce {
     pub env: Env,
     pub sim: RestSim,
@@ -20,20 +38,7 @@ impl Gce {
     pub fn new(sim_args: &[&str]) -> Self {
         let sandbox = Sandbox::enter();
         let env = Env::new();
-        let mut args = vec![
-            "--op-pending",
-            "0.2",
-            "--op-delay",
-            "0.5",
-            "--delete-delay",
-            "0.5",
-            "--firewall-delay",
-            "0.2",
-            "--sa-propagation",
-            "2",
-            "--iam-propagation",
-            "1",
-        ];
+        let mut args = SIM_TIMINGS.to_vec();
         args.extend_from_slice(sim_args);
         let sim = RestSim::start_with("tests/gcp/gce_sim.py", env.dir.path(), &args);
         Gce {

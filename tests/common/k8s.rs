@@ -13,6 +13,20 @@ use serde_json::Value;
 
 use super::python;
 
+/// Small pods for `up` (the simulated node has 4 CPUs and 8 GiB) and a deadline.
+pub const SMALL_PODS: &[&str] = &[
+    "--scheduler-cpus",
+    "1",
+    "--scheduler-memory",
+    "1GiB",
+    "--worker-cpus",
+    "1",
+    "--worker-memory",
+    "1GiB",
+    "--timeout",
+    "120s",
+];
+
 /// A running simulator; stopped (with every pod process) on drop.
 pub struct Sim {
     child: Child,

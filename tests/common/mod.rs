@@ -29,6 +29,24 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Run a Python snippet of a test (`python -c CODE ARGS...`), failing the test with its stderr
+/// and `what` when it fails; its stdout. The tests' HTTP calls to simulators go this way, so that
+/// the tests need no HTTP client of their own.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(code: &str, args: &[S], what: &str) -> Vec<u8> {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// One isolated clusterctl installation: its own state directory (which scopes local clusters)
 /// and cache directory.
 pub struct Env {

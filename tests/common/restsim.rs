@@ -76,17 +76,10 @@ with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
     sys.stdout.write(r.read().decode() or "null")
 "#;
         let body = body.map(Value::to_string).unwrap_or_default();
-        let out = Command::new(python())
-            .args(["-c", code, &format!("{}{path}", self.url)])
-            .args([self.ca_file.to_str().unwrap(), method, &body])
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "{method} {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
+        let url = format!("{}{path}", self.url);
+        let args = [url.as_str(), self.ca_file.to_str().unwrap(), method, &body];
+        let out = super::run_python(code, &args, &format!("{method} {path}"));
+        serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{method} {path} answered no JSON ({e})"))
     }
 

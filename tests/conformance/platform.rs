@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::common::{Env, python};
+use crate::common::{Env, run_python};
 
 /// The gate's counters (tests/simkit/gate.py).
 #[derive(Debug, Clone, Default)]
@@ -207,18 +207,11 @@ with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let body = body.map(Value::to_string).unwrap_or_default();
-        let out = Command::new(python())
-            .args(["-c", code, &format!("{}{path}", self.base)])
-            .args([&ca, self.token.as_deref().unwrap_or(""), method, &body])
-            .arg(content_type)
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "{method} {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
+        let url = format!("{}{path}", self.base);
+        let token = self.token.as_deref().unwrap_or("");
+        let args = [url.as_str(), &ca, token, method, &body, content_type];
+        let out = run_python(code, &args, &format!("{method} {path}"));
+        serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{method} {path} answered no JSON ({e})"))
     }
 

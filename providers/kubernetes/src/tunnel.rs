@@ -5,8 +5,9 @@
 //! Every stream is a request to the API server. While nothing listens in the pod yet (the
 //! scheduler is starting and readiness probes its dashboard every 100 ms), a listener opens no
 //! stream for a while after one was refused: it closes the connection at once instead, waiting
-//! 200 ms after the first refusal, doubling up to the provider's poll interval (5 s). A stream
-//! that connects ends the pause, so a working tunnel is never held back.
+//! 200 ms after the first refusal, half as long again after each further one, up to the
+//! provider's poll interval (5 s; reached after about 15 s of refusals). A stream that connects
+//! ends the pause, so a working tunnel is never held back.
 //!
 //! The tunnel lives as long as the returned [`Tunnel`]: dropping it aborts the listeners.
 
@@ -140,8 +141,10 @@ impl Pace {
     fn record(&mut self, refused: bool, now: Instant) {
         if refused {
             self.refused = self.refused.saturating_add(1);
+            // ×1.5 per refusal: a scheduler that starts within seconds waits well under a
+            // second more for its first probe; one that takes a minute costs ~20 streams.
             let pause = FIRST_PAUSE
-                .saturating_mul(1 << (self.refused - 1).min(16))
+                .mul_f64(1.5f64.powi((self.refused - 1).min(16) as i32))
                 .min(LONGEST_PAUSE);
             self.not_before = Some(now + pause);
         } else {
@@ -160,14 +163,17 @@ mod tests {
         let mut pace = Pace::default();
         assert!(pace.admits(t));
         let mut pauses = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..10 {
             pace.record(true, t);
             let until = pace.not_before.unwrap();
             assert!(!pace.admits(t));
             assert!(pace.admits(until));
             pauses.push((until - t).as_millis());
         }
-        assert_eq!(pauses, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(
+            pauses,
+            [200, 300, 450, 675, 1012, 1518, 2278, 3417, 5000, 5000]
+        );
         // One stream that reached the port: the next opens at once.
         pace.record(false, t);
         assert!(pace.admits(t));

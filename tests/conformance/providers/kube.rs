@@ -53,18 +53,7 @@ impl Platform for Kube {
     fn up_args(&self, name: &str, workers: u32) -> Vec<String> {
         let mut a = strings(&["up", "--provider", "kubernetes", "--name", name]);
         a.extend(["--workers".to_string(), workers.to_string()]);
-        a.extend(strings(&[
-            "--scheduler-cpus",
-            "1",
-            "--scheduler-memory",
-            "1GiB",
-            "--worker-cpus",
-            "1",
-            "--worker-memory",
-            "1GiB",
-            "--timeout",
-            "120s",
-        ]));
+        a.extend(strings(k8s::SMALL_PODS));
         a
     }
 

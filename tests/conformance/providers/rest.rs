@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
 
 use super::{Provider, mutating_method, strings};
 use crate::{
-    common::{Env, restsim::RestSim, sandbox::Sandbox},
+    common::{Env, gce, restsim::RestSim, sandbox::Sandbox},
     platform::{Control, Fault, GateState, Platform, Shortage, Shortfall, identities},
 };
 
@@ -14,7 +14,6 @@ const AZ_SECRET: &str = "azsim-client-secret-0123456789";
 const AZ_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const AZ_CLIENT_ID: &str = "0f3e4c1a-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 const AZ_SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000c1c7";
-const GCP_PROJECT: &str = "clusterctl-sim";
 
 /// A REST cloud simulator of `tests/simkit`: what it holds from its inventory (the lists of
 /// billed or named resources), its request log, the simkit gate.
@@ -33,24 +32,7 @@ impl Rest {
                 RestSim::start("tests/digitalocean/do_sim.py", dir, DO_TOKEN, &[])
             }
             Provider::Azure => RestSim::start("tests/azure/az_sim.py", dir, AZ_SECRET, &[]),
-            _ => RestSim::start_with(
-                "tests/gcp/gce_sim.py",
-                dir,
-                &[
-                    "--op-pending",
-                    "0.2",
-                    "--op-delay",
-                    "0.5",
-                    "--delete-delay",
-                    "0.5",
-                    "--firewall-delay",
-                    "0.2",
-                    "--sa-propagation",
-                    "2",
-                    "--iam-propagation",
-                    "1",
-                ],
-            ),
+            _ => RestSim::start_with("tests/gcp/gce_sim.py", dir, gce::SIM_TIMINGS),
         };
         let control = Control {
             base: sim.url.clone(),
@@ -163,7 +145,7 @@ impl Platform for Rest {
                         "GOOGLE_APPLICATION_CREDENTIALS",
                         self.sim.ready["credentials_file"].as_str().unwrap(),
                     )
-                    .env("GOOGLE_CLOUD_PROJECT", GCP_PROJECT);
+                    .env("GOOGLE_CLOUD_PROJECT", gce::PROJECT);
             }
         }
         c
@@ -188,7 +170,7 @@ impl Platform for Rest {
 
     fn locate_args(&self) -> Vec<String> {
         match self.provider {
-            Provider::Gcp => strings(&["--region", "us-central1-a", "--project", GCP_PROJECT]),
+            Provider::Gcp => strings(&["--region", "us-central1-a", "--project", gce::PROJECT]),
             _ => Vec::new(),
         }
     }
