@@ -1,7 +1,8 @@
 //! An in-memory [`ClusterProvider`] for the lifecycle's unit tests: nodes exist on the "platform"
 //! as soon as a launch call starts, but its listing shows them only after a lag (as an
 //! eventually consistent cloud API does), and it can be declared authoritative; terminated nodes
-//! stay `Stopping` for a while; calls can be slowed, made to fail, or hang.
+//! stay `Stopping` for a while (left out of `list_nodes_to_stop`); calls can be slowed, made to
+//! fail, or hang.
 
 use std::{
     sync::Mutex,
@@ -55,6 +56,9 @@ pub(crate) struct FakeState {
     pub authoritative: bool,
     /// Calls of `list_nodes`.
     pub lists: usize,
+    /// Calls of `list_nodes_to_stop` (which leaves out stopping nodes, as Fargate's listing of
+    /// tasks desired RUNNING does).
+    pub stop_lists: usize,
     /// `node_states` looks nodes up by id (else it answers `None`, as most platforms do).
     pub by_id: bool,
     /// Calls of `node_states` that looked nodes up.
@@ -205,6 +209,17 @@ impl ClusterProvider for Fake {
                 }),
                 Some(_) => None,
             })
+            .collect())
+    }
+
+    async fn list_nodes_to_stop(&self, _cluster: &ClusterName) -> Result<Vec<Node>> {
+        let mut s = self.state.lock().unwrap();
+        s.stop_lists += 1;
+        let now = Instant::now();
+        Ok(s.nodes
+            .iter()
+            .filter(|n| n.visible_at <= now && n.terminated_at.is_none())
+            .map(|n| n.node.clone())
             .collect())
     }
 

@@ -253,6 +253,19 @@ pub trait ClusterProvider: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// The nodes of `cluster` that `down` has to stop or wait for: its first listing, and the
+    /// listing that confirms none is left once the nodes it knows are gone (where
+    /// [`Self::node_states`] looks them up; the eventual-consistency guard). By default
+    /// [`Self::list_nodes`]. A provider whose `cleanup` itself waits until nodes already
+    /// stopping are gone, before it deletes anything they hold, may leave those out and save
+    /// calls (Fargate in the cluster's own ECS cluster: only tasks desired RUNNING, one
+    /// ListTasks instead of two, as DeleteCluster is refused until every task has drained).
+    /// Nodes that still need a terminate call must be shown. `down`'s polls without a
+    /// [`Self::node_states`] lookup use [`Self::list_nodes`], which shows stopping nodes.
+    async fn list_nodes_to_stop(&self, cluster: &ClusterName) -> Result<Vec<Node>> {
+        self.list_nodes(Some(cluster)).await
+    }
+
     /// Check the spec against the platform (sizes, quotas, credentials) and describe what `up`
     /// would create. Creates nothing.
     async fn plan(&self, ctx: &LaunchContext<'_>) -> Result<Plan>;

@@ -186,8 +186,9 @@ impl Tracker {
 /// that nothing tagged for it is left. Safe to repeat; works from tags alone, plus what
 /// `tracker` knows: nodes it launched are terminated even if the listing does not show them,
 /// and an empty listing of a young cluster (or one missing nodes known to exist) is believed
-/// only when a second one, a poll interval later, is empty too. `timeout` bounds all of it,
-/// cleanup included.
+/// only when a second one, a poll interval later, is empty too. Both listings go through
+/// [`ClusterProvider::list_nodes_to_stop`]; polls without a lookup by id through
+/// [`ClusterProvider::list_nodes`]. `timeout` bounds all of it, cleanup included.
 pub async fn down(
     provider: &dyn ClusterProvider,
     cluster: &ClusterName,
@@ -227,7 +228,9 @@ async fn remove(
     deadline: Deadline,
 ) -> Result<Teardown> {
     let interval = provider.poll_interval();
-    let listed = not_terminated(provider.list_nodes(Some(cluster)).await?);
+    // What must be stopped or waited for; a provider may leave out nodes already stopping that
+    // its cleanup waits for anyway (`ClusterProvider::list_nodes_to_stop`).
+    let listed = not_terminated(provider.list_nodes_to_stop(cluster).await?);
     tracker.saw(&listed);
     // Launched by this process, but not (yet) in the listing: terminated all the same.
     let unlisted: Vec<Node> = tracker
@@ -292,7 +295,9 @@ async fn remove(
                             .into(),
                     ));
                 }
-                let left = not_terminated(provider.list_nodes(Some(cluster)).await?);
+                // The confirming listing (the eventual-consistency guard): like the first, only
+                // what must still be stopped or waited for.
+                let left = not_terminated(provider.list_nodes_to_stop(cluster).await?);
                 tracker.saw(&left);
                 if left.is_empty() {
                     return Ok(Poll::Ready(()));
@@ -444,7 +449,7 @@ mod tests {
             vec![theirs.id],
             "the other launch's node was touched"
         );
-        assert_eq!(fake.get(|s| s.lists), 0, "no teardown ran");
+        assert_eq!(fake.get(|s| s.lists + s.stop_lists), 0, "no teardown ran");
     }
 
     #[tokio::test]
@@ -517,7 +522,7 @@ mod tests {
         down(&fake, &name(), &old, Duration::from_secs(10), &Silent)
             .await
             .unwrap();
-        assert_eq!(fake.get(|s| s.lists), 2);
+        assert_eq!(fake.get(|s| s.lists + s.stop_lists), 2);
         assert!(started.elapsed() < Duration::from_millis(40));
     }
 
@@ -548,7 +553,7 @@ mod tests {
         assert_eq!(done.nodes_terminated, ["scheduler", "worker-0"]);
         // The first listing; one a poll interval later, which shows the worker; one a poll
         // interval after that, empty. The stopping nodes were looked up by id in between.
-        assert_eq!(fake.get(|s| s.lists), 3);
+        assert_eq!(fake.get(|s| s.lists + s.stop_lists), 3);
         assert!(fake.get(|s| s.lookups) >= 2);
         assert!(started.elapsed() >= Duration::from_millis(600));
 
@@ -560,8 +565,55 @@ mod tests {
         down(&fake, &name(), &old, Duration::from_secs(10), &Silent)
             .await
             .unwrap();
-        assert_eq!(fake.get(|s| s.lists), 2);
+        assert_eq!(fake.get(|s| s.lists + s.stop_lists), 2);
         assert_eq!(fake.get(|s| s.lookups), 1);
+    }
+
+    #[tokio::test]
+    async fn down_lists_what_is_to_stop_and_waits_on_stopping_nodes_all_the_same() {
+        // The first listing and the confirming one go through `list_nodes_to_stop` (the fake's
+        // leaves out stopping nodes, as Fargate's ListTasks of tasks desired RUNNING does); the
+        // stopped nodes are waited on by id.
+        let fake = Fake::new(Interval {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        });
+        fake.set(|s| {
+            s.by_id = true;
+            s.stop_after = Duration::from_millis(100);
+        });
+        fake.add(Role::Scheduler, "scheduler");
+        fake.add(Role::Worker, "worker-0");
+        let young = Tracker::new(Some(now_epoch()));
+        let done = down(&fake, &name(), &young, Duration::from_secs(10), &Silent)
+            .await
+            .unwrap();
+        assert_eq!(done.nodes_terminated, ["scheduler", "worker-0"]);
+        assert_eq!(fake.running(), Vec::<String>::new());
+        assert_eq!(
+            fake.get(|s| s.stop_lists),
+            2,
+            "first and confirming listing"
+        );
+        assert_eq!(fake.get(|s| s.lists), 0, "no full listing");
+        assert!(fake.get(|s| s.lookups) >= 1);
+
+        // Without a lookup by id, the polls use the full listing, which shows the nodes still
+        // stopping: they are waited for.
+        let fake = Fake::new(QUICK);
+        fake.set(|s| s.stop_after = Duration::from_millis(300));
+        fake.add(Role::Worker, "worker-0");
+        let old = Tracker::new(Some(1_000));
+        let started = Instant::now();
+        down(&fake, &name(), &old, Duration::from_secs(10), &Silent)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "did not wait for the stopping node"
+        );
+        assert_eq!(fake.get(|s| s.stop_lists), 1, "the first listing");
+        assert!(fake.get(|s| s.lists) >= 2);
     }
 
     #[tokio::test]

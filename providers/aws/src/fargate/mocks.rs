@@ -1,6 +1,6 @@
 //! Fargate paths moto cannot produce, against the SDK's own mocks: RunTask in batches of ten,
 //! Fargate Spot capacity falling back to on-demand, account limits reported as quota errors,
-//! and RunTask retried while a new execution role propagates.
+//! RunTask retried while a new execution role propagates, and which tasks `down` lists.
 
 use std::sync::{
     Arc,
@@ -81,6 +81,15 @@ fn task_definition_rules() -> Vec<Rule> {
 }
 
 fn provider(ecs_rules: &[Rule], spot: bool) -> FargateProvider {
+    let options = FargateOptions {
+        subnets: vec!["subnet-a".into()],
+        spot,
+        ..Default::default()
+    };
+    provider_with(ecs_rules, options)
+}
+
+fn provider_with(ecs_rules: &[Rule], options: FargateOptions) -> FargateProvider {
     use aws_sdk_ec2::{
         Client as Ec2,
         operation::{
@@ -152,11 +161,6 @@ fn provider(ecs_rules: &[Rule], spot: bool) -> FargateProvider {
         logs: mocked!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, none.clone()),
         ssm: mocked!(aws_sdk_ssm, RuleMode::MatchAny, none),
         sts: mocked!(aws_sdk_sts, RuleMode::MatchAny, &sts_rules),
-    };
-    let options = FargateOptions {
-        subnets: vec!["subnet-a".into()],
-        spot,
-        ..Default::default()
     };
     FargateProvider::from_clients(clients, "us-east-1".into(), options)
 }
@@ -339,4 +343,144 @@ async fn the_client_reaches_the_scheduler_at_its_public_address() {
     assert_eq!(public.dashboard_url, "http://203.0.113.9:8787/status");
     let private = p.endpoints(&node, true).await.unwrap();
     assert_eq!(private.scheduler_address, "tls://10.0.0.5:8786");
+}
+
+/// What `down` lists in an ECS cluster holding a running task and one stopping by itself, the
+/// cluster's own tagged `owner` (`None`: the given `--ecs-cluster`): the ListTasks desired
+/// statuses asked by `list_nodes_to_stop`, and the tasks it returned.
+async fn listed_to_stop(owner: Option<&'static str>) -> (Vec<String>, Vec<String>) {
+    use aws_sdk_ecs::{
+        operation::{
+            describe_clusters::DescribeClustersOutput, describe_tasks::DescribeTasksOutput,
+            list_tasks::ListTasksOutput,
+        },
+        types::{Cluster, DesiredStatus},
+    };
+    const RUNNING: &str = "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/r1";
+    const STOPPING: &str = "arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/s1";
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = asked.clone();
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let rules = [
+        mock!(Client::describe_clusters).then_output(move || {
+            DescribeClustersOutput::builder()
+                .clusters(
+                    Cluster::builder()
+                        .cluster_name("clusterctl-m")
+                        .cluster_arn("arn:aws:ecs:us-east-1:123456789012:cluster/clusterctl-m")
+                        .status("ACTIVE")
+                        .tags(tag("clusterctl-managed", "true"))
+                        .tags(tag("clusterctl-cluster", owner.unwrap_or("m")))
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(Client::list_tasks).then_compute_output(move |req| {
+            let status = req
+                .desired_status()
+                .cloned()
+                .unwrap_or(DesiredStatus::Running);
+            a.lock().unwrap().push(status.as_str().to_string());
+            let arn = if status == DesiredStatus::Running {
+                RUNNING
+            } else {
+                STOPPING
+            };
+            ListTasksOutput::builder().task_arns(arn).build()
+        }),
+        mock!(Client::describe_tasks).then_compute_output(|req| {
+            let mut out = DescribeTasksOutput::builder();
+            for arn in req.tasks() {
+                let state = if arn == RUNNING {
+                    "RUNNING"
+                } else {
+                    "DEACTIVATING"
+                };
+                out = out.tasks(task(arn, "worker", state, "10.0.0.7"));
+            }
+            out.build()
+        }),
+    ];
+    let options = FargateOptions {
+        subnets: vec!["subnet-a".into()],
+        ecs_cluster: owner.is_none().then(|| "shared".to_string()),
+        ..Default::default()
+    };
+    let p = provider_with(&rules, options);
+    let nodes = p.list_nodes_to_stop(&spec().name).await.unwrap();
+    let asked = asked.lock().unwrap().clone();
+    (asked, nodes.into_iter().map(|n| n.id).collect())
+}
+
+#[tokio::test]
+async fn down_lists_only_tasks_desired_running_where_delete_cluster_waits_for_the_rest() {
+    // The own ECS cluster, tagged for this cluster: DeleteCluster waits while tasks drain, so
+    // the task stopping by itself need not be listed (one ListTasks).
+    let (asked, listed) = listed_to_stop(Some("m")).await;
+    assert_eq!(asked, ["RUNNING"]);
+    assert_eq!(
+        listed,
+        ["arn:aws:ecs:us-east-1:123456789012:task/clusterctl-m/r1"]
+    );
+    // An ECS cluster of that name not made for this cluster (not deleted), or `--ecs-cluster`
+    // (never deleted): both halves, the stopping task is listed and waited for.
+    for owner in [Some("other"), None] {
+        let (asked, listed) = listed_to_stop(owner).await;
+        assert_eq!(asked, ["RUNNING", "STOPPED"], "{owner:?}");
+        assert_eq!(listed.len(), 2, "{owner:?}: {listed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_task_of_another_cluster_is_described_once() {
+    use aws_sdk_ecs::{
+        operation::{describe_tasks::DescribeTasksOutput, list_tasks::ListTasksOutput},
+        types::DesiredStatus,
+    };
+    const MINE: &str = "arn:aws:ecs:us-east-1:123456789012:task/shared/m1";
+    const THEIRS: &str = "arn:aws:ecs:us-east-1:123456789012:task/shared/o1";
+    let described = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let d = described.clone();
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let rules = [
+        mock!(Client::list_tasks).then_compute_output(|req| {
+            let mut out = ListTasksOutput::builder();
+            if req.desired_status() != Some(&DesiredStatus::Stopped) {
+                out = out.task_arns(MINE).task_arns(THEIRS);
+            }
+            out.build()
+        }),
+        mock!(Client::describe_tasks).then_compute_output(move |req| {
+            let mut out = DescribeTasksOutput::builder();
+            for arn in req.tasks() {
+                d.lock().unwrap().push(arn.clone());
+                out = out.tasks(if arn == MINE {
+                    task(arn, "worker", "RUNNING", "10.0.0.8")
+                } else {
+                    Task::builder()
+                        .task_arn(arn)
+                        .last_status("RUNNING")
+                        .tags(tag("clusterctl-managed", "true"))
+                        .tags(tag("clusterctl-cluster", "other"))
+                        .tags(tag("clusterctl-role", "worker"))
+                        .build()
+                });
+            }
+            out.build()
+        }),
+    ];
+    let options = FargateOptions {
+        subnets: vec!["subnet-a".into()],
+        ecs_cluster: Some("shared".into()),
+        ..Default::default()
+    };
+    let p = provider_with(&rules, options);
+    for _ in 0..2 {
+        let nodes = p.list_nodes(Some(&spec().name)).await.unwrap();
+        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, [MINE]);
+    }
+    assert_eq!(*described.lock().unwrap(), [MINE, THEIRS, MINE]);
+    // Every clusterctl cluster's tasks (`list`): the other cluster's task is shown.
+    assert_eq!(p.list_nodes(None).await.unwrap().len(), 2);
 }

@@ -114,11 +114,15 @@ pub struct FargateProvider {
 
 /// ECS answers a process keeps: the ECS clusters it found active (ARN and tags, until it
 /// deletes them: a cluster's name is derived from the clusterctl cluster's, so it need not be
-/// rediscovered on every poll), and the tasks it found STOPPED (a final state).
+/// rediscovered on every poll), the tasks it found STOPPED (a final state), and the cluster
+/// each described task is of.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     ecs_clusters: BTreeMap<String, EcsCluster>,
     stopped: BTreeMap<String, tasks::TaskInfo>,
+    /// Tasks described, by the clusterctl cluster their tags name (`None`: not clusterctl's):
+    /// tags set by RunTask do not change, so a task of another cluster is not described again.
+    owners: BTreeMap<String, Option<String>>,
 }
 
 /// An active ECS cluster as DescribeClusters told it.
@@ -698,6 +702,10 @@ impl ClusterProvider for FargateProvider {
             .into_iter()
             .map(|t| t.node)
             .collect())
+    }
+
+    async fn list_nodes_to_stop(&self, cluster: &ClusterName) -> Result<Vec<Node>> {
+        self.tasks_to_stop(cluster).await
     }
 
     async fn endpoints(&self, scheduler: &Node, private: bool) -> Result<Endpoints> {

@@ -351,10 +351,55 @@ impl FargateProvider {
     /// where they can be: the configured one, the cluster's own, or, when neither exists, every
     /// ECS cluster of the region (tasks in a shared cluster are found without the record too).
     pub(crate) async fn describe(&self, cluster: Option<&ClusterName>) -> Result<Vec<TaskInfo>> {
+        self.describe_tasks_of(cluster, false).await
+    }
+
+    /// The tasks of `cluster` that `down` has to stop or wait for
+    /// (`ClusterProvider::list_nodes_to_stop`): in the cluster's own ECS cluster, when its tags
+    /// say clusterctl made it for this cluster, only the tasks desired RUNNING (one ListTasks
+    /// instead of two); elsewhere all of [`Self::describe`].
+    ///
+    /// Why leaving out the tasks desired STOPPED leaves nothing behind: such a task needs no
+    /// StopTask (ECS stops it already, and starts nothing new in its place outside a service,
+    /// which clusterctl does not use). Until it has stopped, it holds the ECS cluster:
+    /// `cleanup` deletes that cluster because its tags are ours, and ECS refuses DeleteCluster
+    /// while the cluster has active tasks (`ClusterContainsTasksException`, retried while
+    /// tasks drain, up to three minutes, else `down` fails and says what is left), so the
+    /// security group (held by the task's interface) goes only after every task stopped, and
+    /// the verification's DescribeClusters reads the cluster inactive. A task that stopped by
+    /// itself and that neither listing showed (the first lagging, the confirming one not
+    /// asking for it) is covered the same way; the revision it ran, if no other task ran it,
+    /// is found by the verification's listing of the families and deleted then. With
+    /// `--ecs-cluster`, or an own ECS cluster absent or not tagged ours (no DeleteCluster to
+    /// wait on), both halves are listed and stopping tasks are waited for by `down` as before,
+    /// and the verification lists the tasks. Tasks this process already saw STOPPED are not
+    /// described again either way.
+    pub(crate) async fn tasks_to_stop(&self, cluster: &ClusterName) -> Result<Vec<Node>> {
+        Ok(self
+            .describe_tasks_of(Some(cluster), true)
+            .await?
+            .into_iter()
+            .map(|t| t.node)
+            .collect())
+    }
+
+    /// [`Self::describe`], or with `to_stop` [`Self::tasks_to_stop`].
+    async fn describe_tasks_of(
+        &self,
+        cluster: Option<&ClusterName>,
+        to_stop: bool,
+    ) -> Result<Vec<TaskInfo>> {
         let mut found = Vec::new();
         for ecs_cluster in self.search_clusters(cluster).await? {
+            let running_only =
+                to_stop && cluster.is_some_and(|c| self.own_and_ours(c, &ecs_cluster));
+            let halves: &[DesiredStatus] = if running_only {
+                &[DesiredStatus::Running]
+            } else {
+                &[DesiredStatus::Running, DesiredStatus::Stopped]
+            };
             let mut arns = Vec::new();
-            for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            for status in halves.iter().cloned() {
                 let mut pages = self
                     .ecs
                     .list_tasks()
@@ -376,7 +421,9 @@ impl FargateProvider {
             }
             arns.sort();
             arns.dedup();
-            // Tasks this process saw STOPPED stay so: described once.
+            // Tasks this process saw STOPPED stay so, and a task's tags do not change: each is
+            // described once when STOPPED or of another cluster (a shared ECS cluster's other
+            // tasks, listed again by each listing of `down`).
             let unknown: Vec<String> = {
                 let seen = self.seen();
                 found.extend(
@@ -387,6 +434,13 @@ impl FargateProvider {
                 );
                 arns.into_iter()
                     .filter(|a| !seen.stopped.contains_key(a))
+                    .filter(|a| match seen.owners.get(a) {
+                        None => true,
+                        Some(owner) => {
+                            owner.is_some()
+                                && cluster.is_none_or(|c| owner.as_deref() == Some(c.as_str()))
+                        }
+                    })
                     .collect()
             };
             found.extend(
@@ -410,7 +464,8 @@ impl FargateProvider {
     }
 
     /// DescribeTasks of `arns` in `ecs_cluster`, [`DESCRIBE_MAX`] per call, with their tags;
-    /// tasks found STOPPED are remembered. Tasks ECS does not show (yet) are left out.
+    /// tasks found STOPPED are remembered, and which cluster each task is of. Tasks ECS does
+    /// not show (yet) are left out.
     async fn describe_tasks(&self, ecs_cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>> {
         let mut found = Vec::new();
         for chunk in arns.chunks(DESCRIBE_MAX) {
@@ -423,6 +478,13 @@ impl FargateProvider {
                 .send()
                 .await
                 .map_err(|e| self.map("ecs:DescribeTasks", e))?;
+            let mut seen = self.seen();
+            for t in out.tasks() {
+                if let Some(arn) = t.task_arn() {
+                    seen.owners.insert(arn.to_string(), owner_of(t));
+                }
+            }
+            drop(seen);
             found.extend(out.tasks().iter().filter_map(info_of));
         }
         let mut seen = self.seen();
@@ -487,6 +549,19 @@ impl FargateProvider {
         self.seen().stopped.insert(node.id.clone(), info);
     }
 
+    /// Whether `ecs_cluster` is `cluster`'s own ECS cluster (no `--ecs-cluster`), found active
+    /// with tags saying clusterctl made it for `cluster`: the one `cleanup` deletes.
+    fn own_and_ours(&self, cluster: &ClusterName, ecs_cluster: &str) -> bool {
+        let own = names::ecs_cluster(cluster);
+        self.options.ecs_cluster.is_none()
+            && ecs_cluster == own
+            && self
+                .seen()
+                .ecs_clusters
+                .get(&own)
+                .is_some_and(|c| crate::access::ours(&c.tags, cluster))
+    }
+
     async fn search_clusters(&self, cluster: Option<&ClusterName>) -> Result<Vec<String>> {
         if let Some(c) = &self.options.ecs_cluster {
             return Ok(vec![c.clone()]);
@@ -505,6 +580,19 @@ impl FargateProvider {
         }
         Ok(all)
     }
+}
+
+/// The clusterctl cluster a task's tags name (`None`: not a clusterctl task).
+fn owner_of(task: &Task) -> Option<String> {
+    let tag = |key: &str| {
+        task.tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
+    (tag(tags::MANAGED) == Some(tags::MANAGED_VALUE))
+        .then(|| tag(tags::CLUSTER).map(str::to_string))
+        .flatten()
 }
 
 /// Whether `info` is a task of `cluster` (any clusterctl cluster with `None`).
