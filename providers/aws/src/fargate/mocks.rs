@@ -484,3 +484,26 @@ async fn a_task_of_another_cluster_is_described_once() {
     // Every clusterctl cluster's tasks (`list`): the other cluster's task is shown.
     assert_eq!(p.list_nodes(None).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_up_registers_task_definitions_without_looking_and_scale_looks_first() {
+    let one_task = || {
+        mock!(Client::run_task)
+            .then_compute_output(|_| RunTaskOutput::builder().tasks(worker_task(0)).build())
+    };
+    // `up` (bootstrap ran in this process): the name was just claimed, nothing to reuse.
+    let mut rules = task_definition_rules();
+    rules.push(one_task());
+    let p = provider(&rules, false);
+    p.launching.store(true, Ordering::SeqCst);
+    launch(&p, 1).await.unwrap();
+    assert_eq!(rules[0].num_calls(), 0, "DescribeTaskDefinition in an up");
+    assert_eq!(rules[1].num_calls(), 1, "RegisterTaskDefinition");
+    // `scale` (another process): the latest revision is looked at first.
+    let mut rules = task_definition_rules();
+    rules.push(one_task());
+    let p = provider(&rules, false);
+    launch(&p, 1).await.unwrap();
+    assert_eq!(rules[0].num_calls(), 1, "DescribeTaskDefinition in a scale");
+    assert_eq!(rules[1].num_calls(), 1, "RegisterTaskDefinition");
+}

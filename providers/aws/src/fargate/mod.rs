@@ -15,6 +15,8 @@
 mod logs;
 #[cfg(test)]
 mod mocks;
+/// Names of the per-cluster resources.
+pub mod names;
 mod options;
 mod plan;
 mod resources;
@@ -51,48 +53,6 @@ const LAUNCH_CONCURRENCY: usize = 5;
 /// eventually consistent).
 const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 
-/// Names of the per-cluster resources. Prefixes alone could match another cluster (`a` and
-/// `a-b`), so lookups compare whole names and check tags.
-pub mod names {
-    use clusterctl_core::model::{ClusterName, Role};
-
-    /// Path of the IAM roles clusterctl creates.
-    pub const ROLE_PATH: &str = crate::access::ROLE_PATH;
-
-    /// The cluster's own ECS cluster.
-    pub fn ecs_cluster(c: &ClusterName) -> String {
-        format!("clusterctl-{c}")
-    }
-    /// The task definition family of a role.
-    pub fn family(c: &ClusterName, role: Role) -> String {
-        format!("clusterctl-{c}-{}", role.as_str())
-    }
-    /// The created task execution role.
-    pub fn execution_role(c: &ClusterName) -> String {
-        format!("clusterctl-{c}-exec")
-    }
-    /// The created task role.
-    pub fn task_role(c: &ClusterName) -> String {
-        format!("clusterctl-{c}-task")
-    }
-    /// Both roles clusterctl may create.
-    pub fn roles(c: &ClusterName) -> [String; 2] {
-        [execution_role(c), task_role(c)]
-    }
-    /// The created log group.
-    pub fn log_group(c: &ClusterName) -> String {
-        format!("/clusterctl/{c}")
-    }
-    /// The SSM path of the cluster's secrets (with the trailing `/`).
-    pub fn secrets_path(c: &ClusterName) -> String {
-        format!("/clusterctl/{c}/")
-    }
-    /// The SSM parameter of one secret file.
-    pub fn secret(c: &ClusterName, file: &str) -> String {
-        format!("/clusterctl/{c}/{file}")
-    }
-}
-
 /// The Fargate provider.
 #[derive(Debug)]
 pub struct FargateProvider {
@@ -108,6 +68,8 @@ pub struct FargateProvider {
     network: OnceCell<Network>,
     /// The cluster's security group, once this process created or claimed it.
     group: OnceCell<String>,
+    /// `bootstrap` ran in this process (an `up`): see [`FargateProvider::task_definition`].
+    launching: std::sync::atomic::AtomicBool,
     /// What this process has seen of ECS, so that `down` does not ask twice.
     seen: std::sync::Mutex<Seen>,
 }
@@ -179,6 +141,7 @@ impl FargateProvider {
             identity: OnceCell::new(),
             network: OnceCell::new(),
             group: OnceCell::new(),
+            launching: Default::default(),
             seen: std::sync::Mutex::default(),
         }
     }
@@ -572,6 +535,8 @@ impl ClusterProvider for FargateProvider {
     }
 
     async fn bootstrap(&self, ctx: &LaunchContext<'_>) -> Result<()> {
+        self.launching
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let spec = ctx.spec;
         let cluster_tags = tags::cluster_tags(spec);
         let net = self.network().await?;

@@ -225,16 +225,27 @@ impl TaskDefinitionInput<'_> {
 
 impl FargateProvider {
     /// The ARN of a task definition saying `input`: the family's latest revision when it matches,
-    /// else a new revision.
+    /// else a new revision. In an `up` (`bootstrap` ran in this process) the revision is
+    /// registered without looking: the name was just claimed, so its families hold nothing this
+    /// launch could reuse (`down` deletes the revisions of an earlier cluster of the name; one
+    /// left by a crash is deleted by the next `down`'s verification, which reads the families).
+    /// `scale` looks first, and reuses the revision `up` registered.
     pub(crate) async fn task_definition(&self, input: &TaskDefinitionInput<'_>) -> Result<String> {
-        match self
-            .ecs
-            .describe_task_definition()
-            .task_definition(&input.family)
-            .send()
-            .await
-        {
-            Ok(out) => {
+        let launching = self.launching.load(std::sync::atomic::Ordering::SeqCst);
+        let latest = if launching {
+            None
+        } else {
+            Some(
+                self.ecs
+                    .describe_task_definition()
+                    .task_definition(&input.family)
+                    .send()
+                    .await,
+            )
+        };
+        match latest {
+            None => {}
+            Some(Ok(out)) => {
                 if let Some(td) = out.task_definition()
                     && td.status().map(|s| s.as_str()) == Some("ACTIVE")
                     && input.matches(td, &self.region)?
@@ -244,8 +255,8 @@ impl FargateProvider {
                 }
             }
             // A family that does not exist yet.
-            Err(e) if crate::errors::code(&e) == Some("ClientException") => {}
-            Err(e) => return Err(self.map("ecs:DescribeTaskDefinition", e)),
+            Some(Err(e)) if crate::errors::code(&e) == Some("ClientException") => {}
+            Some(Err(e)) => return Err(self.map("ecs:DescribeTaskDefinition", e)),
         }
         let req = self
             .ecs
