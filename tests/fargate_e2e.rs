@@ -62,6 +62,25 @@ impl Fargate {
             .run_agent(Agent::Ecs, &["inspect", "--cluster", cluster])
     }
 
+    /// Run clusterctl with `args` (JSON output), its API calls logged to `log`; it must exit 0.
+    fn succeeds_logging_calls(&self, args: &[&str], log: &std::path::Path) {
+        let out = self
+            .env
+            .cmd()
+            .args(args)
+            .args(["--output", "json"])
+            .envs(self.moto.env())
+            .env("CLUSTERCTL_API_LOG", log)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn up_args<'a>(&self, name: &'a str, workers: &'a str) -> Vec<&'a str> {
         vec![
             "up",
@@ -392,20 +411,7 @@ fn down_and_list_work_from_tags_without_the_record_and_spare_what_clusterctl_did
     let mut args = fg.up_args("orphan-x", "1");
     args.push("--no-wait");
     let up_log = fg.env.dir.path().join("up-api.log");
-    let out = fg
-        .env
-        .cmd()
-        .args(&args)
-        .envs(fg.moto.env())
-        .env("CLUSTERCTL_API_LOG", &up_log)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fg.succeeds_logging_calls(&args, &up_log);
     // `up` registers both task definitions without looking at the families first: the name was
     // just claimed, nothing to reuse (docs/benchmarks.md, `up`'s budget).
     let calls = api_calls(&up_log);
@@ -439,18 +445,7 @@ fn down_and_list_work_from_tags_without_the_record_and_spare_what_clusterctl_did
         "us-east-1",
     ];
     let log = fg.env.dir.path().join("api.log");
-    let mut cmd = fg.env.cmd();
-    cmd.args(down)
-        .args(["--output", "json"])
-        .envs(fg.moto.env())
-        .env("CLUSTERCTL_API_LOG", &log);
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fg.succeeds_logging_calls(&down, &log);
     // The API budget of `down` (docs/benchmarks.md): at most 25 calls besides one StopTask per
     // task; the benchmark's case (created execution role, log group deleted) makes 24. This
     // one makes 20: no role to read and delete, no DeleteLogGroup (4 + 1 fewer), and the kept
