@@ -71,6 +71,35 @@ class TagSlot:
         ctypes.memmove(self.addr, value.ljust(self.size, b" "), self.size)
 
 
+def _await_scheduler(args, patience=10.0):
+    """Wait until the scheduler's port accepts connections, trying every 10 ms (for at most
+    `patience` seconds, then Dask's own retries take over). A worker forked beside its
+    scheduler would otherwise meet a closed port and back off: Dask retries a connection after a
+    random delay whose bound doubles from 10 ms, so a scheduler that takes 0.3 s to listen is
+    found up to as long again later."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    address = next((a for a in args if "://" in a), None)
+    if address is None:
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return
+    if not host or not port:
+        return
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
 def _child(request):
     """Become the node (never returns)."""
     code = 1
@@ -96,6 +125,8 @@ def _child(request):
         dask.config.refresh()
         from distributed.cli import dask_scheduler, dask_worker
 
+        if request["role"] == "worker":
+            _await_scheduler(request["args"])
         command = {"scheduler": dask_scheduler.main, "worker": dask_worker.main}[request["role"]]
         sys.argv = ["dask " + request["role"], *request["args"]]
         command(args=request["args"], prog_name="dask " + request["role"])
