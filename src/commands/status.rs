@@ -7,7 +7,7 @@ use anyhow::Result;
 use clusterctl_core::{
     Error,
     health::Dashboard,
-    model::{ClusterSummary, Node, Role, now_epoch, summarize},
+    model::{ClusterSummary, Node, NodeState, Role, now_epoch, summarize},
 };
 use serde::Serialize;
 use serde_json::json;
@@ -28,6 +28,20 @@ struct ListedCluster {
     scheduler_running: bool,
     expires_at: Option<u64>,
     recorded_here: bool,
+}
+
+/// The state `list` shows for a cluster found on the platform.
+fn listed_state(s: &ClusterSummary, now: u64) -> &'static str {
+    if s.is_expired(now) {
+        // Past the TTL but still there: powered-off nodes may still be billed.
+        "expired"
+    } else if s.scheduler().is_some() {
+        "running"
+    } else if s.nodes.iter().any(|n| n.state != NodeState::Terminated) {
+        "degraded"
+    } else {
+        "partial"
+    }
 }
 
 fn expires_in(at: Option<u64>) -> String {
@@ -166,19 +180,19 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
             ..Default::default()
         };
         let provider = crate::providers::build(kind, &opts, &ctx.paths).await?;
-        for s in summarize(provider.list_nodes(None).await?) {
+        let now = now_epoch();
+        // Every cluster that still holds something, half-made ones (only their claim and
+        // supporting resources left) included; terminated nodes the platform still lists
+        // for a while do not count.
+        for s in provider.list_clusters().await? {
+            if !s.holds_anything() {
+                continue;
+            }
             rows.push(ListedCluster {
                 recorded_here: records
                     .iter()
                     .any(|r| r.name().as_str() == s.name && r.provider == kind),
-                state: if s.expires_at.is_some_and(|t| t <= now_epoch()) {
-                    // Past the TTL but still there: powered-off nodes may still be billed.
-                    "expired"
-                } else if s.scheduler().is_some() {
-                    "running"
-                } else {
-                    "degraded"
-                },
+                state: listed_state(&s, now),
                 workers_running: s.workers_alive(),
                 scheduler_running: s.scheduler().is_some(),
                 expires_at: s.expires_at,
@@ -206,6 +220,11 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
         }
     }
     rows.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+    if rows.iter().any(|r| r.state == "partial") {
+        ctx.printer.hint(
+            "partial clusters hold supporting resources but no node: an `up` still creating them, or one that died before its rollback; `clusterctl down NAME` removes them",
+        );
+    }
     if rows.iter().any(|r| r.state == "expired") {
         ctx.printer.hint(
             "expired clusters are past their TTL but still exist, and may still be billed (a powered-off droplet is); remove them with `clusterctl down --expired`",
@@ -236,4 +255,58 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
         &json!({ "clusters": rows }),
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn node(role: Role, state: NodeState) -> Node {
+        Node {
+            id: "n".into(),
+            name: "n".into(),
+            role,
+            state,
+            private_ip: None,
+            public_ip: None,
+            created_at: None,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn summary(nodes: Vec<Node>, expires_at: u64) -> ClusterSummary {
+        ClusterSummary {
+            name: "c".into(),
+            nodes,
+            expires_at: Some(expires_at),
+            owner: None,
+            launch: None,
+            claimed: true,
+        }
+    }
+
+    #[test]
+    fn a_cluster_is_listed_by_what_it_still_holds() {
+        let now = 1_000_000;
+        let later = now + 3600;
+        let running = summary(
+            vec![
+                node(Role::Scheduler, NodeState::Running),
+                node(Role::Worker, NodeState::Pending),
+            ],
+            later,
+        );
+        assert_eq!(listed_state(&running, now), "running");
+        let no_scheduler = summary(vec![node(Role::Worker, NodeState::Running)], later);
+        assert_eq!(listed_state(&no_scheduler, now), "degraded");
+        // Only its claim, or nodes the platform still lists as terminated: half-made.
+        assert_eq!(listed_state(&summary(vec![], later), now), "partial");
+        let ended = summary(vec![node(Role::Scheduler, NodeState::Terminated)], later);
+        assert_eq!(listed_state(&ended, now), "partial");
+        // Past its TTL, whatever it holds.
+        assert_eq!(listed_state(&summary(vec![], now - 1), now), "expired");
+        assert_eq!(listed_state(&summary(running.nodes, now), now), "expired");
+    }
 }

@@ -39,12 +39,26 @@ impl Moto {
     }
 
     fn start_with(log_dir: &Path, record: Option<&Path>) -> Self {
+        // The port is picked free, then released for moto to take: when another process takes
+        // it first, moto exits at once, and the start is tried again on another port.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(log_dir, record) {
+                Ok(moto) => return moto,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("moto did not start: {failures:#?}");
+    }
+
+    fn try_start(log_dir: &Path, record: Option<&Path>) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(log_dir.join("moto.log")).unwrap();
+        let log_path = log_dir.join("moto.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let console_dir = log_dir.join("consoles");
         let child = Command::new(python())
             .arg(aws_dir().join("moto_server.py"))
@@ -65,20 +79,25 @@ impl Moto {
             .stderr(log)
             .spawn()
             .expect("moto starts");
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             port,
             console_dir,
         };
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
+        // Up when it answers HTTP itself: a bare connect can also reach another process that
+        // took the port, or the connecting socket itself (a loopback self-connect).
+        while !answers_http(port) {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("moto on port {port} exited ({status}): {log}"));
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("moto on port {port} did not answer within 30 s"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        moto
+        Ok(moto)
     }
 
     pub fn url(&self) -> String {
@@ -130,6 +149,24 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether an HTTP server answers on `port` (any status).
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
 }
 
 /// Which boot agent.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::{
     common::Env,
-    platform::{Platform, down, leaks, mutating_since, outcome, run, spawn, until},
+    platform::{Platform, down, leaks, listed, mutating_since, outcome, run, spawn, until},
     providers::Provider,
 };
 
@@ -127,16 +127,27 @@ pub fn gc_removes_expired_only(provider: Provider) {
 
     // 1. Listing only: both expired clusters, not the live one, and nothing changed.
     let from = p.requests().len();
-    let (code, listed, err) = gc(p, &env, false);
+    let (code, gc_listed, err) = gc(p, &env, false);
     assert_eq!(code, Some(0), "gc (listing): {err}");
-    let found = names(&listed["expired"]);
+    let found = names(&gc_listed["expired"]);
     if p.ttl_removes_everything() && !found.contains(old) {
         expected.remove(old);
     }
-    assert_eq!(found, expected, "gc lists: {listed}\n{err}");
-    assert_eq!(names(&listed["removed"]), BTreeSet::new());
+    assert_eq!(found, expected, "gc lists: {gc_listed}\n{err}");
+    assert_eq!(names(&gc_listed["removed"]), BTreeSet::new());
     let made = mutating_since(p, from);
     assert!(made.is_empty(), "gc without --yes changed: {made:?}");
+    // `list` shows the half-made one too: its claim, no node, past its TTL.
+    if half_made {
+        let shown = listed(p, &env);
+        let half_shown = shown
+            .get(half)
+            .unwrap_or_else(|| panic!("list misses the half-made {half}: {shown:?}"));
+        assert_eq!(half_shown["state"], "expired", "{half_shown}");
+        assert_eq!(half_shown["scheduler_running"], false, "{half_shown}");
+        assert_eq!(half_shown["workers_running"], 0, "{half_shown}");
+        assert_eq!(shown[live]["state"], "running", "{shown:?}");
+    }
 
     // 2. `--yes`: both removed, with nothing of them left; the live cluster untouched.
     let (code, done, err) = gc(p, &env, true);

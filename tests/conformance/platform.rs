@@ -290,6 +290,27 @@ pub fn down(p: &dyn Platform, env: &Env, name: &str) -> Output {
     run(p, env, &args)
 }
 
+/// `list --provider P` from `env`: the clusters it shows, by name (exit 0 asserted).
+pub fn listed(p: &dyn Platform, env: &Env) -> std::collections::BTreeMap<String, Value> {
+    let mut args = vec!["list".to_string(), "--provider".into(), p.provider().into()];
+    args.extend(p.locate_args());
+    let out = run(p, env, &args);
+    let (code, err) = outcome(&out);
+    assert_eq!(code, Some(0), "list: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["clusters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("list gives clusters[]: {v}"))
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c.clone(),
+            )
+        })
+        .collect()
+}
+
 /// What the platform holds beyond `baseline`, after it settled.
 pub fn leaks(p: &dyn Platform, env: &Env, baseline: &BTreeSet<String>) -> Vec<String> {
     p.settle();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     common::Env,
-    platform::{Platform, Shortage, down, leaks, mutating_since, outcome, run},
+    platform::{Platform, Shortage, down, leaks, listed, mutating_since, outcome, run},
     providers::Provider,
 };
 
@@ -61,15 +61,10 @@ pub fn shortages(provider: Provider) {
             made.len()
         );
         // No record and nothing on the platform: `list` knows nothing of it.
-        let mut list = vec!["list".to_string(), "--provider".into(), p.provider().into()];
-        list.extend(p.locate_args());
-        let listed = run(p, &env, &list);
-        let (code, lerr) = outcome(&listed);
-        assert_eq!(code, Some(0), "list: {lerr}");
-        let clusters: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+        let clusters = listed(p, &env);
         assert!(
-            !clusters.to_string().contains(&format!("\"{name}\"")),
-            "{name} is still listed: {clusters}"
+            !clusters.contains_key(name),
+            "{name} is still listed: {clusters:?}"
         );
         eprintln!(
             "[conformance] {}: short of {shortage:?}: exit 1, kind {}, {} mutating request(s) (the launch and its rollback): {message}",

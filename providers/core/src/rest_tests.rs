@@ -1,6 +1,8 @@
 //! Tests of rest.rs: Retry-After parsing, backoff bounds, retry classes, URL joining and
 //! origin checks, and that secrets never print.
 
+use std::time::SystemTime;
+
 use super::*;
 
 #[test]
