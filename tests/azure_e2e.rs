@@ -147,6 +147,49 @@ impl Az {
     }
 }
 
+/// ARM as a user drives it outside clusterctl (the portal, `az`): a token from the simulator's
+/// Entra ID endpoint for the service principal, then `method path?api-version=api` with `body`,
+/// following an `Azure-AsyncOperation` to its end. The answer's status.
+fn arm_as_user(az: &Az, method: &str, path: &str, api: &str, body: &Value) -> u16 {
+    let code = r#"
+import json, ssl, sys, time, urllib.parse, urllib.request
+url, ca, tenant, client, secret, method, path, api, body = sys.argv[1:10]
+ctx = ssl.create_default_context(cafile=ca)
+form = urllib.parse.urlencode({"client_id": client, "client_secret": secret,
+    "grant_type": "client_credentials", "scope": "https://management.azure.com/.default"}).encode()
+with urllib.request.urlopen(urllib.request.Request(f"{url}/{tenant}/oauth2/v2.0/token", data=form),
+                            context=ctx, timeout=30) as r:
+    token = json.load(r)["access_token"]
+auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+req = urllib.request.Request(f"{url}{path}?api-version={api}", data=body.encode() or None,
+                             method=method, headers=auth)
+with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+    status, op = r.status, r.headers.get("Azure-AsyncOperation")
+deadline = time.time() + 60
+while op and time.time() < deadline:
+    with urllib.request.urlopen(urllib.request.Request(op, headers=auth), context=ctx, timeout=30) as r:
+        if json.load(r)["status"] != "InProgress":
+            break
+    time.sleep(0.5)
+print(status)
+"#;
+    let body = body.to_string();
+    let ca = az.sim.ca_file.display().to_string();
+    let args = [
+        az.sim.url.as_str(),
+        &ca,
+        TENANT,
+        CLIENT_ID,
+        SECRET,
+        method,
+        path,
+        api,
+        &body,
+    ];
+    let out = common::run_python(code, &args, &format!("{method} {path}"));
+    String::from_utf8_lossy(&out).trim().parse().unwrap()
+}
+
 fn role<'a>(vms: &'a [Value], role: &str) -> Vec<&'a Value> {
     vms.iter()
         .filter(|v| v["tags"]["clusterctl-role"] == role)

@@ -5,11 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{
-    Az, CLIENT_ID, SECRET, SUBSCRIPTION, TENANT,
-    common::{self, Env},
-    role,
-};
+use crate::{Az, SUBSCRIPTION, arm_as_user, common::Env, role};
 
 /// The TTL that ends billing with no clusterctl running: `up` (the shortest TTL) gives the
 /// scheduler VM a managed identity with Contributor on the cluster's own group only; at the TTL
@@ -92,49 +88,6 @@ fn the_cluster_deletes_its_own_group_at_the_ttl() {
     let (code, _, err) = az.json(&["down", "azttl"]);
     assert_eq!(code, Some(0), "{err}");
     az.assert_nothing_left("azttl");
-}
-
-/// ARM as a user drives it outside clusterctl (the portal, `az`): a token from the simulator's
-/// Entra ID endpoint for the service principal, then `method path?api-version=api` with `body`,
-/// following an `Azure-AsyncOperation` to its end. The answer's status.
-fn arm_as_user(az: &Az, method: &str, path: &str, api: &str, body: &Value) -> u16 {
-    let code = r#"
-import json, ssl, sys, time, urllib.parse, urllib.request
-url, ca, tenant, client, secret, method, path, api, body = sys.argv[1:10]
-ctx = ssl.create_default_context(cafile=ca)
-form = urllib.parse.urlencode({"client_id": client, "client_secret": secret,
-    "grant_type": "client_credentials", "scope": "https://management.azure.com/.default"}).encode()
-with urllib.request.urlopen(urllib.request.Request(f"{url}/{tenant}/oauth2/v2.0/token", data=form),
-                            context=ctx, timeout=30) as r:
-    token = json.load(r)["access_token"]
-auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-req = urllib.request.Request(f"{url}{path}?api-version={api}", data=body.encode() or None,
-                             method=method, headers=auth)
-with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
-    status, op = r.status, r.headers.get("Azure-AsyncOperation")
-deadline = time.time() + 60
-while op and time.time() < deadline:
-    with urllib.request.urlopen(urllib.request.Request(op, headers=auth), context=ctx, timeout=30) as r:
-        if json.load(r)["status"] != "InProgress":
-            break
-    time.sleep(0.5)
-print(status)
-"#;
-    let body = body.to_string();
-    let ca = az.sim.ca_file.display().to_string();
-    let args = [
-        az.sim.url.as_str(),
-        &ca,
-        TENANT,
-        CLIENT_ID,
-        SECRET,
-        method,
-        path,
-        api,
-        &body,
-    ];
-    let out = common::run_python(code, &args, &format!("{method} {path}"));
-    String::from_utf8_lossy(&out).trim().parse().unwrap()
 }
 
 /// A cluster `up` put in the user's own group (`--resource-group`) has no group of its own to

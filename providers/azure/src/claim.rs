@@ -1,6 +1,8 @@
-//! The cluster's resource group `clusterctl-NAME`: creating it claims the cluster's name for
-//! this launch (see "One name, one cluster" in docs/architecture.md). In a group the user named
-//! (`--resource-group`), the cluster's tagged resources are what `gc` finds instead.
+//! The claim of a cluster's name (see "One name, one cluster" in docs/architecture.md): the
+//! cluster's resource group `clusterctl-NAME`, whose creation only one launch wins. In a group
+//! the user named (`--resource-group`), the cluster's NSG `NAME-nsg` claims the name instead
+//! (ARM answers its creation 201 to one launch only), and the cluster's tagged resources there
+//! are what `gc` finds.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -13,9 +15,20 @@ use serde_json::{Value, json};
 
 use crate::{
     AzureProvider,
-    api::{GenericResource, RESOURCES_API, ResourceGroup},
+    api::{GenericResource, NETWORK_API, Put, RESOURCES_API, ResourceGroup},
     errors::ArmError,
+    vms,
 };
+
+/// How this launch holds the name in a named group (`AzureProvider::claim_nsg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NsgClaim {
+    /// It created the cluster's NSG: a launch that raced it may still overwrite it once
+    /// (`AzureProvider::keep_nsg` puts this launch's rules and tags back).
+    Created,
+    /// The NSG was already this launch's, or a leftover it took over and read back.
+    Held,
+}
 
 /// How long a launch that took over a leftover group waits before it reads the group's launch
 /// tag back: of two launches taking it over at once, the last writer holds it.
@@ -153,6 +166,132 @@ impl AzureProvider {
                 Ok(())
             }
         }
+    }
+}
+
+impl AzureProvider {
+    /// Claim the cluster's name in the group named with `--resource-group`, which has no group
+    /// of the cluster's own: by creating the cluster's NSG `NAME-nsg` (`body` at `path`), the
+    /// first resource `up` makes there. ARM answers a PUT that creates a resource 201 and one
+    /// that updates it 200, so of two launches that both found no NSG, one gets 201 and holds
+    /// the name; the other (200) fails with `Error::NameTaken` and creates nothing more (its
+    /// write replaced the NSG's rules and tags, which the holder puts back: `keep_nsg`). An NSG
+    /// of the cluster held by another launch (`model::claim_held`) is `NameTaken` before any
+    /// write; one not held (a leftover of an `up` that died) is taken over and read back after
+    /// the settle time, as the cluster's own group is. An NSG of that name that clusterctl did
+    /// not make for this cluster is refused.
+    pub(crate) async fn claim_nsg(
+        &self,
+        spec: &ClusterSpec,
+        path: &str,
+        body: &Value,
+    ) -> Result<NsgClaim> {
+        let rg = self.group(&spec.name);
+        let nsg = vms::nsg_name(&spec.name);
+        let taken = |holder: Option<&str>, why: &str| Error::NameTaken {
+            name: spec.name.to_string(),
+            provider: ProviderKind::Azure,
+            holder: format!(
+                "its network security group {nsg} in resource group {rg} belongs to launch {}{why}",
+                holder.unwrap_or("(unknown)")
+            ),
+        };
+        let existing: Option<GenericResource> = self
+            .arm
+            .get(path, NETWORK_API, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(found) = existing else {
+            let put: Put<Value> = self
+                .arm
+                .put(path, NETWORK_API, body, false)
+                .await
+                .map_err(|e| self.err(e))?;
+            if put.status != reqwest::StatusCode::CREATED {
+                // Another `up` created it between our read and our write.
+                return Err(taken(None, ", created a moment ago"));
+            }
+            self.arm
+                .wait(&format!("PUT {path}"), &put.raw)
+                .await
+                .map_err(|e| self.err(e))?;
+            return Ok(NsgClaim::Created);
+        };
+        let ours = found.tags.get(core_tags::MANAGED).map(String::as_str)
+            == Some(core_tags::MANAGED_VALUE)
+            && found.tags.get(core_tags::CLUSTER).map(String::as_str) == Some(spec.name.as_str());
+        if !ours {
+            return Err(Error::invalid(
+                "--name",
+                spec.name.to_string(),
+                format!(
+                    "the network security group {nsg} in resource group {rg} exists and is not this cluster's"
+                ),
+                Some("choose another `--name`".into()),
+            ));
+        }
+        let holder = found.tags.get(core_tags::LAUNCH).cloned();
+        if holder.as_deref() == Some(spec.launch.as_str()) {
+            return Ok(NsgClaim::Held);
+        }
+        let alive = self
+            .nodes_in(&rg, Some(&spec.name))
+            .await?
+            .iter()
+            .any(|n| n.state.is_alive());
+        if claim_held(holder.as_deref(), alive, now_epoch()) {
+            return Err(taken(
+                holder.as_deref(),
+                if alive {
+                    ", whose VMs are running"
+                } else {
+                    ", whose `up` is still creating it"
+                },
+            ));
+        }
+        self.arm
+            .put_and_wait::<_, Value>(path, NETWORK_API, body)
+            .await
+            .map_err(|e| self.err(e))?;
+        tokio::time::sleep(TAKEOVER_SETTLE).await;
+        let holder = self.nsg_launch(path).await?;
+        if holder.as_deref() != Some(spec.launch.as_str()) {
+            return Err(taken(
+                holder.as_deref(),
+                ", which took the leftover over first",
+            ));
+        }
+        Ok(NsgClaim::Held)
+    }
+
+    /// After this launch created the cluster's NSG (`NsgClaim::Created`): a launch that raced
+    /// it wrote the NSG between its read and its write at most once, right away (it got 200
+    /// and gave the name up). Once the settle time has passed, this launch's rules and tags are
+    /// put back if they were replaced.
+    pub(crate) async fn keep_nsg(
+        &self,
+        spec: &ClusterSpec,
+        path: &str,
+        body: &Value,
+    ) -> Result<()> {
+        tokio::time::sleep(TAKEOVER_SETTLE).await;
+        if self.nsg_launch(path).await?.as_deref() != Some(spec.launch.as_str()) {
+            self.arm
+                .put_and_wait::<_, Value>(path, NETWORK_API, body)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The launch tag of the NSG at `path`, if it exists and has one.
+    async fn nsg_launch(&self, path: &str) -> Result<Option<String>> {
+        let now: Option<GenericResource> = self
+            .arm
+            .get(path, NETWORK_API, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(now.and_then(|r| r.tags.get(core_tags::LAUNCH).cloned()))
     }
 }
 

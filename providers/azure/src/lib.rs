@@ -464,7 +464,19 @@ impl ClusterProvider for AzureProvider {
             &vms::nsg_name(cluster),
         );
         let nsg_body = network::nsg_body(location, &tags, &self.options.allow_cidrs);
-        let nsg = self.put_wait(&nsg_path, &nsg_body);
+        // In a named group, the NSG claims the name before anything else is made there.
+        let claim = if self.own_group() {
+            None
+        } else {
+            Some(self.claim_nsg(spec, &nsg_path, &nsg_body).await?)
+        };
+        let nsg = async {
+            match claim {
+                None => self.put_wait(&nsg_path, &nsg_body).await.map(drop),
+                Some(claim::NsgClaim::Created) => self.keep_nsg(spec, &nsg_path, &nsg_body).await,
+                Some(claim::NsgClaim::Held) => Ok(()),
+            }
+        };
         let vnet = async {
             if self.options.subnet.is_none() {
                 self.put_wait(
