@@ -1,5 +1,6 @@
-//! Races: two `up`s of one name at once from two machines leave one healthy cluster, in the
-//! cluster's own resource group and in a group the user named.
+//! Races and claims: two `up`s of one name at once from two machines leave one healthy
+//! cluster, in the cluster's own resource group and in a group the user named; a leftover claim
+//! is taken over, a held or foreign one refused.
 
 use std::collections::BTreeSet;
 
@@ -115,4 +116,117 @@ fn race(az: &Az, name: &str, extra: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     az.assert_nothing_left(name);
+}
+
+/// What a claim left by an earlier launch means to a new `up`, in the cluster's own group and
+/// in a named one: a leftover (its launch older than the claim's grace, no VM) is taken over
+/// (its launch tag becomes the new launch's, the cluster comes up and goes); a young one is
+/// another launch's (`NameTaken`, exit 1, the claim untouched); an NSG of the name that is not
+/// clusterctl's is refused (exit 2 naming `--name`, nothing created).
+#[test]
+fn leftover_claims_are_taken_over_and_held_or_foreign_ones_refused() {
+    let az = Az::new(&[]);
+    let rg = "team-claims";
+    let sub = format!("/subscriptions/{SUBSCRIPTION}");
+    let group = format!("{sub}/resourceGroups/{rg}");
+    let nsg = |name: &str| {
+        format!("{group}/providers/Microsoft.Network/networkSecurityGroups/{name}-nsg")
+    };
+    let put = |path: &str, api: &str, body: Value| {
+        assert_eq!(arm_as_user(&az, "PUT", path, api, &body), 201, "{path}");
+    };
+    let claim_tags = |name: &str, launch: &str| {
+        json!({"clusterctl-managed": "true", "clusterctl-cluster": name,
+               "clusterctl-launch": launch, "clusterctl-expires": "1700003600"})
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let young = format!("{now}-0badc0de");
+    let old = "1700000000-0badf00d";
+    put(&group, "2024-07-01", json!({"location": "eastus"}));
+    let nsg_body = |tags: Value| json!({"location": "eastus", "tags": tags, "properties": {"securityRules": []}});
+    put(
+        &nsg("azleft"),
+        "2024-03-01",
+        nsg_body(claim_tags("azleft", old)),
+    );
+    put(
+        &nsg("azheld"),
+        "2024-03-01",
+        nsg_body(claim_tags("azheld", &young)),
+    );
+    put(
+        &nsg("azother"),
+        "2024-03-01",
+        nsg_body(json!({"team": "data"})),
+    );
+    put(
+        &format!("{sub}/resourceGroups/clusterctl-azown"),
+        "2024-07-01",
+        json!({"location": "eastus", "tags": claim_tags("azown", old)}),
+    );
+    let tags_of = |id: &str| -> Value {
+        let inv = az.sim.inventory();
+        inv["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(inv["resource_groups"].as_array().unwrap())
+            .find(|r| {
+                r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id))
+                    || format!("{sub}/resourceGroups/{}", r["name"].as_str().unwrap_or(""))
+                        .eq_ignore_ascii_case(id)
+            })
+            .map(|r| r["tags"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let up = |name: &str, extra: &[&str]| {
+        let mut args = Az::up_args(name, "1");
+        args.extend_from_slice(extra);
+        args.push("--no-wait");
+        let refs: Vec<&str> = args.to_vec();
+        az.json(&refs)
+    };
+
+    // Held by a young launch: refused, untouched.
+    let (code, out, err) = up("azheld", &["--resource-group", rg]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(out["error"]["kind"], "name_taken", "{out}");
+    assert!(err.contains(&young), "{err}");
+    assert_eq!(tags_of(&nsg("azheld")), claim_tags("azheld", &young));
+    assert!(az.vms("azheld").is_empty());
+
+    // Not clusterctl's: bad input naming the flag, nothing created.
+    let (code, _, err) = up("azother", &["--resource-group", rg]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--name") && err.contains("azother-nsg"),
+        "{err}"
+    );
+    assert_eq!(tags_of(&nsg("azother")), json!({"team": "data"}));
+
+    // Leftovers, in the named group and as the cluster's own group: taken over.
+    for (name, extra, claim) in [
+        ("azleft", &["--resource-group", rg][..], nsg("azleft")),
+        (
+            "azown",
+            &[][..],
+            format!("{sub}/resourceGroups/clusterctl-azown"),
+        ),
+    ] {
+        let (code, _, err) = up(name, extra);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let vms = az.vms(name);
+        assert_eq!(vms.len(), 2, "{vms:?}");
+        let launch = &vms[0]["tags"]["clusterctl-launch"];
+        assert_ne!(launch, old);
+        assert_eq!(tags_of(&claim)["clusterctl-launch"], *launch, "{name}");
+        let mut down = vec!["down", name];
+        down.extend_from_slice(extra);
+        let (code, _, err) = az.json(&down);
+        assert_eq!(code, Some(0), "down {name}: {err}");
+        az.assert_nothing_left(name);
+    }
 }

@@ -128,42 +128,14 @@ impl AzureProvider {
                     .properties
                     .and_then(|p| p.provisioning_state)
                     .unwrap_or_default();
-                let alive = self
-                    .nodes_in(&rg, Some(&spec.name))
-                    .await?
-                    .iter()
-                    .any(|n| n.state.is_alive());
                 if state.eq_ignore_ascii_case("Deleting") {
                     return Err(taken(holder.as_deref(), ", being deleted"));
                 }
-                if claim_held(holder.as_deref(), alive, now_epoch()) {
-                    return Err(taken(
-                        holder.as_deref(),
-                        if alive {
-                            ", whose VMs are running"
-                        } else {
-                            ", whose `up` is still creating it"
-                        },
-                    ));
+                if let Some(why) = self.held_by(spec, &rg, holder.as_deref()).await? {
+                    return Err(taken(holder.as_deref(), why));
                 }
-                self.arm
-                    .put::<_, Value>(&path, RESOURCES_API, &body, false)
+                self.take_over(spec, &path, RESOURCES_API, &body, taken)
                     .await
-                    .map_err(|e| self.err(e))?;
-                tokio::time::sleep(TAKEOVER_SETTLE).await;
-                let now: Option<ResourceGroup> = self
-                    .arm
-                    .get(&path, RESOURCES_API, &[])
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let holder = now.and_then(|g| g.tags.get(core_tags::LAUNCH).cloned());
-                if holder.as_deref() != Some(spec.launch.as_str()) {
-                    return Err(taken(
-                        holder.as_deref(),
-                        ", which took the leftover over first",
-                    ));
-                }
-                Ok(())
             }
         }
     }
@@ -234,33 +206,10 @@ impl AzureProvider {
         if holder.as_deref() == Some(spec.launch.as_str()) {
             return Ok(NsgClaim::Held);
         }
-        let alive = self
-            .nodes_in(&rg, Some(&spec.name))
-            .await?
-            .iter()
-            .any(|n| n.state.is_alive());
-        if claim_held(holder.as_deref(), alive, now_epoch()) {
-            return Err(taken(
-                holder.as_deref(),
-                if alive {
-                    ", whose VMs are running"
-                } else {
-                    ", whose `up` is still creating it"
-                },
-            ));
+        if let Some(why) = self.held_by(spec, &rg, holder.as_deref()).await? {
+            return Err(taken(holder.as_deref(), why));
         }
-        self.arm
-            .put_and_wait::<_, Value>(path, NETWORK_API, body)
-            .await
-            .map_err(|e| self.err(e))?;
-        tokio::time::sleep(TAKEOVER_SETTLE).await;
-        let holder = self.nsg_launch(path).await?;
-        if holder.as_deref() != Some(spec.launch.as_str()) {
-            return Err(taken(
-                holder.as_deref(),
-                ", which took the leftover over first",
-            ));
-        }
+        self.take_over(spec, path, NETWORK_API, body, taken).await?;
         Ok(NsgClaim::Held)
     }
 
@@ -275,7 +224,7 @@ impl AzureProvider {
         body: &Value,
     ) -> Result<()> {
         tokio::time::sleep(TAKEOVER_SETTLE).await;
-        if self.nsg_launch(path).await?.as_deref() != Some(spec.launch.as_str()) {
+        if self.launch_of(path, NETWORK_API).await?.as_deref() != Some(spec.launch.as_str()) {
             self.arm
                 .put_and_wait::<_, Value>(path, NETWORK_API, body)
                 .await
@@ -284,11 +233,69 @@ impl AzureProvider {
         Ok(())
     }
 
-    /// The launch tag of the NSG at `path`, if it exists and has one.
-    async fn nsg_launch(&self, path: &str) -> Result<Option<String>> {
-        let now: Option<GenericResource> = self
+    /// Why another launch (`holder`) still holds the cluster's name, whose resources are in
+    /// `rg` (`model::claim_held`: a VM alive, or that `up` younger than the grace), or `None`
+    /// when it does not (a leftover of an `up` that died).
+    async fn held_by(
+        &self,
+        spec: &ClusterSpec,
+        rg: &str,
+        holder: Option<&str>,
+    ) -> Result<Option<&'static str>> {
+        let alive = self
+            .nodes_in(rg, Some(&spec.name))
+            .await?
+            .iter()
+            .any(|n| n.state.is_alive());
+        Ok(claim_held(holder, alive, now_epoch()).then_some(if alive {
+            ", whose VMs are running"
+        } else {
+            ", whose `up` is still creating it"
+        }))
+    }
+
+    /// Take a leftover claim (the resource at `path`, of `api`) over: write `body`, which
+    /// carries this launch's tags, and read the launch tag back after the settle time; of two
+    /// launches taking it over at once, the last writer holds it, and the other gets
+    /// `taken(holder, why)`.
+    async fn take_over(
+        &self,
+        spec: &ClusterSpec,
+        path: &str,
+        api: &str,
+        body: &Value,
+        taken: impl Fn(Option<&str>, &str) -> Error,
+    ) -> Result<()> {
+        let put: Put<Value> = self
             .arm
-            .get(path, NETWORK_API, &[])
+            .put(path, api, body, false)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.arm
+            .wait(&format!("PUT {path}"), &put.raw)
+            .await
+            .map_err(|e| self.err(e))?;
+        tokio::time::sleep(TAKEOVER_SETTLE).await;
+        let holder = self.launch_of(path, api).await?;
+        if holder.as_deref() != Some(spec.launch.as_str()) {
+            return Err(taken(
+                holder.as_deref(),
+                ", which took the leftover over first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The launch tag of the resource at `path` (of `api`), if it exists and has one.
+    async fn launch_of(&self, path: &str, api: &str) -> Result<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Tagged {
+            #[serde(default)]
+            tags: BTreeMap<String, String>,
+        }
+        let now: Option<Tagged> = self
+            .arm
+            .get(path, api, &[])
             .await
             .map_err(|e| self.err(e))?;
         Ok(now.and_then(|r| r.tags.get(core_tags::LAUNCH).cloned()))
