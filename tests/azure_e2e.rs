@@ -15,7 +15,7 @@
 //!
 //! - bad input, the failure paths, `doctor` (`azure_e2e/failures.rs`);
 //! - the TTL and `gc` of a half-made cluster (`azure_e2e/expiry.rs`);
-//! - two `up`s of one name at once (`azure_e2e/races.rs`).
+//! - two `up`s of one name at once, leftover, held and foreign claims (`azure_e2e/races.rs`).
 
 mod common;
 #[path = "azure_e2e/expiry.rs"]
