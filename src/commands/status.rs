@@ -91,12 +91,26 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
         .filter(|n| n.role == Role::Worker && n.state.is_alive())
         .count();
     let awaited = record.as_ref().map(|r| r.wait_workers as usize);
-    let state = match (&scheduler, healthy, joined) {
+    let mut state = match (&scheduler, healthy, joined) {
         (None, _, _) if running_workers == 0 => "gone",
         (None, _, _) => "degraded",
         (Some(_), true, Some(j)) if awaited.is_none_or(|a| j >= a) => "ready",
         _ => "starting",
     };
+    // No node: a half-made cluster still holds its name's claim and supporting resources
+    // (asked only then, so a live cluster's `status` stays one listing).
+    let mut claimed = None;
+    if state == "gone" {
+        claimed = provider
+            .list_clusters()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|s| s.name == name.as_str() && s.holds_anything());
+        if claimed.is_some() {
+            state = "partial";
+        }
+    }
     if state == "gone" && record.is_none() {
         return Err(Error::NotFound {
             name: name.to_string(),
@@ -106,8 +120,14 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
     }
     let expires_at = summary
         .as_ref()
+        .or(claimed.as_ref())
         .and_then(|s| s.expires_at)
         .or(record.as_ref().map(|r| r.spec.expires_at()));
+    if state == "partial" {
+        ctx.printer.hint(&format!(
+            "`{name}` holds supporting resources but no node (an `up` still creating them, or one that died before its rollback); `clusterctl down {name}` removes them"
+        ));
+    }
     // The cluster's Dask (from the record) and the client's (python3 on PATH).
     let cluster_dask = record.as_ref().map(|r| r.spec.dask_version.clone());
     let client_dask = super::versions::client_version(&super::versions::client_python(None));
@@ -160,7 +180,11 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
             "nodes": nodes,
         }),
     );
-    Ok(if state == "gone" { 1 } else { 0 })
+    Ok(if matches!(state, "gone" | "partial") {
+        1
+    } else {
+        0
+    })
 }
 
 pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {

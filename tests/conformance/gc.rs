@@ -147,6 +147,16 @@ pub fn gc_removes_expired_only(provider: Provider) {
         assert_eq!(half_shown["scheduler_running"], false, "{half_shown}");
         assert_eq!(half_shown["workers_running"], 0, "{half_shown}");
         assert_eq!(shown[live]["state"], "running", "{shown:?}");
+        // And `status` names it so (exit 1: nothing runs), with no record either.
+        let mut args = vec!["status".to_string(), half.to_string()];
+        args.extend(["--provider".to_string(), p.provider().to_string()]);
+        args.extend(p.locate_args());
+        let out = run(p, &env, &args);
+        let (code, err) = outcome(&out);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(code, Some(1), "status {half}: {status}\n{err}");
+        assert_eq!(status["state"], "partial", "status {half}: {status}\n{err}");
+        assert!(err.contains(&format!("clusterctl down {half}")), "{err}");
     }
 
     // 2. `--yes`: both removed, with nothing of them left; the live cluster untouched.
