@@ -91,27 +91,26 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
         .filter(|n| n.role == Role::Worker && n.state.is_alive())
         .count();
     let awaited = record.as_ref().map(|r| r.wait_workers as usize);
-    let mut state = match (&scheduler, healthy, joined) {
+    let state = match (&scheduler, healthy, joined) {
         (None, _, _) if running_workers == 0 => "gone",
         (None, _, _) => "degraded",
         (Some(_), true, Some(j)) if awaited.is_none_or(|a| j >= a) => "ready",
         _ => "starting",
     };
-    // No node: a half-made cluster still holds its name's claim and supporting resources
-    // (asked only then, so a live cluster's `status` stays one listing).
-    let mut claimed = None;
-    if state == "gone" {
-        claimed = provider
+    // No node running: the cluster may still hold its name's claim and supporting resources
+    // (its nodes ended at the TTL, or its `up` died before its rollback). Asked only then, so
+    // a live cluster's `status` stays one listing.
+    let claimed = if state == "gone" {
+        provider
             .list_clusters()
             .await
             .unwrap_or_default()
             .into_iter()
-            .find(|s| s.name == name.as_str() && s.holds_anything());
-        if claimed.is_some() {
-            state = "partial";
-        }
-    }
-    if state == "gone" && record.is_none() {
+            .find(|s| s.name == name.as_str() && s.holds_anything())
+    } else {
+        None
+    };
+    if state == "gone" && record.is_none() && claimed.is_none() {
         return Err(Error::NotFound {
             name: name.to_string(),
             where_: format!(" on {} ({})", provider.kind(), provider.location()),
@@ -123,9 +122,9 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
         .or(claimed.as_ref())
         .and_then(|s| s.expires_at)
         .or(record.as_ref().map(|r| r.spec.expires_at()));
-    if state == "partial" {
+    if claimed.is_some() {
         ctx.printer.hint(&format!(
-            "`{name}` holds supporting resources but no node (an `up` still creating them, or one that died before its rollback); `clusterctl down {name}` removes them"
+            "no node of `{name}` runs, but its supporting resources are still there (its nodes ended, or its `up` is still creating them or died before its rollback); `clusterctl down {name}` removes them"
         ));
     }
     // The cluster's Dask (from the record) and the client's (python3 on PATH).
@@ -177,14 +176,11 @@ pub async fn status(ctx: &Ctx<'_>, args: &StatusArgs) -> Result<u8> {
             "expires_at": expires_at,
             "dask_versions": { "cluster": cluster_dask, "client": client_dask },
             "recorded_here": record.is_some(),
+            "resources_left": claimed.is_some(),
             "nodes": nodes,
         }),
     );
-    Ok(if matches!(state, "gone" | "partial") {
-        1
-    } else {
-        0
-    })
+    Ok(if state == "gone" { 1 } else { 0 })
 }
 
 pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
@@ -246,7 +242,7 @@ pub async fn list(ctx: &Ctx<'_>, args: &ListArgs) -> Result<u8> {
     rows.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
     if rows.iter().any(|r| r.state == "partial") {
         ctx.printer.hint(
-            "partial clusters hold supporting resources but no node: an `up` still creating them, or one that died before its rollback; `clusterctl down NAME` removes them",
+            "partial clusters hold supporting resources but no running node (their nodes ended, or an `up` is still creating them or died before its rollback); `clusterctl down NAME` removes them",
         );
     }
     if rows.iter().any(|r| r.state == "expired") {

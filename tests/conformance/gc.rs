@@ -147,7 +147,7 @@ pub fn gc_removes_expired_only(provider: Provider) {
         assert_eq!(half_shown["scheduler_running"], false, "{half_shown}");
         assert_eq!(half_shown["workers_running"], 0, "{half_shown}");
         assert_eq!(shown[live]["state"], "running", "{shown:?}");
-        // And `status` names it so (exit 1: nothing runs), with no record either.
+        // `status`: nothing runs (exit 1, `gone`), but resources are left, and `down` is named.
         let mut args = vec!["status".to_string(), half.to_string()];
         args.extend(["--provider".to_string(), p.provider().to_string()]);
         args.extend(p.locate_args());
@@ -155,7 +155,11 @@ pub fn gc_removes_expired_only(provider: Provider) {
         let (code, err) = outcome(&out);
         let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         assert_eq!(code, Some(1), "status {half}: {status}\n{err}");
-        assert_eq!(status["state"], "partial", "status {half}: {status}\n{err}");
+        assert_eq!(status["state"], "gone", "status {half}: {status}\n{err}");
+        assert_eq!(
+            status["resources_left"], true,
+            "status {half}: {status}\n{err}"
+        );
         assert!(err.contains(&format!("clusterctl down {half}")), "{err}");
     }
 

@@ -31,6 +31,8 @@ fn a_kubernetes_cluster_ends_itself_at_its_ttl() {
     let (code, st, _) = k.json(&["status", "k8ttl"]);
     assert_eq!(code, Some(1), "{st}");
     assert_eq!(st["state"], "gone");
+    // Its ConfigMaps, Secret and Service stay until `down`, and `status` says so.
+    assert_eq!(st["resources_left"], true, "{st}");
     let (code, _, err) = k.json(&["down", "k8ttl"]);
     assert_eq!(code, Some(0), "{err}");
     k.assert_nothing_left("k8ttl");
