@@ -293,25 +293,10 @@ fn two_ups_of_one_name_at_once_leave_one_healthy_cluster() {
         .map(|v| v["labels"]["clusterctl-launch"].to_string())
         .collect();
     assert_eq!(launches.len(), 1, "{launches:?}");
-    let out = g
-        .cmd_in(won_env)
-        .args(["env", "gcrace", "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let env: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = client(&env["env"], &["compute", "30"]);
-    assert_eq!(r["result"], (0..30u64).map(|x| x * x).sum::<u64>());
-    let out = g.cmd_in(won_env).args(["down", "gcrace"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (mut env, mut down) = (g.cmd_in(won_env), g.cmd_in(won_env));
+    env.args(["env", "gcrace"]);
+    down.args(["down", "gcrace"]);
+    common::winner_computes_and_goes(env, down, 30);
     g.assert_nothing_left("gcrace");
 }
 

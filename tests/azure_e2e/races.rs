@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Az, SUBSCRIPTION, arm_as_user,
-    common::{self, Env, client},
+    common::{self, Env},
 };
 
 /// Two `up` of one name at once from two machines (state directories): the resource group's
@@ -96,25 +96,10 @@ fn race(az: &Az, name: &str, extra: &[&str]) {
         "the NSG carries the winner's launch: {:?} vs {launches:?}",
         nsgs[0]["tags"]
     );
-    let out = az
-        .cmd_in(won_env)
-        .args(["env", name, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let env: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = client(&env["env"], &["compute", "30"]);
-    assert_eq!(r["result"], (0..30u64).map(|x| x * x).sum::<u64>());
-    let out = az.cmd_in(won_env).args(["down", name]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (mut env, mut down) = (az.cmd_in(won_env), az.cmd_in(won_env));
+    env.args(["env", name]);
+    down.args(["down", name]);
+    common::winner_computes_and_goes(env, down, 30);
     az.assert_nothing_left(name);
 }
 

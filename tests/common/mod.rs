@@ -213,6 +213,30 @@ pub fn stop(child: &mut std::process::Child, grace: std::time::Duration) {
     let _ = child.wait();
 }
 
+/// Run `cmd` (a clusterctl command) and assert it succeeded; its standard output.
+#[allow(dead_code)]
+pub fn succeeds(mut cmd: Command) -> Vec<u8> {
+    let out = cmd.output().expect("clusterctl runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The winner of a race of two `up`s: through its cluster's environment (`env`, a
+/// `clusterctl env NAME` command of the winner's machine), a Dask client computes the sum of
+/// the squares below `n`; then `down` (the winner's `clusterctl down NAME`) succeeds.
+#[allow(dead_code)]
+pub fn winner_computes_and_goes(mut env: Command, down: Command, n: u64) {
+    env.args(["--output", "json"]);
+    let cluster: Value = serde_json::from_slice(&succeeds(env)).unwrap();
+    let r = client(&cluster["env"], &["compute", &n.to_string()]);
+    assert_eq!(r["result"], (0..n).map(|x| x * x).sum::<u64>());
+    succeeds(down);
+}
+
 /// Run the Dask client script with `env` (pairs from `clusterctl env --output json`).
 pub fn client(env: &Value, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");
